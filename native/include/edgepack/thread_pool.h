@@ -1,0 +1,51 @@
+// A small fixed thread pool with static partitioning: parallel_for splits [0, n) into one contiguous
+// chunk per thread (the caller runs chunk 0). No allocation per call. When another run already owns
+// the pool (concurrent sessions or runs), the work runs inline on the caller instead of waiting.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace edgepack {
+
+// A non-owning callable reference (no allocation, unlike std::function).
+class RangeFn {
+ public:
+  template <class F>
+  RangeFn(const F& f) : obj_(&f), call_([](const void* o, int64_t b, int64_t e) { (*static_cast<const F*>(o))(b, e); }) {}
+  void operator()(int64_t begin, int64_t end) const { call_(obj_, begin, end); }
+
+ private:
+  const void* obj_;
+  void (*call_)(const void*, int64_t, int64_t);
+};
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // Calls fn(begin, end) over a static partition of [0, n); `grain` is the smallest chunk worth a thread.
+  void parallel_for(int64_t n, RangeFn fn, int64_t grain = 1);
+
+ private:
+  void worker_loop(int index);
+  std::vector<std::thread> workers_;
+  std::mutex busy_;                 // held by the run that owns the workers
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const RangeFn* job_ = nullptr;
+  int64_t job_n_ = 0;
+  int job_chunks_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+}  // namespace edgepack

@@ -1,0 +1,145 @@
+// Packed, cache-blocked fp32 GEMM shared by the compute kernels (MatMul, Conv, ConvTranspose):
+//   C[M,N] = A[M,K] · B[K,N]  (+ bias per row or per column)  then a fused clamp (none / relu / clip).
+//
+// Both operands are consumed as "panels" (the layout the micro-kernel streams through):
+//   A: ceil(M / kTileM) panels, each K x kTileM, k-major (the kTileM values of one k are adjacent);
+//   B: ceil(N / kTileN) panels, each K x kTileN, k-major.
+// Edge panels are zero-padded, so the micro-kernel never reads past a panel. Because a panel holds all
+// of K, a K block [k0, k0 + kc) of a panel is one contiguous run starting at k0 * tile: the packed
+// layout does not depend on the cache blocking, and a constant operand is packed once at prepare.
+//
+// A run-time operand is packed on demand into caller-provided scratch, either from a strided matrix or
+// by a custom packer (e.g. Conv's im2col writes straight into B panels, skipping the column matrix).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+
+#include "edgepack/thread_pool.h"
+
+namespace edgepack {
+namespace gemm {
+
+// The register tile of the micro-kernel, chosen per ISA at compile time. Packed data is only ever
+// consumed by the build that packed it, so the layout may differ between builds.
+#if defined(__AVX512F__)
+inline constexpr int kTileM = 8, kTileN = 32;
+#elif defined(__AVX2__) && defined(__FMA__)
+inline constexpr int kTileM = 6, kTileN = 16;
+#else
+inline constexpr int kTileM = 4, kTileN = 16;
+#endif
+
+const char* ukernel_name();  // e.g. "sgemm_8x32__avx512", for logs and benchmarks
+
+inline int64_t panels_a(int64_t m) { return (m + kTileM - 1) / kTileM; }
+inline int64_t panels_b(int64_t n) { return (n + kTileN - 1) / kTileN; }
+// Floats of the packed form of an operand.
+inline int64_t packed_a_floats(int64_t m, int64_t k) { return panels_a(m) * kTileM * k; }
+inline int64_t packed_b_floats(int64_t k, int64_t n) { return panels_b(n) * kTileN * k; }
+
+// Packs panels [first, end) of a strided matrix whose element (row, col) is src[row * rs + col * cs]:
+// pack_a for a left operand of `rows` x `k`, pack_b for a right operand of `k` x `cols`.
+// `dst` is the start of the whole packed operand.
+void pack_a(const float* src, int64_t rs, int64_t cs, int64_t rows, int64_t k, int64_t first, int64_t end,
+            float* dst);
+void pack_b(const float* src, int64_t rs, int64_t cs, int64_t k, int64_t cols, int64_t first, int64_t end,
+            float* dst);
+
+// Writes panels [first, end) of an operand into `dst` (the start of the whole packed operand).
+using PackFn = void (*)(const void* ctx, const float* src, int64_t first, int64_t end, float* dst);
+
+// One GEMM operand: already packed, or packed on demand into `scratch` during sgemm().
+struct Operand {
+  const float* packed = nullptr;   // ready panels (e.g. weights packed at prepare)
+  const float* src = nullptr;      // else: the source, read by `pack` or as a strided matrix
+  int64_t rs = 0, cs = 0;          // strides of the strided source (when pack is null)
+  PackFn pack = nullptr;
+  const void* ctx = nullptr;
+  float* scratch = nullptr;        // packed_a_floats / packed_b_floats, 64-byte aligned
+
+  static Operand prepacked(const float* panels) {
+    Operand o;
+    o.packed = panels;
+    return o;
+  }
+  static Operand strided(const float* src, int64_t rs, int64_t cs, float* scratch) {
+    Operand o;
+    o.src = src;
+    o.rs = rs;
+    o.cs = cs;
+    o.scratch = scratch;
+    return o;
+  }
+  static Operand custom(PackFn pack, const void* ctx, const float* src, float* scratch) {
+    Operand o;
+    o.src = src;
+    o.pack = pack;
+    o.ctx = ctx;
+    o.scratch = scratch;
+    return o;
+  }
+  bool needs_packing() const { return packed == nullptr; }
+  const float* panels() const { return packed != nullptr ? packed : scratch; }
+};
+
+enum class BiasKind : uint8_t { kNone, kPerRow, kPerColumn };
+
+// Applied once per output element, after the full K sum: y = clamp(acc + bias, lo, hi).
+// A fused activation is a clamp: none = (-inf, inf), relu = [0, inf), clip = [min, max].
+struct Epilogue {
+  BiasKind bias_kind = BiasKind::kNone;
+  const float* bias = nullptr;  // M values (per row) or N values (per column)
+  float lo = -std::numeric_limits<float>::infinity();
+  float hi = std::numeric_limits<float>::infinity();
+};
+
+struct Problem {
+  int64_t m = 0, n = 0, k = 0;
+  Operand a, b;
+  float* c = nullptr;
+  int64_t ldc = 0;  // row stride of C
+  Epilogue epilogue;
+};
+
+// Runs one GEMM, split over the pool's threads (static partition of the tile grid).
+void sgemm(const Problem& p, ThreadPool* pool);
+// Runs one GEMM on the calling thread.
+void sgemm_serial(const Problem& p);
+
+// A non-owning reference to a callable `void(int64_t index, Problem* out)` describing batch item `index`.
+class ItemFn {
+ public:
+  template <class F>
+  ItemFn(const F& f)
+      : obj_(&f), call_([](const void* o, int64_t i, Problem* p) { (*static_cast<const F*>(o))(i, p); }) {}
+  void operator()(int64_t i, Problem* p) const { call_(obj_, i, p); }
+
+ private:
+  const void* obj_;
+  void (*call_)(const void*, int64_t, Problem*);
+};
+
+// Runs `count` independent GEMMs (batch items, conv groups). Items must not share scratch: when there
+// are enough items, whole items are spread over the threads; otherwise each item is split.
+void sgemm_batch(int64_t count, ItemFn item, ThreadPool* pool);
+
+// 64-byte aligned float storage owned by a kernel object (its pre-packed weights).
+class AlignedFloats {
+ public:
+  // False when the allocation fails (prepare reports it rather than throwing).
+  bool resize(int64_t count);
+  float* data() { return data_.get(); }
+  const float* data() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> data_;
+};
+
+}  // namespace gemm
+}  // namespace edgepack

@@ -1,0 +1,17 @@
+// Kernel factories, one per op family; each returns nullptr for an opcode it does not handle.
+#pragma once
+
+#include <memory>
+
+#include "edgepack/kernel.h"
+
+namespace edgepack {
+
+std::unique_ptr<OpKernel> make_matmul_kernel(OpCode code);       // matmul.cpp
+std::unique_ptr<OpKernel> make_conv_kernel(OpCode code);         // conv.cpp
+std::unique_ptr<OpKernel> make_elementwise_kernel(OpCode code);  // elementwise.cpp
+std::unique_ptr<OpKernel> make_normalization_kernel(OpCode code);  // normalization.cpp
+std::unique_ptr<OpKernel> make_pooling_kernel(OpCode code);      // pooling.cpp
+std::unique_ptr<OpKernel> make_movement_kernel(OpCode code);     // movement.cpp
+
+}  // namespace edgepack

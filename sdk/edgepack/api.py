@@ -1,0 +1,112 @@
+"""The public compile API: model + device profile -> .epk artifact."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import __version__
+from .backends.epk import MAGIC, write_epk
+from .frontends import import_onnx
+from .ir import Graph
+from .passes import PIPELINE, run_passes
+from .planner.memory import MemoryPlan, plan_memory
+from .profiles import load_profile
+
+
+@dataclass
+class CompiledModel:
+    """What compile() produced: the artifact on disk and the facts about it."""
+    path: Path
+    graph: Graph
+    memory: MemoryPlan
+    file_bytes: int
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.memory.arena_bytes
+
+    def __repr__(self) -> str:
+        return (f"CompiledModel('{self.path}', {len(self.graph.nodes)} ops, arena {self.arena_bytes} B, "
+                f"file {self.file_bytes} B)")
+
+
+def _check_output_path(output: Path, sources: list[Path]) -> None:
+    """Never destroy something the user gave: the model itself, or a file that is not an artifact."""
+    for source in sources:
+        if source.exists() and output.exists() and output.resolve() == source.resolve():
+            raise ValueError(f"output '{output}' is the input model; choose another path")
+    if output.exists():
+        if output.is_dir():
+            raise ValueError(f"output '{output}' is a directory")
+        with open(output, "rb") as f:
+            if f.read(8) != MAGIC:
+                raise FileExistsError(f"output '{output}' exists and is not an edgepack artifact; "
+                                      "refusing to overwrite it (remove it or choose another path)")
+    if not output.parent.exists():
+        raise FileNotFoundError(f"output directory '{output.parent}' does not exist")
+
+
+def to_graph(model: Any, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+             example_inputs: Any = None) -> Graph:
+    """Import an ONNX path / ModelProto or a torch nn.Module into the IR (before passes)."""
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.suffix.lower() != ".onnx" and path.exists():
+            with open(path, "rb") as f:
+                if f.read(8) == MAGIC:
+                    raise ValueError(f"'{path}' is already an edgepack artifact; compile takes an ONNX model")
+        return import_onnx(path, input_shapes)
+    try:
+        import onnx
+        if isinstance(model, onnx.ModelProto):
+            return import_onnx(model, input_shapes)
+    except ImportError:  # pragma: no cover - onnx is a hard dependency
+        pass
+    if type(model).__module__.startswith("torch") or hasattr(model, "state_dict"):
+        from .frontends.torch import import_torch
+        if example_inputs is None:
+            raise ValueError("compiling an nn.Module needs example_inputs (a tensor, a tuple of tensors, "
+                             "or a dict of name -> tensor) to fix the input shapes")
+        return import_torch(model, example_inputs)
+    raise TypeError(f"cannot compile a {type(model).__name__}: pass an ONNX file path, an onnx.ModelProto "
+                    "or a torch.nn.Module")
+
+
+def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+            example_inputs: Any = None, output: str | Path = "model.epk") -> CompiledModel:
+    """Compile `model` for the device `profile` into an .epk artifact at `output`.
+
+    model: an ONNX file path, an onnx.ModelProto, or a torch.nn.Module (with example_inputs).
+    input_shapes: static shapes for inputs whose shape the model leaves dynamic, e.g. {"x": (1, 3, 224, 224)}.
+    """
+    started = time.perf_counter()
+    device = load_profile(profile)
+    output = Path(output)
+    _check_output_path(output, [Path(model)] if isinstance(model, (str, Path)) else [])
+    graph = to_graph(model, input_shapes, example_inputs)
+    graph = run_passes(graph, PIPELINE)
+    memory = plan_memory(graph)
+    manifest = {
+        "edgepack_version": __version__,
+        "source_sha256": graph.metadata.get("source_sha256", ""),
+        "profile": device.name,
+        "precision": "fp32",
+        "inputs": {name: list(graph.values[name].shape) for name in graph.inputs},
+        "arena_bytes": memory.arena_bytes,
+        "weights_bytes": int(sum(v.nbytes for v in graph.constants())),
+        "op_counts": graph.op_counts(),
+        "compile_seconds": round(time.perf_counter() - started, 3),
+    }
+    size = write_epk(graph, memory, output, manifest)
+    return CompiledModel(output, graph, memory, size, manifest)
+
+
+def reference_run(compiled: CompiledModel, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the compiled graph in the numpy reference executor (the oracle)."""
+    from .reference import run_graph
+    return run_graph(compiled.graph, feeds)

@@ -1,0 +1,1 @@
+"""Backends emit one target format each: epk (the native runtime)."""

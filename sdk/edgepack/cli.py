@@ -1,0 +1,151 @@
+"""The `edgepack` command line: compile | run | inspect | demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgepackError
+
+
+def _parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for item in items or []:
+        name, sep, dims = item.rpartition("=")
+        if not sep or not name:
+            raise ValueError(f"--input-shape '{item}' must look like NAME=1x3x224x224")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--input-shape '{item}': dimensions must be integers separated by 'x'") from None
+    return shapes
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .api import compile as compile_model
+    output = Path(args.output) if args.output else Path(args.model).with_suffix(".epk")
+    compiled = compile_model(args.model, profile=args.profile, input_shapes=_parse_shapes(args.input_shape),
+                             output=output)
+    print(f"compiled {args.model} -> {compiled.path}")
+    print(f"  ops {len(compiled.graph.nodes)}  weights {_human(compiled.manifest['weights_bytes'])}  "
+          f"arena {_human(compiled.arena_bytes)} (unplanned {_human(compiled.memory.naive_bytes)})  "
+          f"file {_human(compiled.file_bytes)}")
+    return 0
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"inputs file '{path}' does not exist")
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runtime import load
+    session = load(args.artifact, num_threads=args.threads)
+    feeds = _load_npz(args.inputs)
+    started = time.perf_counter()
+    outputs = session.run(feeds)
+    elapsed = time.perf_counter() - started
+    for name, array in outputs.items():
+        flat = array.reshape(-1)
+        preview = np.array2string(flat[:8], precision=5, separator=", ")
+        print(f"{name}: shape {array.shape} {array.dtype} {preview}{' ...' if flat.size > 8 else ''}")
+    print(f"ran in {elapsed * 1e3:.3f} ms")
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and not args.force:
+            raise FileExistsError(f"'{out}' exists; pass --force to overwrite it")
+        np.savez(out, **outputs)
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .backends.epk import read_epk
+    artifact = read_epk(args.artifact)
+    if args.json:
+        print(json.dumps({"manifest": artifact.manifest, "arena_bytes": artifact.arena_bytes,
+                          "weights_bytes": artifact.weights_bytes, "file_bytes": artifact.file_bytes,
+                          "ops": [{"name": o.name, "op": o.op, "attrs": o.attrs} for o in artifact.ops],
+                          "tensors": [{"name": t.name, "dtype": t.dtype.name.lower(), "shape": list(t.shape),
+                                       "storage": "weight" if t.storage else "arena", "offset": t.offset,
+                                       "nbytes": t.nbytes} for t in artifact.tensors]}, indent=1, default=str))
+        return 0
+    t = artifact.tensors
+    print(f"{artifact.path}: edgepack format v{artifact.version}, {_human(artifact.file_bytes)}")
+    print(f"  inputs:  " + ", ".join(f"{t[i].name} {list(t[i].shape)} {t[i].dtype.name.lower()}" for i in artifact.inputs))
+    print(f"  outputs: " + ", ".join(f"{t[i].name} {list(t[i].shape)} {t[i].dtype.name.lower()}" for i in artifact.outputs))
+    print(f"  arena {_human(artifact.arena_bytes)}  weights {_human(artifact.weights_bytes)}  "
+          f"{len(artifact.ops)} ops  {len(artifact.tensors)} tensors")
+    print("  manifest:")
+    for key, value in artifact.manifest.items():
+        print(f"    {key}: {value}")
+    print("  ops:")
+    for i, op in enumerate(artifact.ops):
+        ins = ", ".join(t[x].name if x >= 0 else "-" for x in op.inputs)
+        outs = ", ".join(t[x].name for x in op.outputs)
+        shape = list(t[op.outputs[0]].shape)
+        print(f"    {i:4d} {op.op:<18} {op.name}  ({ins}) -> {outs} {shape}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(Path(args.workdir) if args.workdir else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgepack", description="Compile, run and inspect models for edge devices.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="compile an ONNX model into an .epk artifact")
+    p.add_argument("model", help="path of an .onnx model")
+    p.add_argument("-o", "--output", help="artifact path (default: MODEL with .epk suffix)")
+    p.add_argument("--profile", default="host", help="device profile (default: host)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
+                   help="static shape of a dynamic input, e.g. input_ids=1x128 (repeatable)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run an artifact on inputs from an .npz file")
+    p.add_argument("artifact")
+    p.add_argument("--inputs", required=True, help=".npz with one array per model input")
+    p.add_argument("-o", "--output", help="write the outputs to this .npz")
+    p.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: one per core)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("inspect", help="show an artifact's inputs, ops, tensors, arena and manifest")
+    p.add_argument("artifact")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a listing")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("demo", help="compile the bundled example, run it, check it against the reference")
+    p.add_argument("--workdir", help="where to write the artifact (default: a temporary directory)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (EdgepackError, ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
+        print(f"edgepack {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

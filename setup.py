@@ -1,0 +1,27 @@
+"""Builds the Python package `edgepack` (sdk/) and its C++ runtime extension `edgepack._native` (native/)."""
+import glob
+import os
+
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension
+from setuptools import find_packages, setup
+
+ParallelCompile("EDGEPACK_BUILD_JOBS", default=os.cpu_count() or 2).install()
+
+sources = sorted(glob.glob("native/src/*.cpp") + glob.glob("native/kernels/**/*.cpp", recursive=True))
+# The host build tunes for this CPU (cross builds for boards go through native/CMakeLists.txt with a
+# target toolchain); EDGEPACK_PORTABLE=1 builds a generic x86-64 extension instead.
+arch_flags = [] if os.environ.get("EDGEPACK_PORTABLE") else ["-march=native"]
+
+setup(
+    packages=find_packages("sdk"),
+    package_dir={"": "sdk"},
+    ext_modules=[
+        Pybind11Extension(
+            "edgepack._native",
+            sources + ["native/python/bindings.cpp"],
+            include_dirs=["native/include", "native"],
+            cxx_std=17,
+            extra_compile_args=["-O3", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"] + arch_flags,
+        )
+    ],
+)
