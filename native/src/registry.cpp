@@ -68,6 +68,10 @@ constexpr OpName kOpNames[] = {
     {OpCode::kExpand, "Expand"},
     {OpCode::kTile, "Tile"},
     {OpCode::kDepthToSpace, "DepthToSpace"},
+    {OpCode::kQuantize, "Quantize"},
+    {OpCode::kDequantize, "Dequantize"},
+    {OpCode::kRequantize, "Requantize"},
+    {OpCode::kLut, "Lut"},
 };
 
 using Factory = std::unique_ptr<OpKernel> (*)(OpCode);

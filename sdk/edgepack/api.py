@@ -15,6 +15,9 @@ from .ir import Graph
 from .passes import PIPELINE, run_passes
 from .planner.memory import MemoryPlan, plan_memory
 from .profiles import load_profile
+from .quant.calibrate import calibrate, data_hash, load_calibration_data
+from .quant.quantize import Decision, quantize_graph
+from .quant.recipe import Recipe, assign_precisions
 
 
 @dataclass
@@ -25,6 +28,8 @@ class CompiledModel:
     memory: MemoryPlan
     file_bytes: int
     manifest: dict[str, Any] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
+    float_graph: Graph | None = None
 
     @property
     def arena_bytes(self) -> int:
@@ -77,25 +82,63 @@ def to_graph(model: Any, input_shapes: Mapping[str, tuple[int, ...]] | None = No
                     "or a torch.nn.Module")
 
 
+def _as_recipe(precision: str, recipe: Recipe | dict | str | Path | None) -> Recipe:
+    if recipe is None:
+        return Recipe(precision)
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, dict):
+        return Recipe.from_dict({"precision": precision, **recipe})
+    return Recipe.load(recipe)
+
+
+def quantize_model(graph: Graph, recipe: Recipe, calibration_data: Any = None, progress: bool = True
+                   ) -> tuple[Graph, list[Decision], dict[str, Any]]:
+    """Apply `recipe` to a float graph: calibrate if any node asks for static int8, then quantize."""
+    precisions, reasons = assign_precisions(graph, recipe)
+    facts: dict[str, Any] = {"recipe": recipe.to_dict()}
+    if all(p == "fp32" for p in precisions.values()):
+        return graph, [Decision(n.name, n.op, "fp32", "fp32", reasons[n.name]) for n in graph.nodes], facts
+    stats = None
+    if "int8" in precisions.values():
+        samples = load_calibration_data(calibration_data, graph)
+        stats = calibrate(graph, samples, recipe.observer, progress)
+        facts["calibration_sha256"] = data_hash(samples)
+        facts["calibration_samples"] = len(samples)
+    result = quantize_graph(graph, precisions, stats, recipe.observer)
+    for decision in result.decisions:
+        if not decision.note:
+            decision.note = reasons.get(decision.node, "")
+    return result.graph, result.decisions, facts
+
+
 def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-            example_inputs: Any = None, output: str | Path = "model.epk") -> CompiledModel:
+            example_inputs: Any = None, output: str | Path = "model.epk", precision: str = "fp32",
+            recipe: Recipe | dict | str | Path | None = None, calibration_data: Any = None,
+            progress: bool = True) -> CompiledModel:
     """Compile `model` for the device `profile` into an .epk artifact at `output`.
 
     model: an ONNX file path, an onnx.ModelProto, or a torch.nn.Module (with example_inputs).
     input_shapes: static shapes for inputs whose shape the model leaves dynamic, e.g. {"x": (1, 3, 224, 224)}.
+    precision: "fp32" | "fp16" | "int8" | "int8-dynamic" | "int4", the default for every node.
+    recipe: per-node overrides (a Recipe, a dict, or a YAML path; see edgepack.quant.recipe).
+    calibration_data: for static int8, an iterable of input dicts or an .npz of stacked inputs.
     """
     started = time.perf_counter()
     device = load_profile(profile)
     output = Path(output)
+    chosen = _as_recipe(precision, recipe)
     _check_output_path(output, [Path(model)] if isinstance(model, (str, Path)) else [])
-    graph = to_graph(model, input_shapes, example_inputs)
-    graph = run_passes(graph, PIPELINE)
+    float_graph = run_passes(to_graph(model, input_shapes, example_inputs), PIPELINE)
+    graph, decisions, facts = quantize_model(float_graph, chosen, calibration_data, progress)
     memory = plan_memory(graph)
     manifest = {
         "edgepack_version": __version__,
         "source_sha256": graph.metadata.get("source_sha256", ""),
         "profile": device.name,
-        "precision": "fp32",
+        "precision": chosen.precision,
+        **facts,
+        "fallbacks": [f"{d.node} ({d.op}): {d.note}" for d in decisions if d.note.startswith("fallback")],
         "inputs": {name: list(graph.values[name].shape) for name in graph.inputs},
         "arena_bytes": memory.arena_bytes,
         "weights_bytes": int(sum(v.nbytes for v in graph.constants())),
@@ -103,7 +146,7 @@ def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[
         "compile_seconds": round(time.perf_counter() - started, 3),
     }
     size = write_epk(graph, memory, output, manifest)
-    return CompiledModel(output, graph, memory, size, manifest)
+    return CompiledModel(output, graph, memory, size, manifest, decisions, float_graph)
 
 
 def reference_run(compiled: CompiledModel, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

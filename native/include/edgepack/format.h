@@ -156,6 +156,10 @@ enum class OpCode : uint32_t {
   kExpand = 98,
   kTile = 99,
   kDepthToSpace = 100,
+  kQuantize = 110,
+  kDequantize = 111,
+  kRequantize = 112,
+  kLut = 113,
 };
 
 }  // namespace edgepack

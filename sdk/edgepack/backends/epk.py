@@ -88,6 +88,27 @@ def _encode_manifest(manifest: dict[str, Any]) -> bytes:
     return buf.bytes()
 
 
+def pack_int4(values: np.ndarray) -> bytes:
+    """Two signed 4-bit values per byte, low nibble first, in row-major order."""
+    flat = np.asarray(values, np.int8).reshape(-1)
+    if flat.size % 2:
+        flat = np.concatenate([flat, np.zeros(1, np.int8)])
+    nibbles = (flat.astype(np.uint8) & 0x0F)
+    return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def unpack_int4(data: bytes, count: int) -> np.ndarray:
+    raw = np.frombuffer(data, np.uint8)
+    nibbles = np.stack([raw & 0x0F, raw >> 4], axis=1).reshape(-1)[:count].astype(np.int8)
+    return np.where(nibbles >= 8, nibbles - 16, nibbles).astype(np.int8)
+
+
+def _weight_bytes(array: np.ndarray, dtype: DType) -> bytes:
+    if dtype is DType.INT4:
+        return pack_int4(array)
+    return np.ascontiguousarray(array).astype(dtype.numpy, copy=False).tobytes()
+
+
 def _encode_attr(buf: _Buffer, key: str, kind: str, value: Any) -> None:
     buf.str(key)
     code = _ATTR_KIND[kind]
@@ -110,6 +131,16 @@ def _encode_attr(buf: _Buffer, key: str, kind: str, value: Any) -> None:
 def write_epk(graph: Graph, plan: MemoryPlan, path: str | Path, manifest: dict[str, Any] | None = None) -> int:
     """Serialise a planned graph. Returns the file size in bytes. Writes to a temporary file first
     so a failure never leaves a half-written artifact at `path`."""
+    data = assemble(encode_sections(graph, plan, manifest))
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return len(data)
+
+
+def encode_sections(graph: Graph, plan: MemoryPlan, manifest: dict[str, Any] | None = None) -> list[tuple[int, bytes]]:
+    """The (kind, payload) sections of an artifact, in file order."""
     used = list(dict.fromkeys(list(graph.inputs)
                               + [n for node in graph.nodes for n in node.inputs + node.outputs if n]
                               + list(graph.outputs)))
@@ -125,10 +156,7 @@ def write_epk(graph: Graph, plan: MemoryPlan, path: str | Path, manifest: dict[s
         if value.is_const:
             weights.extend(b"\0" * (_align(len(weights)) - len(weights)))
             offset, storage = len(weights), Storage.WEIGHT
-            data = np.ascontiguousarray(value.const)
-            if value.dtype is not DType.INT4:
-                data = data.astype(value.dtype.numpy, copy=False)
-            weights.extend(data.tobytes())
+            weights.extend(_weight_bytes(value.const, value.dtype))
         else:
             offset, storage = plan.offsets[name], Storage.ARENA
         tensors.str(name)
@@ -163,18 +191,12 @@ def write_epk(graph: Graph, plan: MemoryPlan, path: str | Path, manifest: dict[s
     graph_section.pack(f"I{len(graph.inputs)}i", len(graph.inputs), *[index[n] for n in graph.inputs])
     graph_section.pack(f"I{len(graph.outputs)}i", len(graph.outputs), *[index[n] for n in graph.outputs])
 
-    sections = [(Section.MANIFEST, _encode_manifest(manifest or {})), (Section.TENSORS, tensors.bytes()),
-                (Section.OPS, ops.bytes()), (Section.GRAPH, graph_section.bytes()),
-                (Section.WEIGHTS, bytes(weights))]
-    data = _assemble(sections)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return len(data)
+    return [(Section.MANIFEST, _encode_manifest(manifest or {})), (Section.TENSORS, tensors.bytes()),
+            (Section.OPS, ops.bytes()), (Section.GRAPH, graph_section.bytes()), (Section.WEIGHTS, bytes(weights))]
 
 
-def _assemble(sections: list[tuple[int, bytes]]) -> bytes:
+def assemble(sections: list[tuple[int, bytes]]) -> bytes:
+    """Lay sections out behind the header and section table, with their checksums."""
     table = _Buffer()
     offset = _align(HEADER_BYTES + SECTION_ENTRY_BYTES * len(sections))
     layout = []
@@ -357,6 +379,6 @@ def weight_array(artifact: Artifact, tensor: TensorEntry) -> np.ndarray:
         if kind == Section.WEIGHTS:
             raw = data[offset + tensor.offset: offset + tensor.offset + tensor.nbytes]
             if tensor.dtype is DType.INT4:
-                return np.frombuffer(raw, np.uint8)
+                return unpack_int4(raw, int(np.prod(tensor.shape))).reshape(tensor.shape)
             return np.frombuffer(raw, tensor.dtype.numpy).reshape(tensor.shape)
     raise ArtifactError("no weights section")

@@ -3,7 +3,9 @@
 Shapes are fixed at import: graph inputs get static shapes (given by the caller, or read from the
 model), every node whose inputs are all constant is evaluated right away with the numpy reference,
 so shape arithmetic (Shape, Gather on shapes, Concat, Range, ConstantOfShape, Expand, Where on
-constants, Cast of constants...) folds away and the IR only holds compute on run-time data.
+constants, Cast of constants...) folds away and the IR only holds compute on run-time data. An op with
+no handler is still accepted when all its inputs are constant: onnx's own reference evaluates it.
+ONNX ops the IR lacks are decomposed here (IsNaN, GatherND, PRelu, ReduceL2, Pad "wrap"...).
 """
 from __future__ import annotations
 
@@ -14,15 +16,17 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import onnx
+import onnx.inliner
 from onnx import numpy_helper
 
+from ..errors import UnsupportedError
 from ..ir import DType, Graph
 from ..ir.ops import SCHEMAS
 from ..ir.shape_inference import broadcast, infer
 from ..reference import run_node
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(UnsupportedError):
     """The model uses something edgepack cannot import; the message names what and where."""
 
 
@@ -70,6 +74,10 @@ def _dtype_of_onnx(elem_type: int, where: str) -> DType:
     return _ONNX_TO_DTYPE[elem_type]
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _as_array(tensor: onnx.TensorProto, base_dir: str | None = None) -> np.ndarray:
     array = numpy_helper.to_array(tensor, base_dir or "")
     if array.dtype == np.float64:
@@ -80,7 +88,8 @@ def _as_array(tensor: onnx.TensorProto, base_dir: str | None = None) -> np.ndarr
 class OnnxImporter:
     def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
                  base_dir: str | None = None) -> None:
-        self.model = model
+        # exporters (torch dynamo, onnxscript) may leave model-local functions: inline them into plain nodes
+        self.model = onnx.inliner.inline_local_functions(model) if model.functions else model
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
         if not 7 <= self.opset <= 23:
             raise UnsupportedModelError(f"ONNX opset {self.opset} is not supported (7 to 23)")
@@ -198,15 +207,20 @@ class OnnxImporter:
             self._add_input(inp)
         for node in g.node:
             self.node = node
-            handler = _select(node.op_type, self.opset) if node.domain in ("", "ai.onnx") else None
-            if handler is None:
-                raise UnsupportedModelError(
-                    f"unsupported op '{node.op_type}'{' (domain ' + node.domain + ')' if node.domain else ''} "
-                    f"at node '{node.name or node.output[0]}'. Supported ONNX ops: {', '.join(supported_ops())}")
-            for index, name in enumerate(node.input):
+            for name in node.input:
                 if name and self.name(name) not in self.graph.values:
                     raise self.fail(f"input '{name}' is not defined before use")
-            handler(self, node)
+            default_domain = node.domain in ("", "ai.onnx")
+            handler = _select(node.op_type, self.opset) if default_domain else None
+            if handler is not None:
+                handler(self, node)
+            elif default_domain and self._foldable():
+                self._fold_with_onnx_reference()
+            else:
+                raise UnsupportedModelError(
+                    f"unsupported op '{node.op_type}'{' (domain ' + node.domain + ')' if node.domain else ''} "
+                    f"at node '{node.name or node.output[0]}' (on run-time data). "
+                    f"Supported ONNX ops: {', '.join(supported_ops())}")
         for out in g.output:
             name = self.name(out.name)
             if name not in self.graph.values:
@@ -227,6 +241,25 @@ class OnnxImporter:
         self.graph.prune_values()
         self.graph.metadata["opset"] = self.opset
         return self.graph
+
+    def _foldable(self) -> bool:
+        # random ops have only constant inputs too, but must not be frozen into one draw
+        if self.node.op_type.startswith("Random") or self.node.op_type in ("Bernoulli", "Multinomial"):
+            return False
+        return all(self.graph.values[self.name(n)].is_const for n in self.node.input if n)
+
+    def _fold_with_onnx_reference(self) -> None:
+        """Evaluate an op that has no handler (Mod, NonZero, Trilu... on shapes) with onnx.reference."""
+        from onnx.reference import ReferenceEvaluator
+        feeds = {n: self.graph.values[self.name(n)].const for n in self.node.input if n}
+        try:
+            arrays = ReferenceEvaluator(self.node, opsets={"": self.opset}).run(None, feeds)
+        except Exception as err:  # the reference raises whatever numpy raises
+            raise self.fail(f"has no edgepack handler and evaluating it on its constant inputs failed: {err}") \
+                from None
+        for name, array in zip(self.node.output, arrays):
+            if name:
+                self.set_const(name, np.asarray(array))
 
     def _rename(self, old: str, new: str) -> None:
         value = self.graph.values.pop(old)
@@ -360,8 +393,7 @@ def _conv_geometry(imp: OnnxImporter, kernel: tuple[int, int], spatial: tuple[in
     strides = list(attrs.get("strides", [1, 1]))
     dilations = list(attrs.get("dilations", [1, 1]))
     pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0, 0, 0, 0]
         for i in range(2):
@@ -402,22 +434,45 @@ def conv_v1(imp, node):
                               "activation": "none", "act_min": 0.0, "act_max": 0.0}, imp.out())
 
 
+def _conv_transpose_pads(imp: OnnxImporter, spatial, kernel, strides, dilations, output_padding) -> list[int]:
+    """Explicit [top, left, bottom, right] pads; output_shape and SAME auto_pad fix the total padding
+    per axis from the wanted output size (ONNX ConvTranspose spec)."""
+    attrs = imp.attrs()
+    auto_pad = _text(attrs.get("auto_pad", "NOTSET"))
+    if auto_pad == "VALID":
+        return [0, 0, 0, 0]
+    if "output_shape" in attrs:
+        target = list(attrs["output_shape"])[-2:]
+    elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        target = [size * stride for size, stride in zip(spatial, strides)]
+    else:
+        return list(attrs.get("pads", [0, 0, 0, 0]))
+    pads = [0, 0, 0, 0]
+    for i in range(2):
+        full = strides[i] * (spatial[i] - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1
+        total = full - target[i]
+        if total < 0:
+            raise imp.fail(f"output size {target[i]} is larger than the full transposed convolution ({full}); "
+                           "use output_padding")
+        small, big = total // 2, total - total // 2
+        pads[i], pads[i + 2] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    return pads
+
+
 @handles("ConvTranspose")
 def conv_transpose_v1(imp, node):
     x, w, *rest = _inputs(imp)
     xshape, wshape = imp.shape(0), imp.shape(1)
     _require_2d(imp, len(xshape))
     attrs = imp.attrs()
-    if "output_shape" in attrs:
-        raise imp.fail("the output_shape attribute is not supported; give pads instead")
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    if auto_pad not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
-        raise imp.fail(f"auto_pad {auto_pad!r} is not supported for ConvTranspose")
+    strides = list(attrs.get("strides", [1, 1]))
+    dilations = list(attrs.get("dilations", [1, 1]))
+    output_padding = list(attrs.get("output_padding", [0, 0]))
+    pads = _conv_transpose_pads(imp, xshape[2:], wshape[2:], strides, dilations, output_padding)
     inputs = [x, w] + ([rest[0]] if rest and rest[0] else [])
-    imp.emit("ConvTranspose", inputs, {
-        "strides": list(attrs.get("strides", [1, 1])), "pads": list(attrs.get("pads", [0, 0, 0, 0])),
-        "dilations": list(attrs.get("dilations", [1, 1])), "group": attrs.get("group", 1),
-        "output_padding": list(attrs.get("output_padding", [0, 0]))}, imp.out())
+    imp.emit("ConvTranspose", inputs, {"strides": strides, "pads": pads, "dilations": dilations,
+                                       "group": attrs.get("group", 1), "output_padding": output_padding},
+             imp.out())
 
 
 _NO_ACT = {"activation": "none", "act_min": 0.0, "act_max": 0.0}
@@ -490,9 +545,26 @@ def leaky_relu_v6(imp, node):
 
 @handles("Gelu", since=20)
 def gelu_v20(imp, node):
-    approximate = imp.attrs().get("approximate", b"none")
-    imp.emit("Gelu", _inputs(imp)[:1], {"approximate": approximate.decode() if isinstance(approximate, bytes)
-                                        else approximate}, imp.out())
+    approximate = _text(imp.attrs().get("approximate", "none"))
+    imp.emit("Gelu", _inputs(imp)[:1], {"approximate": approximate}, imp.out())
+
+
+@handles("PRelu")
+def prelu_v7(imp, node):
+    """y = x < 0 ? slope * x : x, with a broadcast slope."""
+    x, slope = _binary_operands(imp)
+    zero = imp.graph.add_const(np.zeros((), imp.graph.values[x].dtype.numpy), "zero")
+    (negative,) = imp.emit("Less", [x, zero])
+    (scaled,) = imp.emit("Mul", [x, slope])
+    imp.emit("Where", [negative, scaled, x], {}, imp.out())
+
+
+@handles("IsNaN", since=9)
+def is_nan_v9(imp, node):
+    """NaN is the only value unequal to itself."""
+    x = imp.name(node.input[0])
+    (same,) = imp.emit("Equal", [x, x])
+    imp.emit("Not", [same], {}, imp.out())
 
 
 @handles("Clip")
@@ -504,16 +576,29 @@ def clip_v6(imp, node):
 
 @handles("Clip", since=11)
 def clip_v11(imp, node):
-    lo = float(imp.optional_const(1, -np.inf)) if imp.has(1) else -np.inf
-    hi = float(imp.optional_const(2, np.inf)) if imp.has(2) else np.inf
+    # exporters write the bounds as scalars or as one-element tensors
+    lo = float(imp.const(1, "min").reshape(-1)[0]) if imp.has(1) else -np.inf
+    hi = float(imp.const(2, "max").reshape(-1)[0]) if imp.has(2) else np.inf
     lo, hi = max(lo, -3.4028234663852886e38), min(hi, 3.4028234663852886e38)
     imp.emit("Clip", _inputs(imp)[:1], {"min": lo, "max": hi}, imp.out())
 
 
+def _cast(imp: OnnxImporter, to: DType) -> None:
+    x = imp.name(imp.node.input[0])
+    if imp.graph.values[x].dtype == to:
+        imp.alias_output(x)
+        return
+    imp.emit("Cast", [x], {"to": int(to)}, imp.out())
+
+
 @handles("Cast")
 def cast_v6(imp, node):
-    to = _dtype_of_onnx(imp.attrs()["to"], f"node '{node.name}'")
-    imp.emit("Cast", _inputs(imp), {"to": int(to)}, imp.out())
+    _cast(imp, _dtype_of_onnx(imp.attrs()["to"], f"node '{node.name}'"))
+
+
+@handles("CastLike", since=15)
+def cast_like_v15(imp, node):
+    _cast(imp, imp.type_of(node.input[1])[0])
 
 
 def _binary_operands(imp: OnnxImporter) -> list[str]:
@@ -532,6 +617,15 @@ def _binary_operands(imp: OnnxImporter) -> list[str]:
 @handles("Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "And", "Or")
 def binary_v7(imp, node):
     imp.emit(node.op_type, _binary_operands(imp), {}, imp.out())
+
+
+@handles("GreaterOrEqual", "LessOrEqual", since=12)
+def compare_or_equal_v12(imp, node):
+    """a >= b as (a > b) or (a == b): exact for NaN too, unlike not(a < b)."""
+    operands = _binary_operands(imp)
+    (strict,) = imp.emit("Greater" if node.op_type == "GreaterOrEqual" else "Less", operands)
+    (equal,) = imp.emit("Equal", operands)
+    imp.emit("Or", [strict, equal], {}, imp.out())
 
 
 @handles("Max", "Min", "Sum", "Mean")
@@ -582,14 +676,16 @@ def layer_norm_v17(imp, node):
     if len(node.output) > 1 and any(node.output[1:]):
         raise imp.fail("the Mean / InvStdDev outputs are not supported")
     axis = _axis(attrs.get("axis", -1), len(imp.shape(0)))
-    imp.emit("LayerNormalization", [n for n in _inputs(imp) if n] if not imp.has(2) else _inputs(imp),
-             {"axis": axis, "epsilon": attrs.get("epsilon", 1e-5)}, imp.out())
+    inputs = _inputs(imp)[:3] if imp.has(2) else _inputs(imp)[:2]
+    imp.emit("LayerNormalization", inputs, {"axis": axis, "epsilon": attrs.get("epsilon", 1e-5)}, imp.out())
 
 
 @handles("BatchNormalization")
 def batch_norm_v7(imp, node):
     """Inference BatchNormalization becomes y = x * a + b with per-channel constants; the fold pass
     then merges it into a preceding Conv/MatMul where there is one."""
+    if imp.attrs().get("training_mode", 0):
+        raise imp.fail("training_mode=1 (batch statistics) is not supported; export the model in eval mode")
     x = imp.name(node.input[0])
     scale, bias, mean, var = (imp.const(i, name) for i, name in
                               zip(range(1, 5), ("scale", "bias", "mean", "var")))
@@ -638,31 +734,59 @@ def global_pool_v1(imp, node):
     imp.emit(op, _inputs(imp), {"axes": list(range(2, rank)), "keepdims": 1}, imp.out())
 
 
-def _reduce(imp: OnnxImporter, axes) -> None:
-    attrs = imp.attrs()
+def _reduce_axes(imp: OnnxImporter, axes) -> list[int]:
+    """Sorted non-negative axes; empty when noop_with_empty_axes asks for no reduction at all."""
     rank = len(imp.shape(0))
     if axes is None or len(axes) == 0:
-        if attrs.get("noop_with_empty_axes", 0):
-            imp.alias_output(imp.name(imp.node.input[0]))
-            return
-        axes = list(range(rank))
-    axes = sorted(_axis(int(a), rank) for a in axes)
-    imp.emit(imp.node.op_type, _inputs(imp)[:1], {"axes": axes, "keepdims": attrs.get("keepdims", 1)}, imp.out())
+        return [] if imp.attrs().get("noop_with_empty_axes", 0) else list(range(rank))
+    return sorted(_axis(int(a), rank) for a in axes)
+
+
+def _reduce_node(imp: OnnxImporter, axes) -> None:
+    axes = _reduce_axes(imp, axes)
+    x = imp.name(imp.node.input[0])
+    if not axes:
+        imp.alias_output(x)
+        return
+    imp.emit(imp.node.op_type, [x], {"axes": axes, "keepdims": imp.attrs().get("keepdims", 1)}, imp.out())
+
+
+def _reduce_norm(imp: OnnxImporter, axes) -> None:
+    """ReduceL1 = sum |x|, ReduceSumSquare = sum x*x, ReduceL2 = sqrt(sum x*x)."""
+    op = imp.node.op_type
+    axes = _reduce_axes(imp, axes)
+    x = imp.name(imp.node.input[0])
+    (y,) = imp.emit("Abs", [x]) if op == "ReduceL1" else imp.emit("Mul", [x, x])
+    if axes:
+        (y,) = imp.emit("ReduceSum", [y], {"axes": axes, "keepdims": imp.attrs().get("keepdims", 1)})
+    if op == "ReduceL2":
+        (y,) = imp.emit("Sqrt", [y])
+    imp.alias_output(y)
 
 
 @handles("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
 def reduce_v1(imp, node):
-    _reduce(imp, imp.attrs().get("axes"))
+    _reduce_node(imp, imp.attrs().get("axes"))
 
 
 @handles("ReduceSum", since=13)
 def reduce_sum_v13(imp, node):
-    _reduce(imp, imp.optional_const(1, None))
+    _reduce_node(imp, imp.optional_const(1, None))
 
 
 @handles("ReduceMean", "ReduceMax", "ReduceMin", since=18)
 def reduce_v18(imp, node):
-    _reduce(imp, imp.optional_const(1, None))
+    _reduce_node(imp, imp.optional_const(1, None))
+
+
+@handles("ReduceL1", "ReduceL2", "ReduceSumSquare")
+def reduce_norm_v1(imp, node):
+    _reduce_norm(imp, imp.attrs().get("axes"))
+
+
+@handles("ReduceL1", "ReduceL2", "ReduceSumSquare", since=18)
+def reduce_norm_v18(imp, node):
+    _reduce_norm(imp, imp.optional_const(1, None))
 
 
 @handles("ArgMax")
@@ -834,6 +958,48 @@ def gather_v1(imp, node):
     imp.emit("Gather", [data, indices], {"axis": axis}, imp.out())
 
 
+def _checked_indices(imp: OnnxImporter, indices: np.ndarray, size) -> np.ndarray:
+    """Constant indices with negatives wrapped; out-of-range ones are an import error."""
+    indices = indices.astype(np.int64)
+    if np.any(indices < -np.asarray(size)) or np.any(indices >= np.asarray(size)):
+        raise imp.fail(f"constant indices out of range for axis size {size}")
+    return np.where(indices < 0, indices + size, indices)
+
+
+def _gather_flat(imp: OnnxImporter, lead_dims: int, linear: np.ndarray) -> None:
+    """Gather rows of the data, its first `lead_dims` axes flattened into one, at `linear` positions."""
+    shape = imp.shape(0)
+    flat = imp.reshape(imp.name(imp.node.input[0]), (int(np.prod(shape[:lead_dims])),) + shape[lead_dims:])
+    index = imp.graph.add_const(linear.astype(np.int64), f"{imp.node.output[0]}_indices")
+    imp.emit("Gather", [flat, index], {"axis": 0}, imp.out())
+
+
+@handles("GatherElements", since=11)
+def gather_elements_v11(imp, node):
+    """With constant indices, GatherElements is a Gather from the flattened data at linear positions."""
+    shape = imp.shape(0)
+    axis = _axis(imp.attrs().get("axis", 0), len(shape))
+    indices = _checked_indices(imp, imp.const(1, "indices"), shape[axis])
+    coords = list(np.indices(indices.shape))
+    coords[axis] = indices
+    _gather_flat(imp, len(shape), np.ravel_multi_index(coords, shape))
+
+
+@handles("GatherND", since=11)
+def gather_nd_v11(imp, node):
+    """With constant indices, GatherND is a Gather from the data with its first batch_dims + k axes
+    flattened; each index tuple (with its batch position in front) becomes one linear index."""
+    shape = imp.shape(0)
+    batch_dims = imp.attrs().get("batch_dims", 0)
+    indices = imp.const(1, "indices")
+    k = indices.shape[-1]
+    lead = indices.shape[:-1]
+    indices = _checked_indices(imp, indices, np.array(shape[batch_dims:batch_dims + k]))
+    batch = np.indices(lead[:batch_dims]).reshape((batch_dims,) + lead[:batch_dims] + (1,) * (len(lead) - batch_dims))
+    coords = [np.broadcast_to(b, lead) for b in batch] + [indices[..., j] for j in range(k)]
+    _gather_flat(imp, batch_dims + k, np.ravel_multi_index(coords, shape[:batch_dims + k]))
+
+
 @handles("Expand", since=8)
 def expand_v8(imp, node):
     target = tuple(int(d) for d in imp.const(1, "shape"))
@@ -849,14 +1015,50 @@ def tile_v6(imp, node):
     imp.emit("Tile", _inputs(imp)[:1], {"repeats": [int(r) for r in imp.const(1, "repeats")]}, imp.out())
 
 
+def _slice_all(imp: OnnxImporter, x: str, starts: list[int], ends: list[int]) -> str:
+    return imp.emit("Slice", [x], {"starts": starts, "ends": ends, "steps": [1] * len(starts)})[0]
+
+
+def _pad_wrap(imp: OnnxImporter, x: str, pads: list[int]) -> str:
+    """Wrap padding: per axis, concatenate the input's tail, the input and its head."""
+    rank = len(pads) // 2
+    for axis in range(rank):
+        before, after = pads[axis], pads[axis + rank]
+        shape = list(imp.graph.values[x].shape)
+        if before > shape[axis] or after > shape[axis]:
+            raise imp.fail(f"wrap padding ({before}, {after}) is larger than axis {axis} of size {shape[axis]}")
+        parts = [x]
+        if before:
+            starts = [0] * rank
+            starts[axis] = shape[axis] - before
+            parts.insert(0, _slice_all(imp, x, starts, shape))
+        if after:
+            ends = list(shape)
+            ends[axis] = after
+            parts.append(_slice_all(imp, x, [0] * rank, ends))
+        if len(parts) > 1:
+            (x,) = imp.emit("Concat", parts, {"axis": axis})
+    return x
+
+
 def _pad(imp: OnnxImporter, pads, mode, value) -> None:
-    mode = mode.decode() if isinstance(mode, bytes) else mode
-    if mode not in ("constant", "reflect", "edge"):
-        raise imp.fail(f"pad mode '{mode}' is not supported (constant, reflect, edge)")
+    """Positive pads become an IR Pad (or concatenations for "wrap"); negative pads crop with a Slice."""
+    mode = _text(mode)
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise imp.fail(f"pad mode '{mode}' is not supported (constant, reflect, edge, wrap)")
     pads = [int(p) for p in pads]
-    if any(p < 0 for p in pads):
-        raise imp.fail("negative pads are not supported")
-    imp.emit("Pad", _inputs(imp)[:1], {"pads": pads, "mode": mode, "value": float(value)}, imp.out())
+    rank = len(pads) // 2
+    x = imp.name(imp.node.input[0])
+    grow = [max(p, 0) for p in pads]
+    if mode == "wrap":
+        x = _pad_wrap(imp, x, grow)
+    elif any(grow):
+        (x,) = imp.emit("Pad", [x], {"pads": grow, "mode": mode, "value": float(value)})
+    crop = [max(-p, 0) for p in pads]
+    if any(crop):
+        shape = imp.graph.values[x].shape
+        x = _slice_all(imp, x, crop[:rank], [d - c for d, c in zip(shape, crop[rank:])])
+    imp.alias_output(x)
 
 
 @handles("Pad", since=2)
@@ -879,32 +1081,47 @@ def pad_v11(imp, node):
     _pad(imp, pads, imp.attrs().get("mode", b"constant"), value[0] if value.size else 0.0)
 
 
+def _resize_geometry(imp: OnnxImporter, scales, sizes) -> tuple[list[float], tuple[int, ...]]:
+    """Per-axis scales and the output shape. Since opset 18 `axes` names the axes that scales / sizes
+    cover, and keep_aspect_ratio_policy turns sizes into one common scale."""
+    shape = imp.shape(0)
+    attrs = imp.attrs()
+    axes = [_axis(int(a), len(shape)) for a in attrs.get("axes", range(len(shape)))]
+    full_scales, out_shape = [1.0] * len(shape), list(shape)
+    if sizes is not None and len(sizes):
+        policy = _text(attrs.get("keep_aspect_ratio_policy", "stretch"))
+        ratios = [int(s) / shape[a] for a, s in zip(axes, sizes)]
+        if policy != "stretch":
+            common = min(ratios) if policy == "not_larger" else max(ratios)
+            ratios = [common] * len(axes)
+            sizes = [int(np.round(shape[a] * common)) for a in axes]  # the spec rounds half to even
+        for a, size, ratio in zip(axes, sizes, ratios):
+            out_shape[a], full_scales[a] = int(size), ratio
+    else:
+        for a, scale in zip(axes, scales):
+            out_shape[a], full_scales[a] = int(np.floor(shape[a] * float(scale))), float(scale)
+    return full_scales, tuple(out_shape)
+
+
 def _resize(imp: OnnxImporter, scales, sizes) -> None:
     shape = imp.shape(0)
     _require_2d(imp, len(shape))
     attrs = imp.attrs()
-    decode = lambda v: v.decode() if isinstance(v, bytes) else v
-    mode = decode(attrs.get("mode", b"nearest"))
+    mode = _text(attrs.get("mode", "nearest"))
     if mode not in ("nearest", "linear", "bilinear"):
         raise imp.fail(f"resize mode '{mode}' is not supported (nearest, linear)")
-    if sizes is not None and len(sizes):
-        out_shape = tuple(int(s) for s in sizes)
-        scales = [o / i for o, i in zip(out_shape, shape)]
-    else:
-        scales = [float(s) for s in scales]
-        out_shape = tuple(int(np.floor(i * s)) for i, s in zip(shape, scales))
+    scales, out_shape = _resize_geometry(imp, scales, sizes)
     if out_shape[:2] != shape[:2]:
         raise imp.fail("resizing the batch or channel axis is not supported")
-    coordinate_mode = decode(attrs.get("coordinate_transformation_mode", b"half_pixel"))
-    if imp.opset < 11:
-        coordinate_mode = "asymmetric"
+    # before opset 11 (Upsample, Resize-10) coordinates were asymmetric and nearest rounded down
+    legacy = imp.opset < 11
+    coordinate_mode = "asymmetric" if legacy else _text(attrs.get("coordinate_transformation_mode", "half_pixel"))
     if coordinate_mode not in ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"):
-        raise imp.fail(f"coordinate_transformation_mode '{coordinate_mode}' is not supported")
-    nearest_mode = decode(attrs.get("nearest_mode", b"round_prefer_floor"))
-    if imp.opset < 11:
-        nearest_mode = "floor"
-    if attrs.get("antialias", 0):
-        raise imp.fail("antialias is not supported")
+        raise imp.fail(f"coordinate_transformation_mode '{coordinate_mode}' is not supported "
+                       "(half_pixel, pytorch_half_pixel, align_corners, asymmetric)")
+    nearest_mode = "floor" if legacy else _text(attrs.get("nearest_mode", "round_prefer_floor"))
+    if attrs.get("antialias", 0) and mode != "nearest" and any(s < 1 for s in scales):
+        raise imp.fail("antialiased downscaling is not supported")
     imp.emit("Resize", _inputs(imp)[:1], {"mode": "linear" if mode == "bilinear" else mode,
                                           "coordinate_transformation_mode": coordinate_mode,
                                           "nearest_mode": nearest_mode, "scales": scales},
@@ -938,6 +1155,5 @@ def resize_v11(imp, node):
 @handles("DepthToSpace")
 def depth_to_space_v1(imp, node):
     attrs = imp.attrs()
-    mode = attrs.get("mode", b"DCR")
-    imp.emit("DepthToSpace", _inputs(imp), {"blocksize": attrs["blocksize"],
-                                            "mode": mode.decode() if isinstance(mode, bytes) else mode}, imp.out())
+    imp.emit("DepthToSpace", _inputs(imp), {"blocksize": attrs["blocksize"], "mode": _text(attrs.get("mode", "DCR"))},
+             imp.out())

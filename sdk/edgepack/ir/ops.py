@@ -123,6 +123,12 @@ _op("Expand", 98, (1, 1), doc="broadcast to the output value's shape")
 _op("Tile", 99, (1, 1), attrs={"repeats": "ints"})
 _op("DepthToSpace", 100, (1, 1), attrs={"blocksize": "int", "mode": "str"})
 
+# --- quantization (docs/quantization.md; parameters live on the tensors, not in attributes) ------
+_op("Quantize", 110, (1, 1), doc="float -> int8/uint8 with the output's scale and zero point")
+_op("Dequantize", 111, (1, 1), doc="int8/uint8/int32 -> float with the input's scale and zero point")
+_op("Requantize", 112, (1, 1), doc="int8 -> int8 from the input's parameters to the output's")
+_op("Lut", 113, (2, 2), doc="int8 -> int8 through a constant 256-entry table indexed by q + 128")
+
 
 ELEMENTWISE_UNARY = frozenset(n for n, s in SCHEMAS.items() if 10 <= s.code < 40)
 ELEMENTWISE_BINARY = frozenset(n for n, s in SCHEMAS.items() if 40 <= s.code < 52)
@@ -132,6 +138,7 @@ MOVEMENT = frozenset(n for n, s in SCHEMAS.items() if 90 <= s.code < 110)
 # Ops whose output is a byte-for-byte view of their input: the memory planner aliases them.
 ALIASING = frozenset({"Reshape"})
 FUSABLE_ACTIVATION = frozenset({"Relu", "Clip"})
+QUANTIZATION = frozenset({"Quantize", "Dequantize", "Requantize", "Lut"})
 
 
 def schema(op: str) -> OpSchema:

@@ -1,12 +1,29 @@
-"""Run a whole IR graph with the numpy reference ops."""
+"""Run a whole IR graph with the numpy reference ops (float in ops.py, quantized in quantized.py)."""
 from __future__ import annotations
 
 from typing import Mapping
 
 import numpy as np
 
-from ..ir import Graph
+from ..ir import DType, Graph, Node
 from .ops import run_node
+from .quantized import run_quantized
+
+
+def execute_node(graph: Graph, node: Node, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
+    """One node with the semantics its tensors ask for: quantized when any tensor is quantized."""
+    shapes = [graph.values[name].shape for name in node.outputs]
+    in_values = [graph.values[name] if name else None for name in node.inputs]
+    out_values = [graph.values[name] for name in node.outputs]
+    quantized = any(v is not None and (v.quant is not None or v.dtype is DType.FLOAT16)
+                    for v in in_values + out_values) or node.op in ("Quantize", "Dequantize", "Requantize", "Lut")
+    if quantized:
+        result = run_quantized(node.op, node.attrs, inputs,
+                               [v.quant if v is not None else None for v in in_values],
+                               [v.quant for v in out_values], [v.dtype.numpy for v in out_values], shapes)
+        if result is not None:
+            return result
+    return run_node(node.op, node.attrs, inputs, shapes)
 
 
 def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False) -> dict[str, np.ndarray]:
@@ -19,8 +36,7 @@ def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False)
         env[name] = np.asarray(feeds[name]).astype(value.dtype.numpy, copy=False).reshape(value.shape)
     for node in graph.nodes:
         inputs = [env[name] if name else None for name in node.inputs]
-        shapes = [graph.values[name].shape for name in node.outputs]
-        for name, array in zip(node.outputs, run_node(node.op, node.attrs, inputs, shapes)):
+        for name, array in zip(node.outputs, execute_node(graph, node, inputs)):
             env[name] = array
     if keep:
         return env

@@ -1,0 +1,621 @@
+// Elementwise kernels: unary ops and Cast, binary ops with numpy broadcasting, Where.
+//
+// prepare() picks one loop function for the op and dtype, so run() is a parallel_for over a plain
+// function pointer. Broadcasting is planned once: the output is walked as long contiguous rows in
+// which each input is either contiguous or a single repeated element (see Broadcast).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <type_traits>
+
+#include "edgepack/kernel.h"
+#include "kernels/ref/kernels.h"
+
+namespace edgepack {
+namespace {
+
+constexpr int64_t kGrain = 16384;  // elements below which waking another thread does not pay
+
+Status bad(const OpInfo& op, const std::string& what) {
+  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
+}
+
+Status expect_outputs(const OpInfo& op, const std::vector<const Tensor*>& outs, size_t n) {
+  if (outs.size() != n) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n));
+  return Status::Ok();
+}
+
+Status unsupported_dtype(const OpInfo& op, DType dtype) {
+  return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): dtype " + dtype_name(dtype) +
+                     " is not supported");
+}
+
+// ---- scalar helpers -------------------------------------------------------------------------------
+// Signed integer overflow is undefined in C++; numpy wraps, so integer arithmetic goes through the
+// unsigned type.
+template <class T> using Unsigned = std::make_unsigned_t<T>;
+
+template <class T> T negate(T x) {
+  if constexpr (std::is_integral_v<T>) return static_cast<T>(Unsigned<T>(0) - static_cast<Unsigned<T>>(x));
+  else return -x;
+}
+
+// float -> integer truncating toward zero; out-of-range values saturate and NaN becomes 0, because a
+// plain static_cast is undefined there.
+template <class I> I trunc_saturate(double x) {
+  if (!(x == x)) return 0;
+  if (x <= static_cast<double>(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
+  if (x >= static_cast<double>(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
+  return static_cast<I>(x);
+}
+
+// IEEE binary16 <-> binary32, round to nearest even (what numpy's astype does).
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  uint32_t bits;
+  if (exponent == 0x1f) {
+    bits = sign | 0x7f800000 | (mantissa << 13);  // inf, nan
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);  // rebias 15 -> 127
+  } else {
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);  // zero or subnormal
+    return sign ? -magnitude : magnitude;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t ax = x & 0x7fffffff;
+  if (ax >= 0x7f800000) return sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 : 0);  // inf, nan
+  if (ax >= 0x477ff000) return sign | 0x7c00;  // >= 65520 rounds past the largest half
+  if (ax < 0x38800000) {                        // below 2^-14: a half subnormal, in units of 2^-24
+    float magnitude;
+    std::memcpy(&magnitude, &ax, 4);
+    return sign | static_cast<uint16_t>(std::nearbyint(magnitude * 16777216.0f));
+  }
+  uint32_t m = ax - 0x38000000;     // rebias 127 -> 15
+  m += 0xfff + ((m >> 13) & 1);     // round the 13 dropped bits to nearest even
+  return sign | static_cast<uint16_t>(m >> 13);
+}
+
+// ---- unary ops ------------------------------------------------------------------------------------
+struct UnaryParams {
+  float alpha = 0, beta = 0;  // HardSigmoid, LeakyRelu
+  float lo = 0, hi = 0;       // Clip
+};
+using UnaryFn = void (*)(const void* x, void* y, int64_t n, const UnaryParams& p);
+
+template <class T, class Op>
+void unary_loop(const void* x, void* y, int64_t n, const UnaryParams& p) {
+  const T* in = static_cast<const T*>(x);
+  T* out = static_cast<T*>(y);
+  for (int64_t i = 0; i < n; ++i) out[i] = Op::f(in[i], p);
+}
+
+// `x < 0 ? 0 : x` rather than `x > 0 ? x : 0` so that NaN passes through, as in np.maximum.
+struct Relu { template <class T> static T f(T x, const UnaryParams&) { return x < T(0) ? T(0) : x; } };
+struct Neg { template <class T> static T f(T x, const UnaryParams&) { return negate(x); } };
+struct Abs { template <class T> static T f(T x, const UnaryParams&) { return x < T(0) ? negate(x) : x; } };
+struct Sigmoid { static float f(float x, const UnaryParams&) { return 1.0f / (1.0f + std::exp(-x)); } };
+struct Tanh { static float f(float x, const UnaryParams&) { return std::tanh(x); } };
+struct Erf { static float f(float x, const UnaryParams&) { return std::erf(x); } };
+struct Exp { static float f(float x, const UnaryParams&) { return std::exp(x); } };
+struct Log { static float f(float x, const UnaryParams&) { return std::log(x); } };
+struct Sqrt { static float f(float x, const UnaryParams&) { return std::sqrt(x); } };
+struct Reciprocal { static float f(float x, const UnaryParams&) { return 1.0f / x; } };
+struct Floor { static float f(float x, const UnaryParams&) { return std::floor(x); } };
+struct Ceil { static float f(float x, const UnaryParams&) { return std::ceil(x); } };
+struct Not { static uint8_t f(uint8_t x, const UnaryParams&) { return x == 0; } };
+
+// Clamps like np.clip (max wins when min > max; NaN passes through).
+float clamp(float x, float lo, float hi) {
+  const float y = x < lo ? lo : x;
+  return y > hi ? hi : y;
+}
+struct Clip { static float f(float x, const UnaryParams& p) { return clamp(x, p.lo, p.hi); } };
+struct HardSigmoid {
+  static float f(float x, const UnaryParams& p) { return clamp(p.alpha * x + p.beta, 0.0f, 1.0f); }
+};
+struct HardSwish {
+  static float f(float x, const UnaryParams&) { return x * clamp(x / 6.0f + 0.5f, 0.0f, 1.0f); }
+};
+struct LeakyRelu { static float f(float x, const UnaryParams& p) { return x >= 0.0f ? x : x * p.alpha; } };
+// erfc keeps the tail accurate where 1 + erf(x) would cancel.
+struct GeluErf {
+  static float f(float x, const UnaryParams&) { return 0.5f * x * std::erfc(-x * 0.70710678118654752f); }
+};
+struct GeluTanh {
+  static float f(float x, const UnaryParams&) {
+    return 0.5f * x * (1.0f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+  }
+};
+
+template <class T> UnaryFn pick_integer_unary(OpCode code) {
+  switch (code) {
+    case OpCode::kRelu: return unary_loop<T, Relu>;
+    case OpCode::kNeg: return unary_loop<T, Neg>;
+    case OpCode::kAbs: return unary_loop<T, Abs>;
+    default: return nullptr;
+  }
+}
+
+UnaryFn pick_float_unary(OpCode code, const std::string& gelu_mode) {
+  switch (code) {
+    case OpCode::kRelu: return unary_loop<float, Relu>;
+    case OpCode::kNeg: return unary_loop<float, Neg>;
+    case OpCode::kAbs: return unary_loop<float, Abs>;
+    case OpCode::kSigmoid: return unary_loop<float, Sigmoid>;
+    case OpCode::kTanh: return unary_loop<float, Tanh>;
+    case OpCode::kErf: return unary_loop<float, Erf>;
+    case OpCode::kExp: return unary_loop<float, Exp>;
+    case OpCode::kLog: return unary_loop<float, Log>;
+    case OpCode::kSqrt: return unary_loop<float, Sqrt>;
+    case OpCode::kReciprocal: return unary_loop<float, Reciprocal>;
+    case OpCode::kFloor: return unary_loop<float, Floor>;
+    case OpCode::kCeil: return unary_loop<float, Ceil>;
+    case OpCode::kClip: return unary_loop<float, Clip>;
+    case OpCode::kHardSigmoid: return unary_loop<float, HardSigmoid>;
+    case OpCode::kHardSwish: return unary_loop<float, HardSwish>;
+    case OpCode::kLeakyRelu: return unary_loop<float, LeakyRelu>;
+    case OpCode::kGelu: return gelu_mode == "tanh" ? unary_loop<float, GeluTanh> : unary_loop<float, GeluErf>;
+    default: return nullptr;
+  }
+}
+
+UnaryFn pick_unary(OpCode code, DType dtype, const std::string& gelu_mode) {
+  switch (dtype) {
+    case DType::kFloat32: return pick_float_unary(code, gelu_mode);
+    case DType::kInt32: return pick_integer_unary<int32_t>(code);
+    case DType::kInt64: return pick_integer_unary<int64_t>(code);
+    case DType::kBool: return code == OpCode::kNot ? unary_loop<uint8_t, Not> : nullptr;
+    default: return nullptr;
+  }
+}
+
+// ---- Cast -----------------------------------------------------------------------------------------
+// Storage tags for the element types that are not plain C++ arithmetic types.
+struct Half { uint16_t bits; };
+struct Bool { uint8_t byte; };
+
+// A source element widens to float (floating types) or to an integer; a bool byte counts as true
+// when non-zero, whatever the file holds.
+float widen(float x) { return x; }
+float widen(Half x) { return half_to_float(x.bits); }
+int64_t widen(Bool x) { return x.byte != 0; }
+template <class I, std::enable_if_t<std::is_integral_v<I>, int> = 0> I widen(I x) { return x; }
+
+template <class To, class V> To narrow(V v) {
+  if constexpr (std::is_same_v<To, float>) return static_cast<float>(v);
+  else if constexpr (std::is_same_v<To, Half>) return Half{float_to_half(static_cast<float>(v))};
+  else if constexpr (std::is_same_v<To, Bool>) return Bool{static_cast<uint8_t>(v != 0)};
+  else if constexpr (std::is_floating_point_v<V>) return trunc_saturate<To>(v);
+  else return static_cast<To>(v);  // integer -> integer wraps, as numpy does
+}
+
+template <class From, class To>
+void cast_loop(const void* x, void* y, int64_t n, const UnaryParams&) {
+  const From* in = static_cast<const From*>(x);
+  To* out = static_cast<To*>(y);
+  for (int64_t i = 0; i < n; ++i) out[i] = narrow<To>(widen(in[i]));
+}
+
+template <class From> UnaryFn pick_cast_to(DType to) {
+  switch (to) {
+    case DType::kFloat32: return cast_loop<From, float>;
+    case DType::kFloat16: return cast_loop<From, Half>;
+    case DType::kInt8: return cast_loop<From, int8_t>;
+    case DType::kUInt8: return cast_loop<From, uint8_t>;
+    case DType::kInt32: return cast_loop<From, int32_t>;
+    case DType::kInt64: return cast_loop<From, int64_t>;
+    case DType::kBool: return cast_loop<From, Bool>;
+    default: return nullptr;
+  }
+}
+
+UnaryFn pick_cast(DType from, DType to) {
+  switch (from) {
+    case DType::kFloat32: return pick_cast_to<float>(to);
+    case DType::kFloat16: return pick_cast_to<Half>(to);
+    case DType::kInt8: return pick_cast_to<int8_t>(to);
+    case DType::kUInt8: return pick_cast_to<uint8_t>(to);
+    case DType::kInt32: return pick_cast_to<int32_t>(to);
+    case DType::kInt64: return pick_cast_to<int64_t>(to);
+    case DType::kBool: return pick_cast_to<Bool>(to);
+    default: return nullptr;
+  }
+}
+
+// Unary ops and Cast: one loop function over the flat tensor.
+class UnaryKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 1, 1));
+    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
+    const Tensor& x = *ins[0];
+    const Tensor& y = *outs[0];
+    EP_RETURN_IF_ERROR(expect_same_shape(op, x, y));
+    AttrReader attrs(op);
+    DType out_dtype = x.dtype;
+    std::string gelu_mode;
+    switch (op.code) {
+      case OpCode::kCast: {
+        const int64_t to = attrs.i("to");
+        EP_RETURN_IF_ERROR(attrs.status());
+        if (to < 0 || to > 255 || !dtype_valid(static_cast<uint8_t>(to))) return bad(op, "'to' is not a dtype code");
+        out_dtype = static_cast<DType>(to);
+        break;
+      }
+      case OpCode::kHardSigmoid: params_.alpha = attrs.f("alpha"); params_.beta = attrs.f("beta"); break;
+      case OpCode::kLeakyRelu: params_.alpha = attrs.f("alpha"); break;
+      case OpCode::kClip: params_.lo = attrs.f("min"); params_.hi = attrs.f("max"); break;
+      case OpCode::kGelu:
+        gelu_mode = attrs.str("approximate");
+        EP_RETURN_IF_ERROR(attrs.status());
+        if (gelu_mode != "none" && gelu_mode != "tanh") return bad(op, "approximate must be 'none' or 'tanh'");
+        break;
+      default: break;
+    }
+    EP_RETURN_IF_ERROR(attrs.status());
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, out_dtype, "output"));
+    if (op.code == OpCode::kCast) {
+      fn_ = pick_cast(x.dtype, out_dtype);
+      if (!fn_)
+        return Unsupported("op '" + op.name + "' (Cast): cannot cast " + dtype_name(x.dtype) + " to " +
+                           dtype_name(out_dtype));
+    } else {
+      fn_ = pick_unary(op.code, x.dtype, gelu_mode);
+      if (!fn_) return unsupported_dtype(op, x.dtype);
+    }
+    in_size_ = dtype_size(x.dtype);
+    out_size_ = dtype_size(out_dtype);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    const uint8_t* x = ins[0]->as<const uint8_t>();
+    uint8_t* y = outs[0]->as<uint8_t>();
+    ctx.pool->parallel_for(outs[0]->numel, [&](int64_t begin, int64_t end) {
+      fn_(x + begin * in_size_, y + begin * out_size_, end - begin, params_);
+    }, kGrain);
+    return Status::Ok();
+  }
+
+ private:
+  UnaryFn fn_ = nullptr;
+  UnaryParams params_;
+  size_t in_size_ = 0, out_size_ = 0;
+};
+
+// ---- broadcasting ---------------------------------------------------------------------------------
+// The output of a broadcast op walked as rows: size-1 dims are dropped and adjacent dims merged
+// wherever every input is laid out alike across them, so same-shape operands become one row, a
+// scalar operand a stride of 0, [C] against [N, C] rows of C, and [C, 1, 1] against [N, C, H, W]
+// rows of H*W with a constant per row.
+struct Broadcast {
+  static constexpr int kMaxInputs = 3;
+  int rank = 0;
+  int64_t dims[kMaxRank] = {};
+  int64_t strides[kMaxInputs][kMaxRank] = {};  // element strides, 0 along broadcast dims
+
+  // Calls fn(out_offset, in_offsets, length) for each run of contiguous output elements in
+  // [begin, end) (in element units; an input's elements in the run are `strides[k][rank - 1]` apart).
+  template <class F> void for_each_row(int64_t begin, int64_t end, const F& fn) const {
+    const int last = rank - 1;
+    int64_t index[kMaxRank];
+    int64_t offsets[kMaxInputs] = {};
+    int64_t rest = begin;
+    for (int d = last; d >= 0; --d) {
+      index[d] = rest % dims[d];
+      rest /= dims[d];
+      for (int k = 0; k < kMaxInputs; ++k) offsets[k] += index[d] * strides[k][d];
+    }
+    for (int64_t pos = begin; pos < end;) {
+      const int64_t length = std::min(dims[last] - index[last], end - pos);
+      fn(pos, offsets, length);
+      pos += length;
+      index[last] += length;
+      for (int k = 0; k < kMaxInputs; ++k) offsets[k] += length * strides[k][last];
+      for (int d = last; d > 0 && index[d] == dims[d]; --d) {  // carry
+        index[d] = 0;
+        ++index[d - 1];
+        for (int k = 0; k < kMaxInputs; ++k) offsets[k] += strides[k][d - 1] - dims[d] * strides[k][d];
+      }
+    }
+  }
+};
+
+// Plans broadcasting `inputs` to the output tensor's shape, which must be their numpy broadcast.
+Status plan_broadcast(const OpInfo& op, const std::vector<const Tensor*>& inputs, const Tensor& out,
+                      Broadcast* plan) {
+  int rank = 0;
+  for (const Tensor* t : inputs) rank = std::max(rank, t->rank);
+  std::vector<int64_t> shape(rank, 1);
+  for (const Tensor* t : inputs) {
+    for (int i = 0; i < t->rank; ++i) {
+      int64_t& d = shape[rank - t->rank + i];
+      const int64_t x = t->dims[i];
+      if (x == 1 || x == d) continue;
+      if (d != 1) return bad(op, "input shapes do not broadcast ('" + t->name + "' is " + t->shape_str() + ")");
+      d = x;
+    }
+  }
+  EP_RETURN_IF_ERROR(expect_shape(op, out, shape, "output"));
+
+  *plan = Broadcast();
+  int64_t contiguous[Broadcast::kMaxInputs] = {1, 1, 1};  // each input's stride for the current dim
+  int64_t full[Broadcast::kMaxInputs][kMaxRank] = {};
+  for (int i = rank - 1; i >= 0; --i) {
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const Tensor& t = *inputs[k];
+      const int j = i - (rank - t.rank);
+      const bool present = j >= 0 && t.dims[j] != 1;
+      full[k][i] = present ? contiguous[k] : 0;
+      if (present) contiguous[k] *= t.dims[j];
+    }
+  }
+  for (int i = 0; i < rank; ++i) {
+    if (shape[i] == 1) continue;
+    const int last = plan->rank - 1;
+    bool merge = last >= 0;
+    for (int k = 0; k < Broadcast::kMaxInputs && merge; ++k)
+      merge = plan->strides[k][last] == full[k][i] * shape[i];
+    if (merge) {
+      plan->dims[last] *= shape[i];
+      for (int k = 0; k < Broadcast::kMaxInputs; ++k) plan->strides[k][last] = full[k][i];
+    } else {
+      plan->dims[plan->rank] = shape[i];
+      for (int k = 0; k < Broadcast::kMaxInputs; ++k) plan->strides[k][plan->rank] = full[k][i];
+      ++plan->rank;
+    }
+  }
+  if (plan->rank == 0) {  // a single element: every input holds exactly one
+    plan->rank = 1;
+    plan->dims[0] = 1;
+    for (auto& s : plan->strides) s[0] = 1;
+  }
+  return Status::Ok();
+}
+
+// ---- binary ops -----------------------------------------------------------------------------------
+// A row of a binary op; a and b advance by sa / sb (0 or 1, never both 0). Returns false when an
+// integer division by zero was found (and nothing was written).
+using BinaryFn = bool (*)(const void* a, int64_t sa, const void* b, int64_t sb, void* y, int64_t n);
+
+template <class T, class Out, class Op>
+bool binary_row(const void* pa, int64_t sa, const void* pb, int64_t sb, void* py, int64_t n) {
+  const T* a = static_cast<const T*>(pa);
+  const T* b = static_cast<const T*>(pb);
+  Out* y = static_cast<Out*>(py);
+  if constexpr (Op::template kChecksZero<T>) {
+    if (std::find(b, b + (sb ? n : 1), T(0)) != b + (sb ? n : 1)) return false;
+  }
+  // Three loops with constant strides so that each one vectorises.
+  if (sa && sb) {
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::f(a[i], b[i]);
+  } else if (sb) {
+    const T s = a[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::f(s, b[i]);
+  } else {
+    const T s = b[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::f(a[i], s);
+  }
+  return true;
+}
+
+struct Arithmetic { template <class T> static constexpr bool kChecksZero = false; };
+struct AddOp : Arithmetic {
+  template <class T> static T f(T a, T b) {
+    if constexpr (std::is_integral_v<T>) return static_cast<T>(Unsigned<T>(a) + Unsigned<T>(b));
+    else return a + b;
+  }
+};
+struct SubOp : Arithmetic {
+  template <class T> static T f(T a, T b) {
+    if constexpr (std::is_integral_v<T>) return static_cast<T>(Unsigned<T>(a) - Unsigned<T>(b));
+    else return a - b;
+  }
+};
+struct MulOp : Arithmetic {
+  template <class T> static T f(T a, T b) {
+    if constexpr (std::is_integral_v<T>) return static_cast<T>(Unsigned<T>(a) * Unsigned<T>(b));
+    else return a * b;
+  }
+};
+// Integer division truncates toward zero (C++ and ONNX agree); MIN / -1 would trap, so -1 negates.
+struct DivOp {
+  template <class T> static constexpr bool kChecksZero = std::is_integral_v<T>;
+  template <class T> static T f(T a, T b) {
+    if constexpr (std::is_integral_v<T>) return b == -1 ? negate(a) : static_cast<T>(a / b);
+    else return a / b;
+  }
+};
+struct PowOp : Arithmetic {
+  template <class T> static T f(T a, T b) {
+    if constexpr (std::is_integral_v<T>) {
+      return trunc_saturate<T>(std::pow(static_cast<double>(a), static_cast<double>(b)));
+    } else {
+      return b == 2.0f ? a * a : std::pow(a, b);  // x**2 is common (decomposed norms) and pow is slow
+    }
+  }
+};
+// Max / Min return NaN when either side is NaN, like np.maximum / np.minimum.
+template <class T> bool is_nan(T x) {
+  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
+  else return false;
+}
+struct MaxOp : Arithmetic { template <class T> static T f(T a, T b) { return a > b || is_nan(a) ? a : b; } };
+struct MinOp : Arithmetic { template <class T> static T f(T a, T b) { return a < b || is_nan(a) ? a : b; } };
+struct EqualOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a == b; } };
+struct LessOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a < b; } };
+struct GreaterOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a > b; } };
+struct AndOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a != 0 && b != 0; } };
+struct OrOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a != 0 || b != 0; } };
+
+bool is_comparison(OpCode code) {
+  return code == OpCode::kEqual || code == OpCode::kLess || code == OpCode::kGreater ||
+         code == OpCode::kAnd || code == OpCode::kOr;
+}
+
+template <class T> BinaryFn pick_numeric_binary(OpCode code) {
+  switch (code) {
+    case OpCode::kAdd: return binary_row<T, T, AddOp>;
+    case OpCode::kSub: return binary_row<T, T, SubOp>;
+    case OpCode::kMul: return binary_row<T, T, MulOp>;
+    case OpCode::kDiv: return binary_row<T, T, DivOp>;
+    case OpCode::kPow: return binary_row<T, T, PowOp>;
+    case OpCode::kMax: return binary_row<T, T, MaxOp>;
+    case OpCode::kMin: return binary_row<T, T, MinOp>;
+    case OpCode::kEqual: return binary_row<T, uint8_t, EqualOp>;
+    case OpCode::kLess: return binary_row<T, uint8_t, LessOp>;
+    case OpCode::kGreater: return binary_row<T, uint8_t, GreaterOp>;
+    default: return nullptr;
+  }
+}
+
+BinaryFn pick_binary(OpCode code, DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return pick_numeric_binary<float>(code);
+    case DType::kInt32: return pick_numeric_binary<int32_t>(code);
+    case DType::kInt64: return pick_numeric_binary<int64_t>(code);
+    case DType::kBool:
+      if (code == OpCode::kAnd) return binary_row<uint8_t, uint8_t, AndOp>;
+      if (code == OpCode::kOr) return binary_row<uint8_t, uint8_t, OrOp>;
+      return nullptr;
+    default: return nullptr;
+  }
+}
+
+class BinaryKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 2));
+    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
+    const Tensor &a = *ins[0], &b = *ins[1], &y = *outs[0];
+    EP_RETURN_IF_ERROR(expect_dtype(op, b, a.dtype, "input 1"));
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, is_comparison(op.code) ? DType::kBool : a.dtype, "output"));
+    fn_ = pick_binary(op.code, a.dtype);
+    if (!fn_) return unsupported_dtype(op, a.dtype);
+    EP_RETURN_IF_ERROR(plan_broadcast(op, {&a, &b}, y, &plan_));
+    in_size_ = dtype_size(a.dtype);
+    out_size_ = dtype_size(y.dtype);
+    zero_division_ = "op '" + op.name + "' (" + op_name(op.code) + "): integer division by zero";
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    const uint8_t* a = ins[0]->as<const uint8_t>();
+    const uint8_t* b = ins[1]->as<const uint8_t>();
+    uint8_t* y = outs[0]->as<uint8_t>();
+    const int last = plan_.rank - 1;
+    const int64_t sa = plan_.strides[0][last], sb = plan_.strides[1][last];
+    std::atomic<bool> ok{true};
+    ctx.pool->parallel_for(outs[0]->numel, [&](int64_t begin, int64_t end) {
+      plan_.for_each_row(begin, end, [&](int64_t out, const int64_t* in, int64_t n) {
+        if (!fn_(a + in[0] * in_size_, sa, b + in[1] * in_size_, sb, y + out * out_size_, n))
+          ok.store(false, std::memory_order_relaxed);
+      });
+    }, kGrain);
+    return ok.load() ? Status::Ok() : RuntimeError(zero_division_);
+  }
+
+ private:
+  BinaryFn fn_ = nullptr;
+  Broadcast plan_;
+  size_t in_size_ = 0, out_size_ = 0;
+  std::string zero_division_;  // built in prepare() so that run() does not allocate until it fails
+};
+
+// ---- Where ----------------------------------------------------------------------------------------
+// Where only moves elements, so it works on any dtype by element size.
+using WhereFn = void (*)(const uint8_t* c, int64_t sc, const void* a, int64_t sa, const void* b, int64_t sb,
+                         void* y, int64_t n);
+
+template <class T>
+void where_row(const uint8_t* c, int64_t sc, const void* pa, int64_t sa, const void* pb, int64_t sb, void* py,
+               int64_t n) {
+  const T* a = static_cast<const T*>(pa);
+  const T* b = static_cast<const T*>(pb);
+  T* y = static_cast<T*>(py);
+  for (int64_t i = 0; i < n; ++i) y[i] = c[i * sc] ? a[i * sa] : b[i * sb];
+}
+
+WhereFn pick_where(size_t element_size) {
+  switch (element_size) {
+    case 1: return where_row<uint8_t>;
+    case 2: return where_row<uint16_t>;
+    case 4: return where_row<uint32_t>;
+    case 8: return where_row<uint64_t>;
+    default: return nullptr;
+  }
+}
+
+class WhereKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 3, 3));
+    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
+    const Tensor &cond = *ins[0], &a = *ins[1], &b = *ins[2], &y = *outs[0];
+    EP_RETURN_IF_ERROR(expect_dtype(op, cond, DType::kBool, "condition"));
+    EP_RETURN_IF_ERROR(expect_dtype(op, b, a.dtype, "input 2"));
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, a.dtype, "output"));
+    element_size_ = dtype_size(a.dtype);
+    fn_ = pick_where(element_size_);
+    if (!fn_) return unsupported_dtype(op, a.dtype);
+    return plan_broadcast(op, {&cond, &a, &b}, y, &plan_);
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    const uint8_t* c = ins[0]->as<const uint8_t>();
+    const uint8_t* a = ins[1]->as<const uint8_t>();
+    const uint8_t* b = ins[2]->as<const uint8_t>();
+    uint8_t* y = outs[0]->as<uint8_t>();
+    const int last = plan_.rank - 1;
+    const size_t es = element_size_;
+    ctx.pool->parallel_for(outs[0]->numel, [&](int64_t begin, int64_t end) {
+      plan_.for_each_row(begin, end, [&](int64_t out, const int64_t* in, int64_t n) {
+        fn_(c + in[0], plan_.strides[0][last], a + in[1] * es, plan_.strides[1][last], b + in[2] * es,
+            plan_.strides[2][last], y + out * es, n);
+      });
+    }, kGrain);
+    return Status::Ok();
+  }
+
+ private:
+  WhereFn fn_ = nullptr;
+  Broadcast plan_;
+  size_t element_size_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<OpKernel> make_elementwise_kernel(OpCode code) {
+  switch (code) {
+    case OpCode::kRelu: case OpCode::kSigmoid: case OpCode::kTanh: case OpCode::kErf: case OpCode::kExp:
+    case OpCode::kLog: case OpCode::kSqrt: case OpCode::kNeg: case OpCode::kAbs: case OpCode::kReciprocal:
+    case OpCode::kHardSigmoid: case OpCode::kHardSwish: case OpCode::kLeakyRelu: case OpCode::kClip:
+    case OpCode::kGelu: case OpCode::kNot: case OpCode::kCast: case OpCode::kFloor: case OpCode::kCeil:
+      return std::make_unique<UnaryKernel>();
+    case OpCode::kAdd: case OpCode::kSub: case OpCode::kMul: case OpCode::kDiv: case OpCode::kPow:
+    case OpCode::kMax: case OpCode::kMin: case OpCode::kEqual: case OpCode::kLess: case OpCode::kGreater:
+    case OpCode::kAnd: case OpCode::kOr:
+      return std::make_unique<BinaryKernel>();
+    case OpCode::kWhere:
+      return std::make_unique<WhereKernel>();
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace edgepack

@@ -1,0 +1,332 @@
+// The fp32 GEMM: ISA traits, one templated register-tiled micro-kernel, packing, and a BLIS-style
+// blocked driver (see gemm.h for the packed layout).
+//
+// Loop nest of one thread's rectangle of C (panel = one kTileM rows of A or kTileN columns of B):
+//   jc: kNcPanels B panels    (B block of kc x nc: L2/L3; B is packed here when this thread owns it)
+//    pc: K in blocks of <= kKc (accumulating into C between blocks; bias/clamp on the last one)
+//     ic: kMcPanels A panels  (A block of mc x kc: stays in L2 across the jr loop)
+//      jr: one B panel        (B micro-panel of kc x kTileN: stays in L1 across the ir loop)
+//       ir: one A panel       -> micro-kernel on a kTileM x kTileN tile of C
+#include "kernels/ref/gemm.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+namespace edgepack {
+namespace gemm {
+namespace {
+
+// ---- ISA traits: a vector of kWidth floats and the handful of operations the micro-kernel uses ----
+#if defined(__AVX512F__)
+struct Isa {
+  using V = __m512;
+  static constexpr int kWidth = 16;
+  static constexpr const char* kName = "sgemm_8x32__avx512";
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  // max/min return their second operand when either is NaN, so a NaN sum stays NaN (as in numpy).
+  // The all-lanes masked forms sidestep GCC 12's false -Wmaybe-uninitialized on _mm512_max_ps.
+  static V clamp(V x, V lo, V hi) {
+    return _mm512_mask_min_ps(x, 0xFFFF, hi, _mm512_mask_max_ps(x, 0xFFFF, lo, x));
+  }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+};
+#elif defined(__AVX2__) && defined(__FMA__)
+struct Isa {
+  using V = __m256;
+  static constexpr int kWidth = 8;
+  static constexpr const char* kName = "sgemm_6x16__avx2";
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V clamp(V x, V lo, V hi) { return _mm256_min_ps(hi, _mm256_max_ps(lo, x)); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, mask(n), v); }
+};
+#else
+// Portable: one float per "vector". The fully unrolled tile is plain scalar code that compilers
+// vectorize for the target (NEON on aarch64, SSE on baseline x86-64).
+struct Isa {
+  using V = float;
+  static constexpr int kWidth = 1;
+  static constexpr const char* kName = "sgemm_4x16__scalar";
+  static V zero() { return 0.0f; }
+  static V load(const float* p) { return *p; }
+  static V broadcast(const float* p) { return *p; }
+  static V fma(V a, V b, V c) { return a * b + c; }
+  static V add(V a, V b) { return a + b; }
+  // Comparisons written so that a NaN x fails both tests and passes through.
+  static V clamp(V x, V lo, V hi) {
+    x = x < lo ? lo : x;
+    return x > hi ? hi : x;
+  }
+  static V set1(float x) { return x; }
+  static V load_n(const float* p, int) { return *p; }
+  static void store(float* p, V v) { *p = v; }
+  static void store_n(float* p, V v, int) { *p = v; }
+};
+#endif
+
+constexpr int kVecs = kTileN / Isa::kWidth;  // vectors across a B panel
+static_assert(kVecs * Isa::kWidth == kTileN, "kTileN must be a whole number of vectors");
+
+// ---- cache blocking (see the loop nest at the top) ----
+constexpr int64_t kKc = 256;        // K block: a 256 x kTileN B micro-panel fits L1 with room for A
+constexpr int64_t kMcPanels = 512 / kTileM;    // A block of 512 x 256 floats = 512 KiB, in L2
+constexpr int64_t kNcPanels = 1024 / kTileN;   // B block of 256 x 1024 floats = 1 MiB, in L2/L3
+constexpr int64_t kSerialWork = 64 * 64 * 64;  // M*N*K below which threads cost more than they save
+
+// What the micro-kernel does with its tile once the K block is summed.
+struct Tile {
+  float* c;
+  int64_t ldc;
+  int cols;           // valid columns, 1..kTileN
+  bool accumulate;    // add the partial sums of earlier K blocks, already in C
+  bool finish;        // last K block: add the bias and clamp
+  const float* row_bias;  // this tile's first row, or null
+  const float* col_bias;  // this tile's first column, or null
+  float lo, hi;
+};
+
+using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile& t);
+
+// The register-tiled micro-kernel: a kRows x (kV * kWidth) block of C held in registers across the
+// K loop; each k step is kV panel loads of B, kRows broadcasts of A and kRows * kV FMAs. Edge tiles
+// use the instantiation with just the rows and vectors they need; the zero padding of the panels
+// covers a partial last vector, and only the stores are masked.
+template <int kRows, int kV>
+void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
+  using V = Isa::V;
+  constexpr int W = Isa::kWidth;
+  V acc[kRows][kV];
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 16
+    for (int v = 0; v < kV; ++v) acc[r][v] = Isa::zero();
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    V bv[kV];
+#pragma GCC unroll 16
+    for (int v = 0; v < kV; ++v) bv[v] = Isa::load(b + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRows; ++r) {
+      const V av = Isa::broadcast(a + r);
+#pragma GCC unroll 16
+      for (int v = 0; v < kV; ++v) acc[r][v] = Isa::fma(av, bv[v], acc[r][v]);
+    }
+    a += kTileM;
+    b += kTileN;
+  }
+
+  const V lo = Isa::set1(t.lo), hi = Isa::set1(t.hi);
+  const int tail = t.cols - (kV - 1) * W;  // valid lanes of the last vector, 1..W
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+    float* crow = t.c + r * t.ldc;
+    const V rb = t.row_bias != nullptr ? Isa::broadcast(t.row_bias + r) : Isa::zero();
+#pragma GCC unroll 16
+    for (int v = 0; v < kV; ++v) {
+      const bool full = v + 1 < kV || tail == W;
+      V x = acc[r][v];
+      if (t.accumulate) x = Isa::add(x, full ? Isa::load(crow + v * W) : Isa::load_n(crow + v * W, tail));
+      if (t.finish) {
+        x = Isa::add(x, rb);
+        if (t.col_bias != nullptr)
+          x = Isa::add(x, full ? Isa::load(t.col_bias + v * W) : Isa::load_n(t.col_bias + v * W, tail));
+        x = Isa::clamp(x, lo, hi);
+      }
+      if (full) {
+        Isa::store(crow + v * W, x);
+      } else {
+        Isa::store_n(crow + v * W, x, tail);
+      }
+    }
+  }
+}
+
+// kUKernels[rows - 1][vectors - 1]
+template <size_t... I>
+constexpr std::array<UKernel, sizeof...(I)> make_ukernels(std::index_sequence<I...>) {
+  return {{&ukernel<static_cast<int>(I / kVecs) + 1, static_cast<int>(I % kVecs) + 1>...}};
+}
+constexpr std::array<UKernel, kTileM * kVecs> kUKernels = make_ukernels(std::make_index_sequence<kTileM * kVecs>{});
+
+void pack_operand_a(const Problem& p, int64_t first, int64_t end) {
+  const Operand& o = p.a;
+  if (o.pack != nullptr) {
+    o.pack(o.ctx, o.src, first, end, o.scratch);
+  } else {
+    pack_a(o.src, o.rs, o.cs, p.m, p.k, first, end, o.scratch);
+  }
+}
+
+void pack_operand_b(const Problem& p, int64_t first, int64_t end) {
+  const Operand& o = p.b;
+  if (o.pack != nullptr) {
+    o.pack(o.ctx, o.src, first, end, o.scratch);
+  } else {
+    pack_b(o.src, o.rs, o.cs, p.k, p.n, first, end, o.scratch);
+  }
+}
+
+// Computes the C tiles of A panels [ma, mb) x B panels [na, nb). With own_a / own_b the thread also
+// packs those panels of A (all up front) / B (one jc block at a time, just before it is used).
+void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t nb, bool own_a, bool own_b) {
+  if (own_a) pack_operand_a(p, ma, mb);
+  const float* pa = p.a.panels();
+  const float* pb = p.b.panels();
+  const Epilogue& e = p.epilogue;
+  // Even K blocks (300 -> 152 + 148, not 256 + 44), so no block is too short to amortise its C traffic.
+  const int64_t k_blocks = std::max<int64_t>(1, (p.k + kKc - 1) / kKc);
+  const int64_t kc_max = (p.k + k_blocks - 1) / k_blocks;
+
+  Tile t{};
+  t.ldc = p.ldc;
+  t.lo = e.lo;
+  t.hi = e.hi;
+  for (int64_t jc = na; jc < nb; jc += kNcPanels) {
+    const int64_t jc_end = std::min(jc + kNcPanels, nb);
+    if (own_b) pack_operand_b(p, jc, jc_end);
+    for (int64_t k0 = 0; k0 == 0 || k0 < p.k; k0 += kc_max) {
+      const int64_t kc = std::min(kc_max, p.k - k0);
+      t.accumulate = k0 > 0;
+      t.finish = k0 + kc >= p.k;
+      for (int64_t ic = ma; ic < mb; ic += kMcPanels) {
+        const int64_t ic_end = std::min(ic + kMcPanels, mb);
+        for (int64_t jr = jc; jr < jc_end; ++jr) {
+          const float* bp = pb + jr * kTileN * p.k + k0 * kTileN;
+          const int64_t col0 = jr * kTileN;
+          t.cols = static_cast<int>(std::min<int64_t>(kTileN, p.n - col0));
+          t.col_bias = e.bias_kind == BiasKind::kPerColumn ? e.bias + col0 : nullptr;
+          const int vecs = (t.cols + Isa::kWidth - 1) / Isa::kWidth;
+          for (int64_t ir = ic; ir < ic_end; ++ir) {
+            const int64_t row0 = ir * kTileM;
+            const int rows = static_cast<int>(std::min<int64_t>(kTileM, p.m - row0));
+            t.c = p.c + row0 * p.ldc + col0;
+            t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
+            kUKernels[(rows - 1) * kVecs + (vecs - 1)](kc, pa + ir * kTileM * p.k + k0 * kTileM, bp, t);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const char* ukernel_name() { return Isa::kName; }
+
+void pack_a(const float* src, int64_t rs, int64_t cs, int64_t rows, int64_t k, int64_t first, int64_t end,
+            float* dst) {
+  for (int64_t p = first; p < end; ++p) {
+    float* out = dst + p * kTileM * k;
+    const int64_t row0 = p * kTileM;
+    const int valid = static_cast<int>(std::min<int64_t>(kTileM, rows - row0));
+    const float* in = src + row0 * rs;
+    for (int64_t kk = 0; kk < k; ++kk, out += kTileM) {
+      for (int r = 0; r < valid; ++r) out[r] = in[r * rs + kk * cs];
+      for (int r = valid; r < kTileM; ++r) out[r] = 0.0f;
+    }
+  }
+}
+
+void pack_b(const float* src, int64_t rs, int64_t cs, int64_t k, int64_t cols, int64_t first, int64_t end,
+            float* dst) {
+  for (int64_t p = first; p < end; ++p) {
+    float* out = dst + p * kTileN * k;
+    const int64_t col0 = p * kTileN;
+    const int valid = static_cast<int>(std::min<int64_t>(kTileN, cols - col0));
+    const float* in = src + col0 * cs;
+    for (int64_t kk = 0; kk < k; ++kk, out += kTileN) {
+      const float* row = in + kk * rs;
+      if (cs == 1 && valid == kTileN) {
+        std::memcpy(out, row, sizeof(float) * kTileN);
+        continue;
+      }
+      for (int j = 0; j < valid; ++j) out[j] = row[j * cs];
+      for (int j = valid; j < kTileN; ++j) out[j] = 0.0f;
+    }
+  }
+}
+
+void sgemm_serial(const Problem& p) {
+  if (p.m <= 0 || p.n <= 0) return;
+  compute_rect(p, 0, panels_a(p.m), 0, panels_b(p.n), p.a.needs_packing(), p.b.needs_packing());
+}
+
+void sgemm(const Problem& p, ThreadPool* pool) {
+  if (p.m <= 0 || p.n <= 0) return;
+  const int threads = pool != nullptr ? pool->num_threads() : 1;
+  if (threads == 1 || p.m * p.n * std::max<int64_t>(p.k, 1) < kSerialWork) {
+    sgemm_serial(p);
+    return;
+  }
+  // Split the tile grid along M or N, whichever leaves the busiest thread the least work. The
+  // operand along the split is packed by its owner; the other one, needed by every thread, first.
+  const int64_t pm = panels_a(p.m), pn = panels_b(p.n);
+  const int64_t cost_n = (pn + threads - 1) / threads * kTileN * pm * kTileM;
+  const int64_t cost_m = (pm + threads - 1) / threads * kTileM * pn * kTileN;
+  if (cost_n <= cost_m) {
+    if (p.a.needs_packing()) pool->parallel_for(pm, [&](int64_t b, int64_t e) { pack_operand_a(p, b, e); });
+    const bool own_b = p.b.needs_packing();
+    pool->parallel_for(pn, [&](int64_t b, int64_t e) { compute_rect(p, 0, pm, b, e, false, own_b); });
+  } else {
+    if (p.b.needs_packing()) pool->parallel_for(pn, [&](int64_t b, int64_t e) { pack_operand_b(p, b, e); });
+    const bool own_a = p.a.needs_packing();
+    pool->parallel_for(pm, [&](int64_t b, int64_t e) { compute_rect(p, b, e, 0, pn, own_a, false); });
+  }
+}
+
+void sgemm_batch(int64_t count, ItemFn item, ThreadPool* pool) {
+  if (count <= 0) return;
+  const int threads = pool != nullptr ? pool->num_threads() : 1;
+  // Whole items per thread when they divide evenly or are plentiful enough that the imbalance of
+  // static chunks is small; otherwise split each item so both threads share every item.
+  if (threads > 1 && count >= threads && (count % threads == 0 || count >= 4 * threads)) {
+    pool->parallel_for(count, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        Problem p;
+        item(i, &p);
+        sgemm_serial(p);
+      }
+    });
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    Problem p;
+    item(i, &p);
+    sgemm(p, pool);
+  }
+}
+
+bool AlignedFloats::resize(int64_t count) {
+  data_.reset();
+  if (count <= 0) return true;
+  // aligned_alloc wants a size that is a multiple of the alignment.
+  const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) & ~static_cast<size_t>(63);
+  data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  return data_ != nullptr;
+}
+
+}  // namespace gemm
+}  // namespace edgepack

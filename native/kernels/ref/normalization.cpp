@@ -1,0 +1,263 @@
+// Normalisation kernels: Softmax, LogSoftmax, LayerNormalization, LRN (float32).
+//
+// Sums are accumulated in double: rows can be long (vocabularies, 224x224 planes) and the reference
+// accumulates in float64.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "edgepack/kernel.h"
+#include "kernels/ref/kernels.h"
+
+namespace edgepack {
+namespace {
+
+constexpr int64_t kGrain = 16384;  // elements below which waking another thread does not pay
+constexpr int64_t kBlock = 64;     // columns processed together when the reduced axis is strided
+
+Status bad(const OpInfo& op, const std::string& what) {
+  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
+}
+
+// A float32 input 0 and one output of the same shape and dtype (the shape of every op in this file).
+Status expect_float_io(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                       const std::vector<const Tensor*>& outs, size_t min_inputs, size_t max_inputs) {
+  EP_RETURN_IF_ERROR(expect_inputs(op, ins, min_inputs, max_inputs));
+  if (outs.size() != 1) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected 1");
+  EP_RETURN_IF_ERROR(expect_dtype(op, *ins[0], DType::kFloat32, "input"));
+  EP_RETURN_IF_ERROR(expect_dtype(op, *outs[0], DType::kFloat32, "output"));
+  return expect_same_shape(op, *ins[0], *outs[0]);
+}
+
+// Reads an axis attribute that must index a dimension of `t`.
+Status read_axis(const OpInfo& op, const Tensor& t, int64_t* axis) {
+  AttrReader attrs(op);
+  *axis = attrs.i("axis");
+  EP_RETURN_IF_ERROR(attrs.status());
+  if (*axis < 0 || *axis >= t.rank) return bad(op, "axis " + std::to_string(*axis) + " is out of range for rank " +
+                                                   std::to_string(t.rank));
+  return Status::Ok();
+}
+
+int64_t product(const Tensor& t, int begin, int end) {
+  int64_t p = 1;
+  for (int i = begin; i < end; ++i) p *= t.dims[i];
+  return p;
+}
+
+// ---- Softmax / LogSoftmax -------------------------------------------------------------------------
+// A contiguous row (the axis is the last non-trivial one).
+void softmax_row(const float* x, float* y, int64_t n, bool log) {
+  float max = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+  double sum = 0;
+  if (log) {
+    for (int64_t i = 0; i < n; ++i) sum += std::exp(x[i] - max);
+    const float shift = max + static_cast<float>(std::log(sum));
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] - shift;
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      y[i] = std::exp(x[i] - max);
+      sum += y[i];
+    }
+    const float scale = static_cast<float>(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) y[i] *= scale;
+  }
+}
+
+// `cols` (<= kBlock) adjacent columns of an [n, stride] block, the axis running down the rows: the
+// columns are processed together so that every pass reads contiguous memory.
+void softmax_columns(const float* x, float* y, int64_t n, int64_t stride, int64_t cols, bool log) {
+  float max[kBlock];
+  double sum[kBlock];
+  std::fill(max, max + cols, -std::numeric_limits<float>::infinity());
+  std::fill(sum, sum + cols, 0.0);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < cols; ++j) max[j] = std::max(max[j], x[r * stride + j]);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t j = 0; j < cols; ++j) {
+      const float e = std::exp(x[r * stride + j] - max[j]);
+      if (!log) y[r * stride + j] = e;
+      sum[j] += e;
+    }
+  }
+  float finish[kBlock];  // the shift (log) or the scale of each column
+  for (int64_t j = 0; j < cols; ++j)
+    finish[j] = log ? max[j] + static_cast<float>(std::log(sum[j])) : static_cast<float>(1.0 / sum[j]);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < cols; ++j)
+      y[r * stride + j] = log ? x[r * stride + j] - finish[j] : y[r * stride + j] * finish[j];
+}
+
+class SoftmaxKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_float_io(op, ins, outs, 1, 1));
+    const Tensor& x = *ins[0];
+    int64_t axis = 0;
+    EP_RETURN_IF_ERROR(read_axis(op, x, &axis));
+    log_ = op.code == OpCode::kLogSoftmax;
+    outer_ = product(x, 0, static_cast<int>(axis));
+    length_ = x.dims[axis];
+    inner_ = product(x, static_cast<int>(axis) + 1, x.rank);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    const float* x = ins[0]->as<const float>();
+    float* y = outs[0]->as<float>();
+    const int64_t blocks = (inner_ + kBlock - 1) / kBlock;  // column blocks per outer index
+    const int64_t block_elems = length_ * std::min(inner_, kBlock);
+    ctx.pool->parallel_for(outer_ * blocks, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t o = item / blocks, col = (item % blocks) * kBlock;
+        const int64_t offset = o * length_ * inner_ + col;
+        if (inner_ == 1) softmax_row(x + offset, y + offset, length_, log_);
+        else softmax_columns(x + offset, y + offset, length_, inner_, std::min(kBlock, inner_ - col), log_);
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, block_elems)));
+    return Status::Ok();
+  }
+
+ private:
+  bool log_ = false;
+  int64_t outer_ = 0, length_ = 0, inner_ = 0;  // the input as [outer, length (the axis), inner]
+};
+
+// ---- LayerNormalization ---------------------------------------------------------------------------
+// The dims of `t` with leading 1s removed: scale / bias broadcast against the normalised shape.
+std::vector<int64_t> squeezed_front(std::vector<int64_t> shape) {
+  const auto first = std::find_if(shape.begin(), shape.end(), [](int64_t d) { return d != 1; });
+  shape.erase(shape.begin(), first);
+  return shape;
+}
+
+class LayerNormKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_float_io(op, ins, outs, 2, 3));
+    const Tensor& x = *ins[0];
+    int64_t axis = 0;
+    EP_RETURN_IF_ERROR(read_axis(op, x, &axis));
+    AttrReader attrs(op);
+    epsilon_ = attrs.f("epsilon");
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (!(epsilon_ >= 0.0f) || !std::isfinite(epsilon_)) return bad(op, "epsilon must be a finite value >= 0");
+    rows_ = product(x, 0, static_cast<int>(axis));
+    size_ = product(x, static_cast<int>(axis), x.rank);
+    const auto normalized = squeezed_front(std::vector<int64_t>(x.dims + axis, x.dims + x.rank));
+    for (size_t i = 1; i < ins.size(); ++i) {
+      if (!ins[i]) continue;
+      const char* role = i == 1 ? "scale" : "bias";
+      EP_RETURN_IF_ERROR(expect_dtype(op, *ins[i], DType::kFloat32, role));
+      if (ins[i]->rank > x.rank || squeezed_front(ins[i]->shape()) != normalized)
+        return bad(op, std::string(role) + " '" + ins[i]->name + "' " + ins[i]->shape_str() +
+                       " does not match the normalised shape of " + x.shape_str() + " from axis " +
+                       std::to_string(axis));
+    }
+    has_bias_ = ins.size() == 3 && ins[2];
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    const float* x = ins[0]->as<const float>();
+    const float* scale = ins[1]->as<const float>();
+    const float* bias = has_bias_ ? ins[2]->as<const float>() : nullptr;
+    float* y = outs[0]->as<float>();
+    ctx.pool->parallel_for(rows_, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) normalize_row(x + r * size_, scale, bias, y + r * size_);
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, size_)));
+    return Status::Ok();
+  }
+
+ private:
+  // Two passes (mean, then variance around it) avoid the cancellation of E[x^2] - E[x]^2.
+  void normalize_row(const float* x, const float* scale, const float* bias, float* y) const {
+    double sum = 0;
+    for (int64_t i = 0; i < size_; ++i) sum += x[i];
+    const double mean = sum / size_;
+    double squares = 0;
+    for (int64_t i = 0; i < size_; ++i) squares += (x[i] - mean) * (x[i] - mean);
+    const double inv_std = 1.0 / std::sqrt(squares / size_ + epsilon_);
+    for (int64_t i = 0; i < size_; ++i) {
+      const float v = static_cast<float>((x[i] - mean) * inv_std) * scale[i];
+      y[i] = bias ? v + bias[i] : v;
+    }
+  }
+
+  float epsilon_ = 0;
+  bool has_bias_ = false;
+  int64_t rows_ = 0, size_ = 0;  // the input as [rows, size (the normalised axes)]
+};
+
+// ---- LRN ------------------------------------------------------------------------------------------
+// ONNX LRN across channels: y = x / (bias + alpha / size * sum of x^2 over the channel window)^beta,
+// the window being floor((size-1)/2) channels before and ceil((size-1)/2) after.
+class LrnKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_float_io(op, ins, outs, 1, 1));
+    const Tensor& x = *ins[0];
+    if (x.rank < 2) return bad(op, "input must have a channel axis (rank >= 2), got " + x.shape_str());
+    AttrReader attrs(op);
+    const int64_t size = attrs.i("size");
+    alpha_ = attrs.f("alpha");
+    beta_ = attrs.f("beta");
+    bias_ = attrs.f("bias");
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (size < 1) return bad(op, "size must be >= 1, got " + std::to_string(size));
+    alpha_over_size_ = static_cast<float>(static_cast<double>(alpha_) / size);
+    before_ = (size - 1) / 2;
+    after_ = size / 2;
+    batch_ = x.dims[0];
+    channels_ = x.dims[1];
+    inner_ = product(x, 2, x.rank);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    const float* x = ins[0]->as<const float>();
+    float* y = outs[0]->as<float>();
+    ctx.pool->parallel_for(batch_ * channels_, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) channel(x, y, item / channels_, item % channels_);
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, inner_ * (before_ + after_ + 1))));
+    return Status::Ok();
+  }
+
+ private:
+  // One output channel: the window's sum of squares is accumulated in the output row, then replaced.
+  void channel(const float* x, float* y, int64_t n, int64_t c) const {
+    const float* image = x + n * channels_ * inner_;
+    float* out = y + (n * channels_ + c) * inner_;
+    std::fill(out, out + inner_, 0.0f);
+    const int64_t lo = std::max<int64_t>(0, c - before_), hi = std::min(channels_, c + after_ + 1);
+    for (int64_t k = lo; k < hi; ++k) {
+      const float* row = image + k * inner_;
+      for (int64_t i = 0; i < inner_; ++i) out[i] += row[i] * row[i];
+    }
+    const float* in = image + c * inner_;
+    for (int64_t i = 0; i < inner_; ++i) out[i] = in[i] / std::pow(bias_ + alpha_over_size_ * out[i], beta_);
+  }
+
+  float alpha_ = 0, beta_ = 0, bias_ = 0, alpha_over_size_ = 0;
+  int64_t before_ = 0, after_ = 0;
+  int64_t batch_ = 0, channels_ = 0, inner_ = 0;  // the input as [batch, channels, inner]
+};
+
+}  // namespace
+
+std::unique_ptr<OpKernel> make_normalization_kernel(OpCode code) {
+  switch (code) {
+    case OpCode::kSoftmax:
+    case OpCode::kLogSoftmax: return std::make_unique<SoftmaxKernel>();
+    case OpCode::kLayerNormalization: return std::make_unique<LayerNormKernel>();
+    case OpCode::kLRN: return std::make_unique<LrnKernel>();
+    default: return nullptr;
+  }
+}
+
+}  // namespace edgepack

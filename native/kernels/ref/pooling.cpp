@@ -1,0 +1,457 @@
+// Pooling and reduction kernels: MaxPool, AveragePool (float32, NCHW), ReduceMean / Sum / Max / Min
+// and ArgMax (float32, int32, int64).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <type_traits>
+
+#include "edgepack/kernel.h"
+#include "kernels/ref/kernels.h"
+
+namespace edgepack {
+namespace {
+
+constexpr int64_t kGrain = 16384;  // elements below which waking another thread does not pay
+constexpr int64_t kBlock = 64;     // output columns accumulated together when the input row is strided
+constexpr int64_t kMaxAttr = int64_t{1} << 30;  // bound on window attributes, so their products cannot overflow
+
+Status bad(const OpInfo& op, const std::string& what) {
+  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
+}
+
+Status expect_single_io(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                        const std::vector<const Tensor*>& outs) {
+  EP_RETURN_IF_ERROR(expect_inputs(op, ins, 1, 1));
+  if (outs.size() != 1) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected 1");
+  return Status::Ok();
+}
+
+int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, work_per_item)); }
+
+template <class T> bool is_nan(T x) {
+  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
+  else return false;
+}
+// The comparisons of np.max / np.argmax: NaN wins, and the first NaN stays.
+template <class T> bool beats_max(T x, T best) { return x > best || (is_nan(x) && !is_nan(best)); }
+template <class T> bool beats_min(T x, T best) { return x < best || (is_nan(x) && !is_nan(best)); }
+
+// double -> T as numpy's astype after a float64 computation (integers truncate, saturating).
+template <class T> T from_double(double v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return static_cast<T>(v);
+  } else {
+    if (!(v == v)) return 0;
+    if (v <= static_cast<double>(std::numeric_limits<T>::min())) return std::numeric_limits<T>::min();
+    if (v >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+    return static_cast<T>(v);
+  }
+}
+
+// ---- MaxPool / AveragePool ------------------------------------------------------------------------
+// The taps of one output position along one axis that land inside the input: [k0, k1), the first
+// reading input index `first` (then every `dilation`). Precomputed so the inner loops never test padding.
+struct Window {
+  int64_t first, k0, k1;
+};
+
+std::vector<Window> plan_windows(int64_t out, int64_t in, int64_t kernel, int64_t stride, int64_t pad,
+                                 int64_t dilation) {
+  std::vector<Window> windows(out);
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t base = o * stride - pad;  // input index of tap 0
+    const int64_t k0 = base >= 0 ? 0 : std::min(kernel, (-base + dilation - 1) / dilation);
+    const int64_t k1 = base >= in ? 0 : std::min(kernel, (in - base + dilation - 1) / dilation);
+    windows[o] = {base + k0 * dilation, k0, std::max(k0, k1)};
+  }
+  return windows;
+}
+
+class PoolKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_single_io(op, ins, outs));
+    const Tensor &x = *ins[0], &y = *outs[0];
+    EP_RETURN_IF_ERROR(expect_dtype(op, x, DType::kFloat32, "input"));
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
+    if (x.rank != 4) return bad(op, "input must be NCHW (rank 4), got " + x.shape_str());
+    AttrReader attrs(op);
+    const auto kernel = attrs.ints("kernel", 2), strides = attrs.ints("strides", 2);
+    const auto pads = attrs.ints("pads", 4), dilations = attrs.ints("dilations", 2);
+    average_ = op.code == OpCode::kAveragePool;
+    const int64_t include_pad = average_ ? attrs.i("count_include_pad") : 0;
+    EP_RETURN_IF_ERROR(attrs.status());
+    for (int i = 0; i < 2; ++i) {
+      if (kernel[i] < 1 || kernel[i] > kMaxAttr || strides[i] < 1 || strides[i] > kMaxAttr ||
+          dilations[i] < 1 || dilations[i] > kMaxAttr)
+        return bad(op, "kernel, strides and dilations must be in [1, 2^30]");
+    }
+    for (int64_t p : pads)
+      if (p < 0 || p > kMaxAttr) return bad(op, "pads must be in [0, 2^30]");
+    if (include_pad != 0 && include_pad != 1) return bad(op, "count_include_pad must be 0 or 1");
+    count_include_pad_ = include_pad == 1;
+
+    int64_t out_hw[2];
+    for (int i = 0; i < 2; ++i) {
+      const int64_t span = x.dims[2 + i] + pads[i] + pads[i + 2] - dilations[i] * (kernel[i] - 1) - 1;
+      if (span < 0) return bad(op, "the window does not fit the padded input " + x.shape_str());
+      out_hw[i] = span / strides[i] + 1;
+    }
+    EP_RETURN_IF_ERROR(expect_shape(op, y, {x.dims[0], x.dims[1], out_hw[0], out_hw[1]}, "output"));
+    rows_ = plan_windows(out_hw[0], x.dims[2], kernel[0], strides[0], pads[0], dilations[0]);
+    cols_ = plan_windows(out_hw[1], x.dims[3], kernel[1], strides[1], pads[1], dilations[1]);
+    planes_ = x.dims[0] * x.dims[1];
+    height_ = x.dims[2];
+    width_ = x.dims[3];
+    dilation_h_ = dilations[0];
+    dilation_w_ = dilations[1];
+    kernel_area_ = kernel[0] * kernel[1];
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    const float* x = ins[0]->as<const float>();
+    float* y = outs[0]->as<float>();
+    const int64_t out_h = static_cast<int64_t>(rows_.size()), out_w = static_cast<int64_t>(cols_.size());
+    ctx.pool->parallel_for(planes_ * out_h, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t plane = item / out_h, oh = item % out_h;
+        output_row(x + plane * height_ * width_, rows_[oh], y + item * out_w);
+      }
+    }, grain_for(out_w * kernel_area_));
+    return Status::Ok();
+  }
+
+ private:
+  void output_row(const float* plane, const Window& r, float* out) const {
+    for (size_t ow = 0; ow < cols_.size(); ++ow) {
+      const Window& c = cols_[ow];
+      if (average_) {
+        double sum = 0;
+        for (int64_t i = 0; i < r.k1 - r.k0; ++i) {
+          const float* row = plane + (r.first + i * dilation_h_) * width_ + c.first;
+          for (int64_t j = 0; j < c.k1 - c.k0; ++j) sum += row[j * dilation_w_];
+        }
+        // A window entirely in the padding divides 0 by 0 without count_include_pad, as the reference.
+        const int64_t count = count_include_pad_ ? kernel_area_ : (r.k1 - r.k0) * (c.k1 - c.k0);
+        out[ow] = static_cast<float>(sum / static_cast<double>(count));
+      } else {
+        float best = -std::numeric_limits<float>::infinity();
+        for (int64_t i = 0; i < r.k1 - r.k0; ++i) {
+          const float* row = plane + (r.first + i * dilation_h_) * width_ + c.first;
+          for (int64_t j = 0; j < c.k1 - c.k0; ++j) {
+            const float v = row[j * dilation_w_];
+            if (beats_max(v, best)) best = v;
+          }
+        }
+        out[ow] = best;
+      }
+    }
+  }
+
+  bool average_ = false, count_include_pad_ = false;
+  std::vector<Window> rows_, cols_;
+  int64_t planes_ = 0, height_ = 0, width_ = 0, dilation_h_ = 1, dilation_w_ = 1, kernel_area_ = 1;
+};
+
+// ---- ReduceMean / ReduceSum / ReduceMax / ReduceMin -----------------------------------------------
+// A set of input dims walked as one index space (last fastest), adjacent contiguous dims merged.
+struct Dims {
+  int n = 0;
+  int64_t size[kMaxRank] = {};
+  int64_t stride[kMaxRank] = {};
+  int64_t count = 1;
+
+  void push(int64_t d, int64_t s) {
+    count *= d;
+    if (n > 0 && stride[n - 1] == d * s) {
+      size[n - 1] *= d;
+      stride[n - 1] = s;
+    } else {
+      size[n] = d;
+      stride[n] = s;
+      ++n;
+    }
+  }
+  void pop() {
+    --n;
+    count = 1;
+    for (int i = 0; i < n; ++i) count *= size[i];
+  }
+
+  // The input offset of the `index`-th point.
+  int64_t offset(int64_t index) const {
+    int64_t off = 0;
+    for (int i = n - 1; i >= 0; --i) {
+      off += (index % size[i]) * stride[i];
+      index /= size[i];
+    }
+    return off;
+  }
+
+  // Calls fn(offset) for every point, offsets relative to `base`.
+  template <class F> void for_each(int64_t base, const F& fn) const {
+    int64_t index[kMaxRank] = {};
+    int64_t off = base;
+    for (int64_t t = 0; t < count; ++t) {
+      fn(off);
+      for (int i = n - 1; i >= 0; --i) {
+        off += stride[i];
+        if (++index[i] < size[i]) break;
+        off -= stride[i] * size[i];
+        index[i] = 0;
+      }
+    }
+  }
+};
+
+// How a reduction walks its input. When the innermost input dim is reduced, each output element sums
+// contiguous runs of `run` elements at the `reduced` offsets. When it is kept, each output row of
+// `run` contiguous elements is accumulated kBlock columns at a time, reading contiguous rows.
+struct ReducePlan {
+  Dims kept, reduced;   // the innermost dim, of length `run`, is taken out of the set it belongs to
+  int64_t run = 1;
+  bool inner_kept = false;
+  int64_t total = 1;    // elements reduced into each output (run included when inner_kept is false)
+};
+
+// Sum and Mean accumulate in double like the reference; Max and Min in the input type.
+template <class T> struct SumOp {
+  using Acc = double;
+  static Acc init() { return 0; }
+  static Acc step(Acc a, T x) { return a + static_cast<double>(x); }
+  static T finish(Acc a, int64_t) { return from_double<T>(a); }
+};
+template <class T> struct MeanOp : SumOp<T> {
+  static T finish(double a, int64_t count) { return from_double<T>(a / static_cast<double>(count)); }
+};
+template <class T> struct MaxOp {
+  using Acc = T;
+  static Acc init() { return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest(); }
+  static Acc step(Acc a, T x) { return beats_max(x, a) ? x : a; }
+  static T finish(Acc a, int64_t) { return a; }
+};
+template <class T> struct MinOp {
+  using Acc = T;
+  static Acc init() { return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max(); }
+  static Acc step(Acc a, T x) { return beats_min(x, a) ? x : a; }
+  static T finish(Acc a, int64_t) { return a; }
+};
+
+using ReduceFn = void (*)(const ReducePlan& plan, const void* x, void* y, ThreadPool* pool);
+
+template <class T, class Op>
+void reduce(const ReducePlan& plan, const void* px, void* py, ThreadPool* pool) {
+  using Acc = typename Op::Acc;
+  const T* x = static_cast<const T*>(px);
+  T* y = static_cast<T*>(py);
+  if (!plan.inner_kept) {
+    pool->parallel_for(plan.kept.count, [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o) {
+        Acc acc = Op::init();
+        plan.reduced.for_each(plan.kept.offset(o), [&](int64_t off) {
+          for (int64_t i = 0; i < plan.run; ++i) acc = Op::step(acc, x[off + i]);
+        });
+        y[o] = Op::finish(acc, plan.total);
+      }
+    }, grain_for(plan.total));
+    return;
+  }
+  const int64_t blocks = (plan.run + kBlock - 1) / kBlock;
+  pool->parallel_for(plan.kept.count * blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t row = item / blocks, col = (item % blocks) * kBlock;
+      const int64_t cols = std::min(kBlock, plan.run - col);
+      Acc acc[kBlock];
+      std::fill(acc, acc + cols, Op::init());
+      plan.reduced.for_each(plan.kept.offset(row) + col, [&](int64_t off) {
+        for (int64_t j = 0; j < cols; ++j) acc[j] = Op::step(acc[j], x[off + j]);
+      });
+      T* out = y + row * plan.run + col;
+      for (int64_t j = 0; j < cols; ++j) out[j] = Op::finish(acc[j], plan.total);
+    }
+  }, grain_for(plan.total * std::min(kBlock, plan.run)));
+}
+
+template <class T> ReduceFn pick_reduce_for(OpCode code) {
+  switch (code) {
+    case OpCode::kReduceSum: return reduce<T, SumOp<T>>;
+    case OpCode::kReduceMean: return reduce<T, MeanOp<T>>;
+    case OpCode::kReduceMax: return reduce<T, MaxOp<T>>;
+    case OpCode::kReduceMin: return reduce<T, MinOp<T>>;
+    default: return nullptr;
+  }
+}
+
+ReduceFn pick_reduce(OpCode code, DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return pick_reduce_for<float>(code);
+    case DType::kInt32: return pick_reduce_for<int32_t>(code);
+    case DType::kInt64: return pick_reduce_for<int64_t>(code);
+    default: return nullptr;
+  }
+}
+
+Status unsupported_dtype(const OpInfo& op, DType dtype) {
+  return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): dtype " + dtype_name(dtype) +
+                     " is not supported");
+}
+
+class ReduceKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_single_io(op, ins, outs));
+    const Tensor &x = *ins[0], &y = *outs[0];
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, x.dtype, "output"));
+    fn_ = pick_reduce(op.code, x.dtype);
+    if (!fn_) return unsupported_dtype(op, x.dtype);
+    AttrReader attrs(op);
+    const auto axes = attrs.ints("axes");
+    const int64_t keepdims = attrs.i("keepdims");
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (keepdims != 0 && keepdims != 1) return bad(op, "keepdims must be 0 or 1");
+    bool reduced[kMaxRank] = {};
+    for (size_t i = 0; i < axes.size(); ++i) {
+      if (axes[i] < 0 || axes[i] >= x.rank || (i > 0 && axes[i] <= axes[i - 1]))
+        return bad(op, "axes must be sorted, distinct and in [0, " + std::to_string(x.rank) + ")");
+      reduced[axes[i]] = true;
+    }
+    std::vector<int64_t> out_shape;
+    for (int i = 0; i < x.rank; ++i) {
+      if (!reduced[i]) out_shape.push_back(x.dims[i]);
+      else if (keepdims) out_shape.push_back(1);
+    }
+    EP_RETURN_IF_ERROR(expect_shape(op, y, out_shape, "output"));
+    plan_ = plan_reduction(x, reduced);
+    if (plan_.total == 0 && op.code != OpCode::kReduceSum && y.numel > 0)
+      return bad(op, "reduces an empty set of elements");
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    fn_(plan_, ins[0]->data, outs[0]->data, ctx.pool);
+    return Status::Ok();
+  }
+
+ private:
+  static ReducePlan plan_reduction(const Tensor& x, const bool* reduced) {
+    ReducePlan plan;
+    int64_t strides[kMaxRank];
+    int innermost = -1;  // the innermost dim of size > 1
+    int64_t stride = 1;
+    for (int i = x.rank - 1; i >= 0; --i) {
+      strides[i] = stride;
+      stride *= x.dims[i];
+      if (x.dims[i] != 1 && innermost < 0) innermost = i;
+    }
+    for (int i = 0; i < x.rank; ++i)
+      if (x.dims[i] != 1) (reduced[i] ? plan.reduced : plan.kept).push(x.dims[i], strides[i]);
+    plan.total = plan.reduced.count;
+    if (innermost >= 0 && !reduced[innermost]) {
+      plan.inner_kept = true;
+      plan.run = plan.kept.size[plan.kept.n - 1];
+      plan.kept.pop();
+    } else if (innermost >= 0) {
+      plan.run = plan.reduced.size[plan.reduced.n - 1];
+      plan.reduced.pop();
+    }
+    return plan;
+  }
+
+  ReduceFn fn_ = nullptr;
+  ReducePlan plan_;
+};
+
+// ---- ArgMax ---------------------------------------------------------------------------------------
+using ArgMaxFn = void (*)(const void* x, int64_t* y, int64_t outer, int64_t length, int64_t inner, ThreadPool* pool);
+
+// The first index of the maximum along the axis of an [outer, length, inner] input.
+template <class T>
+void arg_max(const void* px, int64_t* y, int64_t outer, int64_t length, int64_t inner, ThreadPool* pool) {
+  const T* x = static_cast<const T*>(px);
+  const int64_t blocks = (inner + kBlock - 1) / kBlock;
+  pool->parallel_for(outer * blocks, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t o = item / blocks, col = (item % blocks) * kBlock;
+      const int64_t cols = std::min(kBlock, inner - col);
+      const T* in = x + o * length * inner + col;
+      T best[kBlock];
+      int64_t* index = y + o * inner + col;
+      for (int64_t j = 0; j < cols; ++j) {
+        best[j] = in[j];
+        index[j] = 0;
+      }
+      for (int64_t a = 1; a < length; ++a) {
+        const T* row = in + a * inner;
+        for (int64_t j = 0; j < cols; ++j) {
+          if (beats_max(row[j], best[j])) {
+            best[j] = row[j];
+            index[j] = a;
+          }
+        }
+      }
+    }
+  }, grain_for(length * std::min(kBlock, inner)));
+}
+
+class ArgMaxKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_single_io(op, ins, outs));
+    const Tensor &x = *ins[0], &y = *outs[0];
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kInt64, "output"));
+    switch (x.dtype) {
+      case DType::kFloat32: fn_ = arg_max<float>; break;
+      case DType::kInt32: fn_ = arg_max<int32_t>; break;
+      case DType::kInt64: fn_ = arg_max<int64_t>; break;
+      default: return unsupported_dtype(op, x.dtype);
+    }
+    AttrReader attrs(op);
+    const int64_t axis = attrs.i("axis"), keepdims = attrs.i("keepdims");
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (axis < 0 || axis >= x.rank) return bad(op, "axis " + std::to_string(axis) + " is out of range for rank " +
+                                                   std::to_string(x.rank));
+    if (keepdims != 0 && keepdims != 1) return bad(op, "keepdims must be 0 or 1");
+    std::vector<int64_t> out_shape = x.shape();
+    if (keepdims) out_shape[axis] = 1;
+    else out_shape.erase(out_shape.begin() + axis);
+    EP_RETURN_IF_ERROR(expect_shape(op, y, out_shape, "output"));
+    length_ = x.dims[axis];
+    if (length_ == 0 && y.numel > 0) return bad(op, "takes the argmax of an empty axis");
+    outer_ = 1;
+    inner_ = 1;
+    for (int i = 0; i < axis; ++i) outer_ *= x.dims[i];
+    for (int i = static_cast<int>(axis) + 1; i < x.rank; ++i) inner_ *= x.dims[i];
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    fn_(ins[0]->data, outs[0]->as<int64_t>(), outer_, length_, inner_, ctx.pool);
+    return Status::Ok();
+  }
+
+ private:
+  ArgMaxFn fn_ = nullptr;
+  int64_t outer_ = 0, length_ = 0, inner_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<OpKernel> make_pooling_kernel(OpCode code) {
+  switch (code) {
+    case OpCode::kMaxPool:
+    case OpCode::kAveragePool: return std::make_unique<PoolKernel>();
+    case OpCode::kReduceMean:
+    case OpCode::kReduceSum:
+    case OpCode::kReduceMax:
+    case OpCode::kReduceMin: return std::make_unique<ReduceKernel>();
+    case OpCode::kArgMax: return std::make_unique<ArgMaxKernel>();
+    default: return nullptr;
+  }
+}
+
+}  // namespace edgepack

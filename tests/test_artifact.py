@@ -1,0 +1,228 @@
+"""The .epk container: round trip, and one handcrafted corrupt file per loader check.
+
+Every corrupt file must raise a clear error (naming what is wrong) from the native loader and from
+the Python reader, never crash."""
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgepack
+from edgepack import _native
+from edgepack.backends.epk import (HEADER_BYTES, SECTION_ENTRY_BYTES, ArtifactError, Section, assemble,
+                                   encode_sections, read_epk)
+from edgepack.ir import DType
+from edgepack.ir.dtypes import DType as PyDType
+from edgepack.ir.ops import SCHEMAS
+from edgepack.planner.memory import plan_memory
+from op_harness import op_graph
+
+
+@pytest.fixture
+def sections():
+    """Sections of a small valid artifact: y = relu(x @ w + b)."""
+    rng = np.random.default_rng(0)
+    attrs = {"activation": "relu", "act_min": 0.0, "act_max": 0.0}
+    graph, _ = op_graph("MatMul", attrs, [rng.standard_normal((2, 8), np.float32),
+                                          rng.standard_normal((8, 4), np.float32),
+                                          rng.standard_normal(4).astype(np.float32)], consts={1, 2})
+    return encode_sections(graph, plan_memory(graph), {"note": "test"})
+
+
+def _write(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "m.epk"
+    path.write_bytes(data)
+    return path
+
+
+def _expect_error(path: Path, *needles: str) -> None:
+    with pytest.raises((edgepack.ArtifactError, edgepack.UnsupportedError, ValueError)) as native_err:
+        edgepack.load(path)
+    with pytest.raises(ArtifactError):
+        read_epk(path)
+    message = str(native_err.value).lower()
+    for needle in needles:
+        assert needle in message, f"'{needle}' not in: {message}"
+
+
+def _replace(sections, kind, payload):
+    return [(k, payload if k == kind else p) for k, p in sections]
+
+
+def _rewrite_header(data: bytearray, **fields) -> bytes:
+    """Patch header fields and recompute the header checksum so only the intended check trips."""
+    if "version" in fields:
+        struct.pack_into("<I", data, 8, fields["version"])
+    if "count" in fields:
+        struct.pack_into("<I", data, 12, fields["count"])
+    count = struct.unpack_from("<I", data, 12)[0]
+    table_end = min(len(data), HEADER_BYTES + SECTION_ENTRY_BYTES * count)
+    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[:24]) + bytes(data[HEADER_BYTES:table_end])))
+    return bytes(data)
+
+
+def test_round_trip_runs_and_reads_back(tmp_path, sections):
+    path = _write(tmp_path, assemble(sections))
+    artifact = read_epk(path)
+    assert artifact.manifest["note"] == "test"
+    assert [op.op for op in artifact.ops] == ["MatMul"]
+    session = edgepack.load(path)
+    x = np.ones((2, 8), np.float32)
+    assert session.run({"in0": x})["out0"].shape == (2, 4)
+    assert session.arena_bytes == artifact.arena_bytes
+
+
+def test_weights_are_64_byte_aligned(tmp_path, sections):
+    path = _write(tmp_path, assemble(sections))
+    artifact = read_epk(path)
+    data = path.read_bytes()
+    table = {struct.unpack_from("<I", data, HEADER_BYTES + i * SECTION_ENTRY_BYTES)[0]:
+             struct.unpack_from("<Q", data, HEADER_BYTES + i * SECTION_ENTRY_BYTES + 8)[0] for i in range(5)}
+    for tensor in artifact.tensors:
+        if tensor.storage == 1:
+            assert (table[Section.WEIGHTS] + tensor.offset) % 64 == 0
+
+
+def test_empty_file(tmp_path):
+    _expect_error(_write(tmp_path, b""), "too small")
+
+
+def test_wrong_magic(tmp_path, sections):
+    data = bytearray(assemble(sections))
+    data[:8] = b"NOTEDGEP"
+    _expect_error(_write(tmp_path, bytes(data)), "magic")
+
+
+def test_wrong_version(tmp_path, sections):
+    data = _rewrite_header(bytearray(assemble(sections)), version=99)
+    with pytest.raises(edgepack.UnsupportedError, match="version 99"):
+        edgepack.load(_write(tmp_path, data))
+    with pytest.raises(ArtifactError, match="version 99"):
+        read_epk(tmp_path / "m.epk")
+
+
+def test_truncated(tmp_path, sections):
+    data = assemble(sections)
+    _expect_error(_write(tmp_path, data[: len(data) - 10]), "truncated")
+
+
+def test_header_checksum(tmp_path, sections):
+    data = bytearray(assemble(sections))
+    data[HEADER_BYTES + 4] ^= 0xFF  # a section checksum field inside the table
+    _expect_error(_write(tmp_path, bytes(data)), "header checksum")
+
+
+def test_section_checksum(tmp_path, sections):
+    data = bytearray(assemble(sections))
+    data[-1] ^= 0x01  # last byte of the weights
+    _expect_error(_write(tmp_path, bytes(data)), "checksum mismatch")
+
+
+def test_section_offset_outside_file(tmp_path, sections):
+    data = bytearray(assemble(sections))
+    struct.pack_into("<Q", data, HEADER_BYTES + 8, 1 << 40)
+    with pytest.raises(edgepack.ArtifactError, match="outside the file"):
+        edgepack.load(_write(tmp_path, _rewrite_header(data)))
+
+
+def test_missing_section(tmp_path, sections):
+    data = assemble([s for s in sections if s[0] != Section.OPS])
+    with pytest.raises(edgepack.ArtifactError, match="missing"):
+        edgepack.load(_write(tmp_path, data))
+
+
+def _tensor_entries(payload: bytes):
+    """Offsets of each tensor entry's fixed fields inside a TENSORS payload."""
+    (count,) = struct.unpack_from("<I", payload, 0)
+    pos, entries = 4, []
+    for _ in range(count):
+        (n,) = struct.unpack_from("<I", payload, pos)
+        pos += 4 + n
+        dtype, storage, rank, _ = struct.unpack_from("<BBBB", payload, pos)
+        entry = {"dtype": pos, "storage": pos + 1, "dims": pos + 4, "offset": pos + 4 + 8 * rank,
+                 "nbytes": pos + 12 + 8 * rank, "storage_value": storage}
+        pos += 4 + 8 * rank + 16
+        (nscales,) = struct.unpack_from("<I", payload, pos)
+        pos += 4 + 8 * nscales + 8
+        entries.append(entry)
+    return entries
+
+
+def _patched_tensor(sections, index, field, fmt, value):
+    payload = bytearray(dict(sections)[Section.TENSORS])
+    entry = _tensor_entries(bytes(payload))[index]
+    struct.pack_into("<" + fmt, payload, entry[field], value)
+    return assemble(_replace(sections, Section.TENSORS, bytes(payload)))
+
+
+def test_tensor_offset_outside_arena(tmp_path, sections):
+    data = _patched_tensor(sections, 0, "offset", "Q", 1 << 30)  # tensor 0 is the graph input
+    with pytest.raises(edgepack.ArtifactError, match="outside the arena"):
+        edgepack.load(_write(tmp_path, data))
+
+
+def test_weight_offset_outside_weights(tmp_path, sections):
+    entries = _tensor_entries(dict(sections)[Section.TENSORS])
+    weight = next(i for i, e in enumerate(entries) if e["storage_value"] == 1)
+    data = _patched_tensor(sections, weight, "offset", "Q", 1 << 20)
+    with pytest.raises(edgepack.ArtifactError, match="weights section"):
+        edgepack.load(_write(tmp_path, data))
+
+
+def test_nbytes_mismatch(tmp_path, sections):
+    data = _patched_tensor(sections, 0, "nbytes", "Q", 3)
+    with pytest.raises(edgepack.ArtifactError, match="nbytes"):
+        edgepack.load(_write(tmp_path, data))
+
+
+def test_bad_dtype(tmp_path, sections):
+    data = _patched_tensor(sections, 0, "dtype", "B", 200)
+    with pytest.raises(edgepack.ArtifactError, match="unknown dtype"):
+        edgepack.load(_write(tmp_path, data))
+
+
+def test_unknown_opcode(tmp_path, sections):
+    payload = bytearray(dict(sections)[Section.OPS])
+    struct.pack_into("<I", payload, 4, 9999)
+    with pytest.raises(edgepack.ArtifactError, match="unknown opcode 9999"):
+        edgepack.load(_write(tmp_path, assemble(_replace(sections, Section.OPS, bytes(payload)))))
+
+
+def test_op_input_index_out_of_range(tmp_path, sections):
+    payload = bytearray(dict(sections)[Section.OPS])
+    (name_len,) = struct.unpack_from("<I", payload, 8)
+    first_input = 8 + 4 + name_len + 4
+    struct.pack_into("<i", payload, first_input, 1000)
+    with pytest.raises(edgepack.ArtifactError, match="out of range"):
+        edgepack.load(_write(tmp_path, assemble(_replace(sections, Section.OPS, bytes(payload)))))
+
+
+def test_kernel_rejects_inconsistent_shapes(tmp_path):
+    """A file whose op shapes disagree (weight K != input K) is caught by the kernel's prepare()."""
+    graph, _ = op_graph("MatMul", {"activation": "none", "act_min": 0.0, "act_max": 0.0},
+                        [np.ones((2, 8), np.float32), np.ones((8, 4), np.float32)], consts={1})
+    weight = graph.values["in1"]
+    weight.const = np.ones((6, 4), np.float32)
+    weight.shape = (6, 4)
+    path = tmp_path / "bad.epk"
+    path.write_bytes(assemble(encode_sections(graph, plan_memory(graph))))
+    with pytest.raises((edgepack.ArtifactError, edgepack.UnsupportedError)) as err:
+        edgepack.load(path)
+    assert "matmul_0" in str(err.value)
+
+
+def test_not_a_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        edgepack.load(tmp_path / "missing.epk")
+    with pytest.raises(ValueError, match="not a regular file"):
+        _native.Session(str(tmp_path))
+
+
+def test_opcodes_and_dtypes_agree_with_native():
+    assert _native.op_names() == {s.code: s.name for s in SCHEMAS.values()}
+    assert _native.dtype_names() == {int(d): d.name.lower() for d in PyDType}
+    assert DType.INT4.nbytes(5) == 3
