@@ -15,6 +15,7 @@ arch_flags = [] if os.environ.get("EDGEPACK_PORTABLE") else ["-march=native"]
 setup(
     packages=find_packages("sdk"),
     package_dir={"": "sdk"},
+    package_data={"edgepack": ["examples/*.onnx", "examples/*.npz"]},
     ext_modules=[
         Pybind11Extension(
             "edgepack._native",

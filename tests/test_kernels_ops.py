@@ -86,6 +86,24 @@ def test_gelu_tails(attrs):
     check("Gelu", attrs, [np.linspace(-12, 12, 999, dtype=np.float32)])
 
 
+EXTREMES = np.array([-np.inf, -1000, -100, -88, -87, -50, -20, -3, -0.625, -1e-3, -0.0, 0, 1e-6, 1e-3, 0.6249, 0.625,
+                     3, 20, 50, 88, 88.7, 89, 100, 1000, np.inf, np.nan], np.float32)
+
+
+@pytest.mark.parametrize("op,attrs", [("Exp", {}), ("Sigmoid", {}), ("Tanh", {}), ("Erf", {}), ("HardSwish", {}),
+                                      ("Gelu", {"approximate": "none"}), ("Gelu", {"approximate": "tanh"}),
+                                      ("Relu", {}), ("LeakyRelu", {"alpha": 0.01})], ids=str)
+def test_unary_extremes(op, attrs):
+    """Overflow, underflow, infinities and NaN behave like the reference (the fast exp / tanh / erfc)."""
+    with np.errstate(all="ignore"):
+        check(op, attrs, [EXTREMES])
+
+
+@pytest.mark.parametrize("op", ["Exp", "Sigmoid", "Tanh", "Erf"])
+def test_transcendental_dense_range(op):
+    check(op, {}, [np.linspace(-30, 30, 200001, dtype=np.float32)])
+
+
 def test_clip_min_above_max_and_nan():
     x = np.array([-2, -0.5, 0, 0.5, 2, np.nan], np.float32)
     check("Clip", {"min": 1.0, "max": -1.0}, [x])
@@ -291,6 +309,17 @@ def test_softmax(op, shape, axis):
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
 def test_softmax_large_logits(op):
     check(op, {"axis": 1}, [randn(3, 50) * 200 + 1000])
+
+
+@pytest.mark.parametrize("axis", [1, 2])
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_masked(op, axis):
+    """Attention masks: -1e9 or -inf entries get probability 0 (log-probability -inf)."""
+    x = randn(2, 70, 70)
+    x[:, 5:9, :] = -1e9
+    x[:, :, 3:5] = -np.inf
+    with np.errstate(all="ignore"):
+        check(op, {"axis": axis}, [x])
 
 
 LAYER_NORM_CASES = [((2, 5, 16), 2), ((2, 5, 16), 1), ((4, 7), 0), ((3, 1, 768), 2), ((2, 3, 4, 5), 2)]

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -60,7 +61,9 @@ options:
   --help            print this help
 
 Random float inputs are uniform in [0, 1); the same seed gives the same inputs on every build and
-architecture, so outputs of a host build and a cross build can be compared byte for byte.
+architecture, so the outputs of a host build and a cross build can be compared.
+
+exit status: 0 success; 1 the artifact could not be loaded or run; 2 bad command line or file I/O.
 )";
 
 [[noreturn]] void die(int exit_code, const std::string& message) {
@@ -104,51 +107,40 @@ double parse_seconds(const std::string& flag, const std::string& text) {
 
 Options parse_args(int argc, char** argv) {
   Options opt;
+  // Options that take a value, as "--name value" or "--name=value".
+  const std::map<std::string, std::function<void(const std::string&)>> setters = {
+      {"--runs", [&](const std::string& v) { opt.runs = parse_int("--runs", v, 1, 100000000); opt.runs_given = true; }},
+      {"--min-seconds", [&](const std::string& v) { opt.min_seconds = parse_seconds("--min-seconds", v); }},
+      {"--warmup", [&](const std::string& v) { opt.warmup = parse_int("--warmup", v, 0, 100000000); }},
+      {"--threads", [&](const std::string& v) { opt.threads = parse_int("--threads", v, 0, 256); }},
+      {"--seed", [&](const std::string& v) { opt.seed = static_cast<uint64_t>(parse_int("--seed", v, 0, INT64_MAX)); }},
+      {"--int-high", [&](const std::string& v) { opt.int_high = parse_int("--int-high", v, 1, INT64_MAX); }},
+      {"--inputs", [&](const std::string& v) { opt.inputs_path = v; }},
+      {"--outputs", [&](const std::string& v) { opt.outputs_path = v; }},
+  };
   for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
+    const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
-    if (arg.rfind("--", 0) != 0) {
-      if (!opt.artifact.empty()) die(kExitUsage, "more than one artifact given: '" + opt.artifact + "' and '" + arg + "'");
-      opt.artifact = arg;
-      continue;
-    }
     if (arg == "--per-op") {
       opt.per_op = true;
-      continue;
-    }
-    // Every other flag takes a value, as "--flag value" or "--flag=value".
-    std::string value;
-    const size_t eq = arg.find('=');
-    if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg.resize(eq);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
+    } else if (arg.empty() || arg[0] != '-') {
+      if (!opt.artifact.empty()) die(kExitUsage, "more than one artifact given: '" + opt.artifact + "' and '" + arg + "'");
+      opt.artifact = arg;
     } else {
-      die(kExitUsage, arg + " needs a value");
-    }
-    if (arg == "--runs") {
-      opt.runs = parse_int(arg, value, 1, 100000000);
-      opt.runs_given = true;
-    } else if (arg == "--min-seconds") {
-      opt.min_seconds = parse_seconds(arg, value);
-    } else if (arg == "--warmup") {
-      opt.warmup = parse_int(arg, value, 0, 100000000);
-    } else if (arg == "--threads") {
-      opt.threads = parse_int(arg, value, 0, 256);
-    } else if (arg == "--seed") {
-      opt.seed = static_cast<uint64_t>(parse_int(arg, value, 0, INT64_MAX));
-    } else if (arg == "--int-high") {
-      opt.int_high = parse_int(arg, value, 1, INT64_MAX);
-    } else if (arg == "--inputs") {
-      opt.inputs_path = value;
-    } else if (arg == "--outputs") {
-      opt.outputs_path = value;
-    } else {
-      die(kExitUsage, "unknown option '" + arg + "'");
+      const size_t eq = arg.find('=');
+      const std::string name = arg.substr(0, eq);
+      const auto setter = setters.find(name);
+      if (setter == setters.end()) die(kExitUsage, "unknown option '" + name + "'");
+      if (eq != std::string::npos) {
+        setter->second(arg.substr(eq + 1));
+      } else if (i + 1 < argc) {
+        setter->second(argv[++i]);
+      } else {
+        die(kExitUsage, name + " needs a value");
+      }
     }
   }
   if (opt.artifact.empty()) die(kExitUsage, "no artifact given");
@@ -434,7 +426,7 @@ int main(int argc, char** argv) {
   const auto load_start = Clock::now();
   const edgepack::Status loaded = edgepack::Session::open(opt.artifact, session_options, &session);
   const double load_seconds = std::chrono::duration<double>(Clock::now() - load_start).count();
-  if (!loaded.ok()) die(kExitRunFailed, "cannot load '" + opt.artifact + "': " + loaded.message());
+  if (!loaded.ok()) die(kExitRunFailed, "load failed: " + loaded.message());  // the message names the file
 
   const std::vector<std::vector<uint8_t>> inputs = make_inputs(opt, *session);
   std::vector<const void*> input_ptrs;

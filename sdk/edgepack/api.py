@@ -153,3 +153,18 @@ def reference_run(compiled: CompiledModel, feeds: Mapping[str, np.ndarray]) -> d
     """Run the compiled graph in the numpy reference executor (the oracle)."""
     from .reference import run_graph
     return run_graph(compiled.graph, feeds)
+
+
+def analyze(model: Any, calibration_data: Any = None, evaluation_data: Any = None, precision: str = "int8",
+            recipe: Recipe | dict | str | Path | None = None, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+            example_inputs: Any = None, max_evaluation_samples: int = 8, progress: bool = True):
+    """Per-node quantization sensitivity (see edgepack.quant.sensitivity): for each node the recipe
+    quantizes, the output SQNR with only that node quantized, and the SQNR of its output along the
+    fully quantized network. Returns a SensitivityReport (.table(), .to_json(), .write_html())."""
+    from .quant.sensitivity import analyze_graph
+    chosen = _as_recipe(precision, recipe)
+    graph = run_passes(to_graph(model, input_shapes, example_inputs), PIPELINE)
+    calibration = load_calibration_data(calibration_data, graph)
+    evaluation = (load_calibration_data(evaluation_data, graph) if evaluation_data is not None
+                  else calibration)[:max_evaluation_samples]
+    return analyze_graph(graph, chosen, calibration, evaluation, progress)

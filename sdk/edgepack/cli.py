@@ -37,8 +37,27 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_model
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".epk")
     compiled = compile_model(args.model, profile=args.profile, input_shapes=_parse_shapes(args.input_shape),
-                             output=output)
-    print(f"compiled {args.model} -> {compiled.path}")
+                             output=output, precision=args.precision, recipe=args.recipe,
+                             calibration_data=args.calibration)
+    print(f"compiled {args.model} -> {compiled.path} ({args.precision if not args.recipe else args.recipe})")
+    used: dict[str, int] = {}
+    for decision in compiled.decisions:
+        used[decision.used] = used.get(decision.used, 0) + 1
+    print("  precisions: " + ", ".join(f"{k} x{v}" for k, v in sorted(used.items())))
+    for decision in compiled.decisions:
+        if decision.note.startswith(("fallback", "kept")):
+            print(f"  note: {decision.node} ({decision.op}): {decision.note}")
+    if args.report:
+        from .quant.sensitivity import analyze_graph
+        from .quant.calibrate import load_calibration_data
+        from .api import _as_recipe
+        recipe = _as_recipe(args.precision, args.recipe)
+        samples = load_calibration_data(args.calibration, compiled.float_graph)
+        report = analyze_graph(compiled.float_graph, recipe, samples, samples[:8])
+        print(report.table())
+        report.write_html(Path(args.report))
+        Path(args.report).with_suffix(".json").write_text(report.to_json())
+        print(f"  sensitivity report: {args.report} and {Path(args.report).with_suffix('.json')}")
     print(f"  ops {len(compiled.graph.nodes)}  weights {_human(compiled.manifest['weights_bytes'])}  "
           f"arena {_human(compiled.arena_bytes)} (unplanned {_human(compiled.memory.naive_bytes)})  "
           f"file {_human(compiled.file_bytes)}")
@@ -117,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="host", help="device profile (default: host)")
     p.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
                    help="static shape of a dynamic input, e.g. input_ids=1x128 (repeatable)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int8-dynamic", "int4"],
+                   help="default precision of every node (default: fp32)")
+    p.add_argument("--recipe", help="YAML recipe with per-node overrides (see docs/quantization.md)")
+    p.add_argument("--calibration", metavar="DATA.npz",
+                   help="calibration inputs for static int8: one array per input, stacked on a first axis")
+    p.add_argument("--report", metavar="REPORT.html",
+                   help="also write a per-node sensitivity report (HTML, plus JSON beside it)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("run", help="run an artifact on inputs from an .npz file")

@@ -4,7 +4,7 @@ targets/<name>/; both are validated on load. docs/profiles.md is the schema.
 
 Units: every physical figure is a string "<number> <unit>" (e.g. "512 MiB", "13.5 GOPS", "4.6 pJ"),
 parsed strictly against the units its field accepts, and stored here in SI base units (bytes, ops/s,
-bytes/s, joules, watts, seconds, hertz). Dimensionless figures (core counts, efficiencies, cosines) are
+bytes/s, joules, watts, seconds). Dimensionless figures (core counts, efficiencies, cosines) are
 plain numbers.
 
 Where the files are: in a source checkout (or an editable install) the repository's profiles/ and
@@ -68,24 +68,37 @@ ISA_FEATURES = {
 
 @dataclass(frozen=True)
 class Dimension:
-    """A physical dimension: the unit spellings accepted for it and their factor to the SI base unit."""
+    """A physical dimension: the unit spellings accepted for it, each as (base, exponent) to the SI unit."""
     name: str
-    units: dict[str, float]
+    units: dict[str, tuple[int, int]]
     example: str
     integer: bool = False   # bytes are whole
 
+    def factor(self, unit: str) -> float:
+        base, exponent = self.units[unit]
+        return float(base) ** exponent
 
-BYTES = Dimension("bytes", {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-                            "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40}, "512 MiB", True)
-OPS_RATE = Dimension("operations per second", {"OPS": 1, "MOPS": 1e6, "GOPS": 1e9, "TOPS": 1e12}, "13.5 GOPS")
-BYTE_RATE = Dimension("bytes per second", {"B/s": 1, "kB/s": 1e3, "MB/s": 1e6, "GB/s": 1e9,
-                                           "KiB/s": 2 ** 10, "MiB/s": 2 ** 20, "GiB/s": 2 ** 30}, "12.8 GB/s")
-ENERGY = Dimension("energy", {"fJ": 1e-15, "pJ": 1e-12, "nJ": 1e-9, "uJ": 1e-6}, "4.6 pJ")
-POWER = Dimension("power", {"uW": 1e-6, "mW": 1e-3, "W": 1}, "2.5 W")
-TIME = Dimension("time", {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1}, "20 ms")
-FREQUENCY = Dimension("frequency", {"Hz": 1, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9}, "1.5 GHz")
-DECIBELS = Dimension("decibels", {"dB": 1}, "3 dB")
-DIMENSIONS = {d.name: d for d in (BYTES, OPS_RATE, BYTE_RATE, ENERGY, POWER, TIME, FREQUENCY, DECIBELS)}
+    def to_si(self, number: float, unit: str) -> float:
+        base, exponent = self.units[unit]
+        # dividing by an exact power keeps "10 us" at exactly 1e-05 (multiplying by 1e-6 would not)
+        return number * base ** exponent if exponent >= 0 else number / base ** -exponent
+
+
+def _decimal(*prefixed: tuple[str, int]) -> dict[str, tuple[int, int]]:
+    return {unit: (10, exponent) for unit, exponent in prefixed}
+
+
+BYTES = Dimension("bytes", {**_decimal(("B", 0), ("kB", 3), ("MB", 6), ("GB", 9), ("TB", 12)),
+                            "KiB": (2, 10), "MiB": (2, 20), "GiB": (2, 30), "TiB": (2, 40)}, "512 MiB", True)
+OPS_RATE = Dimension("operations per second", _decimal(("OPS", 0), ("MOPS", 6), ("GOPS", 9), ("TOPS", 12)),
+                     "13.5 GOPS")
+BYTE_RATE = Dimension("bytes per second", {**_decimal(("B/s", 0), ("kB/s", 3), ("MB/s", 6), ("GB/s", 9)),
+                                           "KiB/s": (2, 10), "MiB/s": (2, 20), "GiB/s": (2, 30)}, "12.8 GB/s")
+ENERGY = Dimension("energy", _decimal(("fJ", -15), ("pJ", -12), ("nJ", -9), ("uJ", -6)), "4.6 pJ")
+POWER = Dimension("power", _decimal(("uW", -6), ("mW", -3), ("W", 0)), "2.5 W")
+TIME = Dimension("time", _decimal(("ns", -9), ("us", -6), ("ms", -3), ("s", 0)), "20 ms")
+DECIBELS = Dimension("decibels", _decimal(("dB", 0)), "3 dB")
+DIMENSIONS = {d.name: d for d in (BYTES, OPS_RATE, BYTE_RATE, ENERGY, POWER, TIME, DECIBELS)}
 
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?) +(\S+)")
 
@@ -94,10 +107,10 @@ def parse_quantity(text: Any, dimension: Dimension) -> float:
     """'512 MiB' -> 536870912 (SI base units). Raises ValueError saying what is wrong and what is accepted."""
     accepted = ", ".join(dimension.units)
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise ValueError(f"expected a {dimension.name} like '{dimension.example}', got {text!r}")
-    if isinstance(text, (int, float)):
-        raise ValueError(f"missing unit: write '{text} <unit>' with a unit of {dimension.name} ({accepted}), "
-                         f"e.g. '{dimension.example}'")
+        raise ValueError(f"expected a quantity of {dimension.name} like '{dimension.example}', got {text!r}")
+    if isinstance(text, (int, float)) or re.fullmatch(r"\s*[\d.eE+-]+\s*", text):
+        raise ValueError(f"missing unit: write '{str(text).strip()} <unit>' with a unit of {dimension.name} "
+                         f"({accepted}), e.g. '{dimension.example}'")
     match = _QUANTITY.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"'{text}' is not '<number> <unit>' (a non-negative number, a space, a unit of "
@@ -107,9 +120,9 @@ def parse_quantity(text: Any, dimension: Dimension) -> float:
         other = next((d.name for d in DIMENSIONS.values() if unit in d.units), None)
         why = f"'{unit}' is a unit of {other}" if other else f"unknown unit '{unit}'"
         raise ValueError(f"'{text}': {why}; this field is {dimension.name} ({accepted})")
-    value = float(number) * dimension.units[unit]
+    value = dimension.to_si(float(number), unit)
     if dimension.integer:
-        if abs(value - round(value)) > 1e-6 * max(1.0, value):
+        if abs(value - round(value)) > 1e-9 * max(1.0, value):   # tolerate float rounding only
             raise ValueError(f"'{text}' is not a whole number of {dimension.name}")
         return int(round(value))
     return value
@@ -118,7 +131,8 @@ def parse_quantity(text: Any, dimension: Dimension) -> float:
 def format_quantity(value: float, dimension: Dimension) -> str:
     """The inverse of parse_quantity for display: the largest unit that keeps the number >= 1."""
     # sizes read best in binary units (what RAM is sold in), rates in decimal (what datasheets quote)
-    units = [(u, f) for u, f in dimension.units.items() if (dimension is BYTES) == ("i" in u or u == "B")]
+    base = 2 if dimension is BYTES else 10
+    units = [(u, dimension.factor(u)) for u, (b, exponent) in dimension.units.items() if b == base or exponent == 0]
     unit, factor = units[0]
     for u, f in sorted(units, key=lambda uf: uf[1]):
         if value >= f:
@@ -152,9 +166,8 @@ class Memory:
 
 @dataclass(frozen=True)
 class Compute:
-    unit: str                      # what runs the model, e.g. "4x Cortex-A72, NEON"
-    cores: int
-    clock_hz: float
+    unit: str                      # what runs the model, e.g. "4x Cortex-A72 @ 1.5 GHz, NEON"
+    cores: int                     # CPU cores the runtime's threads may use
     peak_ops: dict[str, float]     # arithmetic precision -> peak ops/s (one multiply-accumulate = 2 ops)
     ops_efficiency: float          # fraction of peak the runtime's kernels sustain
     bandwidth_bytes_per_s: float   # peak main-memory bandwidth
@@ -252,7 +265,6 @@ _PROFILE_SCHEMA: dict[str, Any] = {
     "compute": {
         "unit": _Field("text"),
         "cores": _Field("int"),
-        "clock": _Field("quantity", FREQUENCY),
         "peak": _Field("per_arithmetic", OPS_RATE),
         "ops_efficiency": _Field("fraction"),
         "bandwidth": _Field("quantity", BYTE_RATE),
@@ -395,11 +407,21 @@ def _figure_paths(schema: dict[str, Any], data: dict[str, Any], prefix: str = ""
     return paths
 
 
+def _every_figure(schema: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in document holding every field of `schema`, to list all the figures it can have."""
+    return {key: _every_figure(spec) if isinstance(spec, dict)
+            else dict.fromkeys(ARITHMETIC) if spec.kind == "per_arithmetic" else None
+            for key, spec in schema.items()}
+
+
 def _covers(pattern: str, figure: str) -> bool:
     return fnmatch.fnmatchcase(figure, pattern) or figure.startswith(pattern + ".")
 
 
 def _check_sources(raw: Any, figures: list[str], errors: _Errors) -> tuple[Source, ...]:
+    """Every figure present is covered by an entry; every entry names figures the schema knows (one naming
+    a figure the file lacks is not reported again: the missing field already is)."""
+    schema_figures = _figure_paths(_PROFILE_SCHEMA, _every_figure(_PROFILE_SCHEMA))
     if not isinstance(raw, list) or not raw:
         errors.add("sources", "expected a non-empty list of {fields: [...], source|estimated|chosen|detected: "
                               "text} entries")
@@ -426,8 +448,8 @@ def _check_sources(raw: Any, figures: list[str], errors: _Errors) -> tuple[Sourc
             continue
         for pattern in fields:
             matched = [f for f in figures if _covers(pattern, f)]
-            if not matched:
-                errors.add(f"{key}.fields", f"'{pattern}' names no figure of this profile")
+            if not any(_covers(pattern, f) for f in schema_figures):
+                errors.add(f"{key}.fields", f"'{pattern}' names no figure of the profile schema")
             covered.update(matched)
         sources.append(Source(tuple(fields), kinds[0], str(text)))
     for figure in figures:
@@ -558,7 +580,7 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         name=data["name"], description=data["description"], path=path, target=target,
         runtime=t["runtime"], isa=t["isa"],
         memory=Memory(m["ram"], m["storage"], m["runtime_overhead"], m["weights_in"]),
-        compute=Compute(c["unit"], c["cores"], c["clock"], c["peak"], c["ops_efficiency"], c["bandwidth"],
+        compute=Compute(c["unit"], c["cores"], c["peak"], c["ops_efficiency"], c["bandwidth"],
                         c["bandwidth_efficiency"], c["op_overhead"]),
         energy=Energy(e["mac"], e["memory_byte"], e["active_power"], e["idle_power"]),
         latency=Latency(lat["p50"], lat["p95"]),
@@ -599,6 +621,7 @@ def _check_consistency(data: dict[str, Any], target: Target, errors: _Errors) ->
 class HostFacts:
     """What can be read about the machine edgepack runs on."""
     target: str
+    cpu: str
     isa: tuple[str, ...]
     cores: int
     clock_hz: float | None          # None when the OS does not say
@@ -672,14 +695,16 @@ def host_facts() -> HostFacts:
     if target is None:
         raise ProfileError(f"host profile: no target for {key[0]} {key[1]} "
                            f"(supported hosts: {', '.join(f'{s} {m}' for s, m in _HOST_TARGETS)})")
-    cpuinfo = _read_text("/proc/cpuinfo")
+    cpuinfo = _read_text("/proc/cpuinfo") or ""
     isa = isa_from_cpuinfo(cpuinfo) if cpuinfo else _APPLE_SILICON_ISA if target == "macos-arm64" else ()
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    cpu = names[0].strip() if names else platform.processor() or key[1]
     ram, ram_how = _host_ram()
     try:
         free = shutil.disk_usage(os.getcwd()).free
     except OSError:
         free = shutil.disk_usage(Path.home()).free
-    return HostFacts(target, isa, _host_cores(), _host_clock(), ram, ram_how, free)
+    return HostFacts(target, cpu, isa, _host_cores(), _host_clock(), ram, ram_how, free)
 
 
 # Rough per-core figures for the host's estimates, from the shape of current desktop and server parts.
@@ -709,7 +734,8 @@ def _host_peaks(facts: HostFacts) -> tuple[dict[str, float], str]:
     peaks = {"fp32": fp32, "int8": fp32 * int8_factor}
     if "fp16" in isa:   # Arm half-precision arithmetic doubles the lanes of each vector
         peaks["fp16"] = fp32 * 2
-    how = (f"{facts.cores} cores x {clock / 1e9:.2f} GHz x {flops} ops/cycle ({lanes}); "
+    clock_how = "maximum from cpufreq or /proc/cpuinfo" if facts.clock_hz else "assumed: the OS does not report it"
+    how = (f"{facts.cores} cores x {clock / 1e9:.2f} GHz ({clock_how}) x {flops} ops/cycle ({lanes}); "
            f"int8 = {int8_factor}x fp32 ({'dot-product instructions' if int8_factor == 4 else 'widening multiplies'})"
            + ("; fp16 = 2x fp32 (FEAT_FP16)" if "fp16" in peaks else ""))
     return peaks, how
@@ -729,7 +755,6 @@ def _fill_detected(raw: dict[str, Any], errors: _Errors) -> list[dict[str, Any]]
     if isinstance(efficiency, bool) or not isinstance(efficiency, (int, float)) or not 0 < efficiency <= 1:
         efficiency = 1.0   # the normal checks report the bad value; this only keeps detection going
     active, idle = facts.cores * _ACTIVE_W_PER_CORE, facts.cores * _IDLE_W_PER_CORE
-    clock = facts.clock_hz or _ASSUMED_CLOCK_HZ
     bandwidth = min(facts.cores * _BANDWIDTH_PER_CORE, _BANDWIDTH_CAP)
     detectors: dict[str, Callable[[], tuple[Any, str, str]]] = {
         "target.name": lambda: (facts.target, "detected", "platform.system() and platform.machine()"),
@@ -739,10 +764,8 @@ def _fill_detected(raw: dict[str, Any], errors: _Errors) -> list[dict[str, Any]]
                                "processes"),
         "memory.storage": lambda: (f"{facts.storage_free_bytes} B", "detected",
                                    "free space on the current directory's filesystem"),
+        "compute.unit": lambda: (f"{facts.cores}x {facts.cpu}", "detected", "/proc/cpuinfo model name"),
         "compute.cores": lambda: (facts.cores, "detected", "CPUs this process may use (affinity, cgroup quota)"),
-        "compute.clock": lambda: (f"{clock / 1e6:.0f} MHz", "detected" if facts.clock_hz else "estimated",
-                                  "cpufreq cpuinfo_max_freq or /proc/cpuinfo 'cpu MHz'" if facts.clock_hz
-                                  else f"the OS does not report it; assumed {_ASSUMED_CLOCK_HZ / 1e9} GHz"),
         "compute.peak": lambda: ({k: f"{v / 1e9:.1f} GOPS" for k, v in peaks.items()}, "estimated", peak_how),
         "compute.bandwidth": lambda: (f"{bandwidth / 1e9:.1f} GB/s", "estimated",
                                       f"{_BANDWIDTH_PER_CORE / 1e9:.0f} GB/s per core (STREAM triad on current "
@@ -763,7 +786,7 @@ def _fill_detected(raw: dict[str, Any], errors: _Errors) -> list[dict[str, Any]]
             continue
         value, kind, how = detectors[path]()
         raw[section] = {**raw[section], key: value}
-        if section != "target":   # target name and ISA are not figures: sources cover figures only
+        if path not in ("target.name", "target.isa", "compute.unit"):   # sources cover figures only
             sources.append({"fields": [path], kind: how})
     return sources
 

@@ -3,14 +3,14 @@
 #
 #   cmake -S native -B build-x86_64 -DCMAKE_TOOLCHAIN_FILE=targets/linux-x86_64/toolchain.cmake
 #
-# x86-64-v3 (AVX2, FMA) selects the AVX2 kernels and runs on every x86-64 CPU since Haswell / Zen;
-# pass -DEDGEPACK_X86_64_LEVEL=x86-64-v2 for Atom-class boards without AVX. Executables are linked
-# statically so edgepack-bench runs whatever the target's libc.
+# Executables are linked statically, so edgepack-bench runs whatever the target's libc.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR x86_64)
 
 set(CMAKE_CXX_COMPILER g++)
 
-set(EDGEPACK_X86_64_LEVEL x86-64-v3 CACHE STRING "x86-64 micro-architecture level (-march)")
-set(CMAKE_CXX_FLAGS_INIT "-march=${EDGEPACK_X86_64_LEVEL}")
+# The kernels choose their ISA at compile time, and x86-64-v3 (AVX2 + FMA, every x86-64 CPU since
+# Haswell and Zen) selects the AVX2 ones. Atom-class boards without AVX need -DEDGEPACK_MARCH=x86-64-v2.
+set(EDGEPACK_MARCH x86-64-v3 CACHE STRING "-march of the x86-64 build")
+set(CMAKE_CXX_FLAGS_INIT "-march=${EDGEPACK_MARCH}")
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-static")

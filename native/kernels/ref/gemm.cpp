@@ -91,9 +91,14 @@ constexpr int kVecs = kTileN / Isa::kWidth;  // vectors across a B panel
 static_assert(kVecs * Isa::kWidth == kTileN, "kTileN must be a whole number of vectors");
 
 // ---- cache blocking (see the loop nest at the top) ----
-constexpr int64_t kKc = 256;        // K block: a 256 x kTileN B micro-panel fits L1 with room for A
-constexpr int64_t kMcPanels = 512 / kTileM;    // A block of 512 x 256 floats = 512 KiB, in L2
-constexpr int64_t kNcPanels = 1024 / kTileN;   // B block of 256 x 1024 floats = 1 MiB, in L2/L3
+#ifndef TUNE_KC
+#define TUNE_KC 256
+#define TUNE_MC 512
+#define TUNE_NC 1024
+#endif
+constexpr int64_t kKc = TUNE_KC;        // K block: a 256 x kTileN B micro-panel fits L1 with room for A
+constexpr int64_t kMcPanels = TUNE_MC / kTileM;    // A block of 512 x 256 floats = 512 KiB, in L2
+constexpr int64_t kNcPanels = TUNE_NC / kTileN;   // B block of 256 x 1024 floats = 1 MiB, in L2/L3
 constexpr int64_t kSerialWork = 64 * 64 * 64;  // M*N*K below which threads cost more than they save
 
 // What the micro-kernel does with its tile once the K block is summed.
@@ -196,9 +201,9 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   const float* pa = p.a.panels();
   const float* pb = p.b.panels();
   const Epilogue& e = p.epilogue;
-  // Even K blocks (300 -> 152 + 148, not 256 + 44), so no block is too short to amortise its C traffic.
+  // Even K blocks (300 -> 150 + 150, not 256 + 44), so no block is too short to amortise its C
+  // traffic. There is one (empty) block when K == 0, so that C still gets the bias and clamp.
   const int64_t k_blocks = std::max<int64_t>(1, (p.k + kKc - 1) / kKc);
-  const int64_t kc_max = (p.k + k_blocks - 1) / k_blocks;
 
   Tile t{};
   t.ldc = p.ldc;
@@ -207,10 +212,10 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   for (int64_t jc = na; jc < nb; jc += kNcPanels) {
     const int64_t jc_end = std::min(jc + kNcPanels, nb);
     if (own_b) pack_operand_b(p, jc, jc_end);
-    for (int64_t k0 = 0; k0 == 0 || k0 < p.k; k0 += kc_max) {
-      const int64_t kc = std::min(kc_max, p.k - k0);
-      t.accumulate = k0 > 0;
-      t.finish = k0 + kc >= p.k;
+    for (int64_t kb = 0; kb < k_blocks; ++kb) {
+      const int64_t k0 = kb * p.k / k_blocks, kc = (kb + 1) * p.k / k_blocks - k0;
+      t.accumulate = kb > 0;
+      t.finish = kb + 1 == k_blocks;
       for (int64_t ic = ma; ic < mb; ic += kMcPanels) {
         const int64_t ic_end = std::min(ic + kMcPanels, mb);
         for (int64_t jr = jc; jr < jc_end; ++jr) {

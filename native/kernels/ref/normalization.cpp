@@ -4,6 +4,7 @@
 // accumulates in float64.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -40,6 +41,17 @@ Status read_axis(const OpInfo& op, const Tensor& t, int64_t* axis) {
   return Status::Ok();
 }
 
+// Sum of term(i) over [0, n) in 8 independent double lanes: a single running sum is a serial chain
+// the compiler may not reorder, the lanes vectorise; double keeps the reference's accuracy.
+template <class F> double lane_sum(int64_t n, const F& term) {
+  double lanes[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lanes[k] += term(i + k);
+  for (; i < n; ++i) lanes[0] += term(i);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
 int64_t product(const Tensor& t, int begin, int end) {
   int64_t p = 1;
   for (int i = begin; i < end; ++i) p *= t.dims[i];
@@ -47,20 +59,60 @@ int64_t product(const Tensor& t, int begin, int end) {
 }
 
 // ---- Softmax / LogSoftmax -------------------------------------------------------------------------
-// A contiguous row (the axis is the last non-trivial one).
+// y = exp(y), as elementwise.cpp's exp_fast: 2^n * exp(r) with n = round(x / ln2), |r| <= ln2 / 2,
+// exp(r) by Cephes' expf polynomial, ~2 ulp. Branch-free and written out in the loop (std::exp is a
+// call, and so would be a helper the inliner skips) so that the loop vectorises.
+void exp_in_place(float* y, int64_t n) {
+  constexpr float kLo = -86.0f, kHi = 88.72283905f;  // below: < 4e-38, flushed to 0; above: inf
+  constexpr float kRound = 12582912.0f;              // 1.5 * 2^23: adding it rounds to an integer
+  constexpr uint32_t kRoundBits = 0x4b400000u;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = y[i];
+    const float c = std::min(std::max(x, kLo), kHi);  // keeps NaN
+    const float shifted = c * 1.44269504088896341f + kRound;
+    const float k = shifted - kRound;
+    const float r = (c - k * 0.693359375f) - k * -2.12194440e-4f;  // ln2 split in two for precision
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    // 2^(k-1) * 2: k reaches 128 at the top of the range, one more than a float exponent holds
+    uint32_t bits;
+    std::memcpy(&bits, &shifted, 4);
+    bits = (bits - kRoundBits + 126u) << 23;
+    float half_scale;
+    std::memcpy(&half_scale, &bits, 4);
+    const float e = p * half_scale * 2.0f;
+    y[i] = x < kLo ? 0.0f : (x > kHi ? std::numeric_limits<float>::infinity() : e);
+  }
+}
+
+// The max in 8 independent lanes: a single running max is a serial chain that does not vectorise.
+// A NaN may be skipped here; it still reaches the output through exp(x - max).
+float max_of(const float* x, int64_t n) {
+  float lanes[8];
+  std::fill(lanes, lanes + 8, -std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lanes[k] = x[i + k] > lanes[k] ? x[i + k] : lanes[k];
+  for (; i < n; ++i) lanes[0] = x[i] > lanes[0] ? x[i] : lanes[0];
+  return *std::max_element(lanes, lanes + 8);
+}
+
+// A contiguous row (the axis is the last non-trivial one). y holds x - max, then its exponentials,
+// then the result.
 void softmax_row(const float* x, float* y, int64_t n, bool log) {
-  float max = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
-  double sum = 0;
-  if (log) {
-    for (int64_t i = 0; i < n; ++i) sum += std::exp(x[i] - max);
-    const float shift = max + static_cast<float>(std::log(sum));
-    for (int64_t i = 0; i < n; ++i) y[i] = x[i] - shift;
+  const float max = max_of(x, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] - max;
+  exp_in_place(y, n);
+  const double sum = lane_sum(n, [y](int64_t i) { return y[i]; });
+  if (log) {  // (x - max) - log(sum): folding max into the shift first would lose log(sum) at large |max|
+    const float log_sum = static_cast<float>(std::log(sum));
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - max) - log_sum;
   } else {
-    for (int64_t i = 0; i < n; ++i) {
-      y[i] = std::exp(x[i] - max);
-      sum += y[i];
-    }
     const float scale = static_cast<float>(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) y[i] *= scale;
   }
@@ -74,20 +126,20 @@ void softmax_columns(const float* x, float* y, int64_t n, int64_t stride, int64_
   std::fill(max, max + cols, -std::numeric_limits<float>::infinity());
   std::fill(sum, sum + cols, 0.0);
   for (int64_t r = 0; r < n; ++r)
-    for (int64_t j = 0; j < cols; ++j) max[j] = std::max(max[j], x[r * stride + j]);
+    for (int64_t j = 0; j < cols; ++j) max[j] = x[r * stride + j] > max[j] ? x[r * stride + j] : max[j];
   for (int64_t r = 0; r < n; ++r) {
-    for (int64_t j = 0; j < cols; ++j) {
-      const float e = std::exp(x[r * stride + j] - max[j]);
-      if (!log) y[r * stride + j] = e;
-      sum[j] += e;
-    }
+    const float* in = x + r * stride;
+    float* out = y + r * stride;
+    for (int64_t j = 0; j < cols; ++j) out[j] = in[j] - max[j];
+    exp_in_place(out, cols);
+    for (int64_t j = 0; j < cols; ++j) sum[j] += out[j];
   }
-  float finish[kBlock];  // the shift (log) or the scale of each column
+  float finish[kBlock];  // log(sum) (log) or the scale of each column
   for (int64_t j = 0; j < cols; ++j)
-    finish[j] = log ? max[j] + static_cast<float>(std::log(sum[j])) : static_cast<float>(1.0 / sum[j]);
+    finish[j] = log ? static_cast<float>(std::log(sum[j])) : static_cast<float>(1.0 / sum[j]);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t j = 0; j < cols; ++j)
-      y[r * stride + j] = log ? x[r * stride + j] - finish[j] : y[r * stride + j] * finish[j];
+      y[r * stride + j] = log ? (x[r * stride + j] - max[j]) - finish[j] : y[r * stride + j] * finish[j];
 }
 
 class SoftmaxKernel final : public OpKernel {
@@ -176,11 +228,8 @@ class LayerNormKernel final : public OpKernel {
  private:
   // Two passes (mean, then variance around it) avoid the cancellation of E[x^2] - E[x]^2.
   void normalize_row(const float* x, const float* scale, const float* bias, float* y) const {
-    double sum = 0;
-    for (int64_t i = 0; i < size_; ++i) sum += x[i];
-    const double mean = sum / size_;
-    double squares = 0;
-    for (int64_t i = 0; i < size_; ++i) squares += (x[i] - mean) * (x[i] - mean);
+    const double mean = lane_sum(size_, [x](int64_t i) { return x[i]; }) / size_;
+    const double squares = lane_sum(size_, [x, mean](int64_t i) { return (x[i] - mean) * (x[i] - mean); });
     const double inv_std = 1.0 / std::sqrt(squares / size_ + epsilon_);
     for (int64_t i = 0; i < size_; ++i) {
       const float v = static_cast<float>((x[i] - mean) * inv_std) * scale[i];

@@ -50,24 +50,26 @@ template <class T> T from_double(double v) {
 }
 
 // ---- MaxPool / AveragePool ------------------------------------------------------------------------
-// The taps of one output position along one axis that land inside the input: [k0, k1), the first
-// reading input index `first` (then every `dilation`). Precomputed so the inner loops never test padding.
+// The taps of one output row that land inside the input: kernel rows [k0, k1), the first reading
+// input row `first` (then every `dilation`). Precomputed so the inner loops never test padding.
 struct Window {
   int64_t first, k0, k1;
 };
 
-std::vector<Window> plan_windows(int64_t out, int64_t in, int64_t kernel, int64_t stride, int64_t pad,
-                                 int64_t dilation) {
-  std::vector<Window> windows(out);
-  for (int64_t o = 0; o < out; ++o) {
-    const int64_t base = o * stride - pad;  // input index of tap 0
-    const int64_t k0 = base >= 0 ? 0 : std::min(kernel, (-base + dilation - 1) / dilation);
-    const int64_t k1 = base >= in ? 0 : std::min(kernel, (in - base + dilation - 1) / dilation);
-    windows[o] = {base + k0 * dilation, k0, std::max(k0, k1)};
-  }
-  return windows;
+Window window(int64_t o, int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
+  const int64_t base = o * stride - pad;  // input index of tap 0
+  const int64_t k0 = base >= 0 ? 0 : std::min(kernel, (-base + dilation - 1) / dilation);
+  const int64_t k1 = base >= in ? 0 : std::min(kernel, (in - base + dilation - 1) / dilation);
+  return {base + k0 * dilation, k0, std::max(k0, k1)};
 }
 
+// One kernel column j: output columns [lo, hi) read input column ow * stride + offset, all inside.
+struct ColumnTap {
+  int64_t lo, hi, offset;
+};
+
+// Rows are pooled tap by tap across the whole output row (rather than window by window), so the
+// inner loop is a plain strided max / sum over output columns that vectorises.
 class PoolKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
@@ -91,7 +93,6 @@ class PoolKernel final : public OpKernel {
     for (int64_t p : pads)
       if (p < 0 || p > kMaxAttr) return bad(op, "pads must be in [0, 2^30]");
     if (include_pad != 0 && include_pad != 1) return bad(op, "count_include_pad must be 0 or 1");
-    count_include_pad_ = include_pad == 1;
 
     int64_t out_hw[2];
     for (int i = 0; i < 2; ++i) {
@@ -100,60 +101,79 @@ class PoolKernel final : public OpKernel {
       out_hw[i] = span / strides[i] + 1;
     }
     EP_RETURN_IF_ERROR(expect_shape(op, y, {x.dims[0], x.dims[1], out_hw[0], out_hw[1]}, "output"));
-    rows_ = plan_windows(out_hw[0], x.dims[2], kernel[0], strides[0], pads[0], dilations[0]);
-    cols_ = plan_windows(out_hw[1], x.dims[3], kernel[1], strides[1], pads[1], dilations[1]);
     planes_ = x.dims[0] * x.dims[1];
     height_ = x.dims[2];
     width_ = x.dims[3];
+    out_w_ = out_hw[1];
     dilation_h_ = dilations[0];
-    dilation_w_ = dilations[1];
+    stride_w_ = strides[1];
     kernel_area_ = kernel[0] * kernel[1];
+    rows_.clear();
+    for (int64_t oh = 0; oh < out_hw[0]; ++oh)
+      rows_.push_back(window(oh, height_, kernel[0], strides[0], pads[0], dilations[0]));
+    taps_.clear();
+    for (int64_t j = 0; j < kernel[1]; ++j) {
+      const int64_t offset = j * dilations[1] - pads[1];  // input column = ow * stride + offset
+      const int64_t lo = offset >= 0 ? 0 : (-offset + strides[1] - 1) / strides[1];
+      const int64_t hi = width_ - offset <= 0 ? 0 : (width_ - offset + strides[1] - 1) / strides[1];
+      taps_.push_back({std::min(lo, out_w_), std::min(std::max(lo, hi), out_w_), offset});
+    }
+    // The divisor of each output column's average: the kernel area, or the taps inside the input
+    // (times the kernel rows inside, applied per row in run()).
+    column_counts_.assign(out_w_, include_pad ? static_cast<float>(kernel_area_) : 0.0f);
+    if (!include_pad) {
+      for (const ColumnTap& t : taps_)
+        for (int64_t ow = t.lo; ow < t.hi; ++ow) column_counts_[ow] += 1.0f;
+    }
+    count_include_pad_ = include_pad == 1;
     return Status::Ok();
   }
 
   Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
     const float* x = ins[0]->as<const float>();
     float* y = outs[0]->as<float>();
-    const int64_t out_h = static_cast<int64_t>(rows_.size()), out_w = static_cast<int64_t>(cols_.size());
+    const int64_t out_h = static_cast<int64_t>(rows_.size());
     ctx.pool->parallel_for(planes_ * out_h, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t plane = item / out_h, oh = item % out_h;
-        output_row(x + plane * height_ * width_, rows_[oh], y + item * out_w);
+        output_row(x + plane * height_ * width_, rows_[oh], y + item * out_w_);
       }
-    }, grain_for(out_w * kernel_area_));
+    }, grain_for(out_w_ * kernel_area_));
     return Status::Ok();
   }
 
  private:
   void output_row(const float* plane, const Window& r, float* out) const {
-    for (size_t ow = 0; ow < cols_.size(); ++ow) {
-      const Window& c = cols_[ow];
-      if (average_) {
-        double sum = 0;
-        for (int64_t i = 0; i < r.k1 - r.k0; ++i) {
-          const float* row = plane + (r.first + i * dilation_h_) * width_ + c.first;
-          for (int64_t j = 0; j < c.k1 - c.k0; ++j) sum += row[j * dilation_w_];
-        }
-        // A window entirely in the padding divides 0 by 0 without count_include_pad, as the reference.
-        const int64_t count = count_include_pad_ ? kernel_area_ : (r.k1 - r.k0) * (c.k1 - c.k0);
-        out[ow] = static_cast<float>(sum / static_cast<double>(count));
-      } else {
-        float best = -std::numeric_limits<float>::infinity();
-        for (int64_t i = 0; i < r.k1 - r.k0; ++i) {
-          const float* row = plane + (r.first + i * dilation_h_) * width_ + c.first;
-          for (int64_t j = 0; j < c.k1 - c.k0; ++j) {
-            const float v = row[j * dilation_w_];
-            if (beats_max(v, best)) best = v;
-          }
-        }
-        out[ow] = best;
+    std::fill(out, out + out_w_, average_ ? 0.0f : -std::numeric_limits<float>::infinity());
+    for (int64_t i = r.k0; i < r.k1; ++i) {
+      const float* row = plane + (r.first + (i - r.k0) * dilation_h_) * width_;
+      for (const ColumnTap& t : taps_) {
+        if (average_) pool_taps<true>(row, t, out);
+        else pool_taps<false>(row, t, out);
       }
+    }
+    if (average_) {
+      // Without count_include_pad a window entirely in the padding divides 0 by 0, as the reference.
+      const float rows = count_include_pad_ ? 1.0f : static_cast<float>(r.k1 - r.k0);
+      for (int64_t ow = 0; ow < out_w_; ++ow) out[ow] /= rows * column_counts_[ow];
+    }
+  }
+
+  template <bool kSum> void pool_taps(const float* row, const ColumnTap& t, float* out) const {
+    // A NaN input wins the max, as np.max.
+    auto combine = [](float acc, float v) { return kSum ? acc + v : (v > acc || std::isnan(v) ? v : acc); };
+    if (stride_w_ == 1) {
+      for (int64_t ow = t.lo; ow < t.hi; ++ow) out[ow] = combine(out[ow], row[ow + t.offset]);
+    } else {
+      for (int64_t ow = t.lo; ow < t.hi; ++ow) out[ow] = combine(out[ow], row[ow * stride_w_ + t.offset]);
     }
   }
 
   bool average_ = false, count_include_pad_ = false;
-  std::vector<Window> rows_, cols_;
-  int64_t planes_ = 0, height_ = 0, width_ = 0, dilation_h_ = 1, dilation_w_ = 1, kernel_area_ = 1;
+  std::vector<Window> rows_;
+  std::vector<ColumnTap> taps_;
+  std::vector<float> column_counts_;
+  int64_t planes_ = 0, height_ = 0, width_ = 0, out_w_ = 0, dilation_h_ = 1, stride_w_ = 1, kernel_area_ = 1;
 };
 
 // ---- ReduceMean / ReduceSum / ReduceMax / ReduceMin -----------------------------------------------

@@ -54,8 +54,11 @@ def _eval_mode(module) -> Iterator[None]:
 
 
 def _as_tensor(value: Any):
+    """A tensor with plain row-major strides: torch.export records the strides it is given, and odd
+    ones (a numpy [:, None] axis, channels-last) show up as as_strided Gathers in the graph."""
     import torch
-    return torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+    tensor = torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+    return tensor.clone(memory_format=torch.contiguous_format) if isinstance(tensor, torch.Tensor) else tensor
 
 
 def _split_inputs(module, example_inputs: Any) -> tuple[tuple, dict, list[str]]:

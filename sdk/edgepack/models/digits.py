@@ -31,7 +31,7 @@ def digits_data() -> DigitsData:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
     digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
+    images = (digits.images / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     labels = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(images, labels, test_size=0.25, random_state=SEED,
                                                         stratify=labels)

@@ -1,0 +1,295 @@
+"""The cost model against hand-computed MACs, bytes, latency, energy and memory on small graphs.
+
+The test profile has round figures: sustained fp32 1 GOPS, int8 4 GOPS, bandwidth 1 GB/s, 10 us per op;
+2 pJ per fp32 MAC, 0.5 pJ per int8 MAC, 10 pJ per byte, 1 W idle."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from edgepack.ir import DType, Graph, Node, QuantParams
+from edgepack.ir.ops import SCHEMAS
+from edgepack.planner.cost import (QUANT_PARAM_BYTES, SUPPORTED_OPS, cost_table, estimate, infer_precision,
+                                   int4_block_size)
+from edgepack.planner.memory import plan_memory
+from edgepack.profiles import available_profiles, load_profile
+
+US = 1e-6
+PJ = 1e-12
+
+
+def make_profile(tmp_path, runtime="native", target="linux-x86_64", fp16=False, weights_in="ram",
+                 ram="1 MiB", p50="1 ms"):
+    peak = {"fp32": "2 GOPS", "int8": "8 GOPS", **({"fp16": "4 GOPS"} if fp16 else {})}
+    mac = {"fp32": "2 pJ", "int8": "0.5 pJ", **({"fp16": "1 pJ"} if fp16 else {})}
+    data = {
+        "name": "test-board", "description": "round numbers for hand computation",
+        "target": {"name": target, "runtime": runtime, "isa": ["sse2"]},
+        "memory": {"ram": ram, "storage": "1 MiB", "runtime_overhead": "64 KiB", "weights_in": weights_in},
+        "compute": {"unit": "test", "cores": 1, "peak": peak, "ops_efficiency": 0.5, "bandwidth": "2 GB/s",
+                    "bandwidth_efficiency": 0.5, "op_overhead": "10 us"},
+        "energy": {"mac": mac, "memory_byte": "10 pJ", "active_power": "3 W", "idle_power": "1 W"},
+        "latency": {"p50": p50, "p95": "2 ms"},
+        "accuracy": {"min_cosine": 0.99, "max_sqnr_loss": "3 dB"},
+        "sources": [{"fields": ["memory.*", "compute.*", "energy.*", "latency.*", "accuracy.*"],
+                     "chosen": "round numbers for the tests"}],
+    }
+    path = tmp_path / "test-board.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_profile(path)
+
+
+@pytest.fixture
+def profile(tmp_path):
+    return make_profile(tmp_path)
+
+
+def f32(*shape):
+    return np.zeros(shape, np.float32)
+
+
+def graph_of(op, inputs, out_shape, attrs=None, out_dtype=DType.FLOAT32):
+    """One-node graph: `inputs` are shapes (run-time inputs) or arrays (constants)."""
+    g = Graph(op.lower())
+    names = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, np.ndarray):
+            names.append(g.add_const(item, f"c{i}"))
+        else:
+            dtype = DType.INT64 if op == "Gather" and i == 1 else DType.FLOAT32
+            g.add_value(f"x{i}", dtype, item)
+            g.inputs.append(f"x{i}")
+            names.append(f"x{i}")
+    g.add_value("y", out_dtype, out_shape)
+    g.nodes.append(Node(op, op.lower(), names, ["y"], dict(attrs or {})))
+    g.outputs = ["y"]
+    g.verify()
+    return g
+
+
+def conv_attrs(pads=0, stride=1, group=1, activation="none"):
+    return {"strides": [stride, stride], "pads": [pads] * 4, "dilations": [1, 1], "group": group,
+            "activation": activation}
+
+
+# ---- counts ---------------------------------------------------------------------------------------------------
+
+def test_conv_latency_and_energy_by_hand(profile):
+    g = graph_of("Conv", [(1, 3, 8, 8), f32(4, 3, 3, 3), f32(4)], (1, 4, 8, 8), conv_attrs(pads=1, activation="relu"))
+    row = estimate(g, profile).nodes[0]
+    assert row.macs == 4 * 8 * 8 * 3 * 3 * 3 == 6912
+    assert row.ops == 2 * 6912 + 256 * 2                          # + bias add and relu per output
+    assert (row.weight_bytes, row.activation_bytes) == (108 * 4 + 4 * 4, 192 * 4 + 256 * 4)
+    assert row.compute_s == pytest.approx(14336 / 1e9)             # sustained fp32: 2 GOPS x 0.5
+    assert row.memory_s == pytest.approx(2240 / 1e9)               # sustained: 2 GB/s x 0.5
+    assert row.bound == "compute"
+    assert row.latency_s == pytest.approx(14.336 * US + 10 * US)
+    assert row.compute_energy_j == pytest.approx(14336 / 2 * 2 * PJ)
+    assert row.memory_energy_j == pytest.approx(2240 * 10 * PJ)
+    assert row.static_energy_j == pytest.approx(24.336 * US * 1.0)
+    assert row.energy_j == pytest.approx(14.336e-9 + 22.4e-9 + 24.336e-6)
+
+
+def test_depthwise_and_grouped_conv(profile):
+    depthwise = graph_of("Conv", [(1, 8, 10, 10), f32(8, 1, 3, 3)], (1, 8, 8, 8), conv_attrs(group=8))
+    assert estimate(depthwise, profile).macs == 8 * 8 * 8 * 9
+    grouped = graph_of("Conv", [(1, 4, 6, 6), f32(6, 2, 3, 3)], (1, 6, 4, 4), conv_attrs(group=2))
+    assert estimate(grouped, profile).macs == 6 * 4 * 4 * 2 * 9
+
+
+def test_conv_transpose(profile):
+    attrs = {"strides": [2, 2], "pads": [0] * 4, "dilations": [1, 1], "group": 1, "output_padding": [0, 0]}
+    g = graph_of("ConvTranspose", [(1, 2, 3, 3), f32(2, 4, 2, 2), f32(4)], (1, 4, 6, 6), attrs)
+    row = estimate(g, profile).nodes[0]
+    assert row.macs == (2 * 3 * 3) * (4 * 2 * 2)                   # every input pixel meets every filter tap
+    assert row.ops == 2 * row.macs + 4 * 6 * 6                      # + bias
+
+
+def test_matmul_with_batch_broadcasting(profile):
+    g = graph_of("MatMul", [(2, 1, 5, 7), (3, 7, 4)], (2, 3, 5, 4), {"activation": "none"})
+    row = estimate(g, profile).nodes[0]
+    assert row.macs == 2 * 3 * 5 * 4 * 7
+    assert (row.weight_bytes, row.activation_bytes) == (0, (70 + 84 + 120) * 4)
+
+
+@pytest.mark.parametrize("op,inputs,out,attrs,ops", [
+    ("Add", [(2, 3, 4), f32(4)], (2, 3, 4), {}, 24),
+    ("Relu", [(2, 3, 4)], (2, 3, 4), {}, 24),
+    ("Clip", [(2, 3, 4)], (2, 3, 4), {"min": 0.0, "max": 6.0}, 48),
+    ("Exp", [(2, 3, 4)], (2, 3, 4), {}, 240),
+    ("Softmax", [(2, 5)], (2, 5), {"axis": 1}, 10 * 14),
+    ("LayerNormalization", [(2, 8), f32(8), f32(8)], (2, 8), {"axis": 1, "epsilon": 1e-5}, 16 * 7),
+    ("MaxPool", [(1, 1, 4, 4)], (1, 1, 2, 2),
+     {"kernel": [2, 2], "strides": [2, 2], "pads": [0] * 4, "dilations": [1, 1]}, 4 * 4),
+    ("AveragePool", [(1, 1, 4, 4)], (1, 1, 2, 2),
+     {"kernel": [2, 2], "strides": [2, 2], "pads": [0] * 4, "dilations": [1, 1], "count_include_pad": 0}, 4 * 5),
+    ("ReduceMean", [(2, 6)], (2, 1), {"axes": [1], "keepdims": 1}, 12 + 2),
+    ("Transpose", [(2, 3)], (3, 2), {"perm": [1, 0]}, 0),
+])
+def test_elementwise_pooling_normalisation_movement(profile, op, inputs, out, attrs, ops):
+    g = graph_of(op, inputs, out, attrs)
+    row = estimate(g, profile).nodes[0]
+    assert (row.macs, row.ops) == (0, ops)
+    read = sum(4 * (x.size if isinstance(x, np.ndarray) else int(np.prod(x))) for x in inputs)
+    assert row.bytes == read + 4 * int(np.prod(out))
+
+
+def test_reshape_is_free_when_aliased(profile):
+    g = graph_of("Reshape", [(2, 3, 4)], (6, 4))
+    row = estimate(g, profile).nodes[0]
+    assert (row.ops, row.bytes) == (0, 0)
+    assert row.latency_s == pytest.approx(10 * US)                 # only the dispatch overhead
+
+
+def test_gather_reads_only_the_gathered_rows(profile):
+    g = graph_of("Gather", [f32(10, 4), (3,)], (3, 4), {"axis": 0})
+    report = estimate(g, profile)
+    row = report.nodes[0]
+    assert row.weight_bytes == 3 * 4 * 4                            # 3 rows of the table
+    assert row.activation_bytes == 3 * 8 + 3 * 4 * 4                # int64 indices + the output
+    assert report.weights_bytes == 10 * 4 * 4                       # the whole table stays resident
+
+
+def test_slice_reads_only_the_slice(profile):
+    g = graph_of("Slice", [(10, 10)], (2, 10), {"starts": [0, 0], "ends": [2, 10], "steps": [1, 1]})
+    assert estimate(g, profile).nodes[0].bytes == 2 * (2 * 10 * 4)
+
+
+def test_every_ir_op_has_a_cost_rule():
+    assert set(SCHEMAS) <= SUPPORTED_OPS
+
+
+# ---- precisions -------------------------------------------------------------------------------------------
+
+def dense(k=64, n=128):
+    return graph_of("MatMul", [(1, k), f32(k, n), f32(n)], (1, n), {"activation": "none"})
+
+
+def test_weight_bytes_per_precision(profile):
+    g = dense()
+    weights = {p: estimate(g, profile, default=p).nodes[0].weight_bytes
+               for p in ("fp32", "fp16", "int8", "int8-dynamic", "int4")}
+    assert weights["fp32"] == 8192 * 4 + 128 * 4
+    assert weights["fp16"] == 8192 * 4 + 128 * 4                   # the native runtime widens fp16 at load
+    assert weights["int8"] == 8192 + 128 * QUANT_PARAM_BYTES + 128 * (4 + QUANT_PARAM_BYTES)   # int32 bias
+    assert weights["int8-dynamic"] == 8192 + 128 * QUANT_PARAM_BYTES + 128 * 4
+    assert weights["int4"] == 8192 // 2 + 128 * QUANT_PARAM_BYTES + 128 * 4     # K=64: one block per column
+    stored = estimate(g, profile, default="fp16")
+    assert (stored.stored_weights_bytes, stored.weights_bytes) == (8192 * 2 + 512, 8192 * 4 + 512)
+
+
+def test_int4_blocks_follow_the_quantizer():
+    assert [int4_block_size(k) for k in (256, 192, 96, 27)] == [128, 64, 32, 32]
+
+
+def test_int4_scales_per_block(profile):
+    row = estimate(dense(k=96, n=8), profile, default="int4").nodes[0]
+    assert row.weight_bytes == 96 * 8 // 2 + 8 * 3 * QUANT_PARAM_BYTES + 8 * 4   # blocks of 32 along K
+    assert row.arithmetic == "fp32"                                  # weight-only: dequantised, float math
+
+
+def test_arithmetic_and_activation_widths(profile):
+    g = dense()
+    fp32, int8, dynamic = (estimate(g, profile, default=p).nodes[0] for p in ("fp32", "int8", "int8-dynamic"))
+    assert (fp32.arithmetic, int8.arithmetic, dynamic.arithmetic) == ("fp32", "int8", "int8")
+    assert int8.compute_s == pytest.approx(fp32.compute_s / 4)       # 4 GOPS vs 1 GOPS sustained
+    assert int8.compute_energy_j == pytest.approx(fp32.compute_energy_j / 4)
+    # graph input and output keep their float32; dynamic int8 quantizes the input first (+1 write, +1 read)
+    assert fp32.activation_bytes == int8.activation_bytes == 64 * 4 + 128 * 4
+    assert dynamic.activation_bytes == 64 * (4 + 2) + 128 * 4
+
+
+def test_a_weight_only_precision_on_a_weightless_op_is_fp32(profile):
+    g = graph_of("Relu", [(4, 4)], (4, 4))
+    for precision in ("int8-dynamic", "int4", "fp16"):
+        row = estimate(g, profile, default=precision).nodes[0]
+        assert row.arithmetic == "fp32" and row.bytes == 2 * 64
+
+
+def test_fp16_arithmetic_where_the_profile_lists_it(tmp_path):
+    delegate = make_profile(tmp_path, runtime="tflite", fp16=True)
+    row = estimate(dense(), delegate, default="fp16").nodes[0]
+    assert row.arithmetic == "fp16"
+    assert row.weight_bytes == 8192 * 2 + 128 * 4                    # delegates keep fp16 weights as they are
+    assert row.compute_s == pytest.approx(row.ops / 2e9)
+
+
+def two_convs():
+    g = Graph("two")
+    g.add_value("x", DType.FLOAT32, (1, 4, 8, 8))
+    g.inputs = ["x"]
+    a = g.add_const(f32(8, 4, 1, 1), "wa")
+    b = g.add_const(f32(4, 8, 1, 1), "wb")
+    g.add_value("h", DType.FLOAT32, (1, 8, 8, 8))
+    g.add_value("y", DType.FLOAT32, (1, 4, 8, 8))
+    g.nodes += [Node("Conv", "a", ["x", a], ["h"], conv_attrs()), Node("Conv", "b", ["h", b], ["y"], conv_attrs())]
+    g.outputs = ["y"]
+    g.verify()
+    return g
+
+
+def test_int8_activations_are_one_byte_and_shrink_the_arena(profile):
+    g = two_convs()
+    fp32 = estimate(g, profile)
+    assert fp32.arena_bytes == plan_memory(g).arena_bytes
+    int8 = estimate(g, profile, {"a": "int8", "b": "int8"})
+    assert int8.by_name["a"].activation_bytes == 256 * 4 + 512       # writes h as int8
+    assert int8.by_name["b"].activation_bytes == 512 + 256 * 4       # reads h as int8, y stays float32
+    assert int8.arena_bytes < fp32.arena_bytes
+    mixed = estimate(g, profile, {"a": "fp32"}, default="int8")      # h is produced in fp32
+    assert mixed.by_name["b"].activation_bytes == 512 * 4 + 256 * 4
+
+
+def test_totals_and_memory(tmp_path, profile):
+    g = two_convs()
+    report = estimate(g, profile)
+    assert report.macs == sum(n.macs for n in report.nodes) == 2 * 8 * 4 * 64
+    assert report.latency_s == pytest.approx(sum(n.latency_s for n in report.nodes))
+    assert report.energy_j == pytest.approx(sum(n.energy_j for n in report.nodes))
+    assert report.weights_bytes == (32 + 32) * 4
+    assert report.ram_bytes == report.weights_bytes + report.arena_bytes + 64 * 1024
+    assert report.violations() == []
+    in_flash = estimate(g, make_profile(tmp_path, weights_in="storage"))
+    assert in_flash.ram_bytes == in_flash.arena_bytes + 64 * 1024
+    tight = estimate(g, make_profile(tmp_path, ram="65 KiB", p50="1 us"))
+    assert [v.split()[0] for v in tight.violations()] == ["RAM", "latency"]
+    assert tight.as_dict()["totals"]["macs"] == report.macs
+
+
+def test_a_quantized_graph_is_priced_as_it_is(profile):
+    g = Graph("q")
+    g.add_value("x", DType.FLOAT32, (1, 64))
+    g.inputs = ["x"]
+    w = g.add_const(np.zeros((64, 16), np.int8), "w")
+    g.values[w].quant = QuantParams(np.ones(16, np.float32), np.zeros(16, np.int32), 1)
+    g.add_value("y", DType.FLOAT32, (1, 16))
+    g.nodes.append(Node("MatMul", "fc", ["x", w], ["y"], {"activation": "none"}))
+    g.outputs = ["y"]
+    assert infer_precision(g, g.nodes[0]) == "int8-dynamic"
+    row = estimate(g, profile).nodes[0]
+    assert (row.precision, row.arithmetic) == ("int8-dynamic", "int8")
+    assert row.weight_bytes == 64 * 16 + 16 * QUANT_PARAM_BYTES
+
+
+def test_bad_precisions(profile):
+    g = dense()
+    with pytest.raises(ValueError, match="not in graph 'matmul': nope"):
+        estimate(g, profile, {"nope": "int8"})
+    with pytest.raises(ValueError, match="unknown precision 'int2'"):
+        estimate(g, profile, {"matmul": "int2"})
+    with pytest.raises(ValueError, match="default: unknown precision 'bf16'"):
+        estimate(g, profile, default="bf16")
+
+
+def test_cost_table_prices_every_node_at_every_precision(profile):
+    table = cost_table(two_convs(), profile)
+    assert set(table) == {"a", "b"}
+    assert list(table["a"]) == ["fp32", "fp16", "int8", "int8-dynamic", "int4"]
+    assert table["a"]["int8"].latency_s < table["a"]["fp32"].latency_s
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_every_shipped_profile_prices_a_graph(name):
+    report = estimate(two_convs(), load_profile(name), default="int8")
+    assert report.latency_s > 0 and report.energy_j > 0 and report.ram_bytes > 0
