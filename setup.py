@@ -4,6 +4,7 @@ import os
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 ParallelCompile("EDGEPACK_BUILD_JOBS", default=os.cpu_count() or 2).install()
 
@@ -12,7 +13,23 @@ sources = sorted(glob.glob("native/src/*.cpp") + glob.glob("native/kernels/**/*.
 # target toolchain); EDGEPACK_PORTABLE=1 builds a generic x86-64 extension instead.
 arch_flags = [] if os.environ.get("EDGEPACK_PORTABLE") else ["-march=native"]
 
+
+
+class build_py_with_device_data(build_py):
+    """Copy profiles/ and targets/*/target.yaml into the built package as edgepack/data/ (a source
+    checkout and editable installs read them from the repository root instead)."""
+
+    def run(self):
+        super().run()
+        for pattern in ("profiles/*.yaml", "targets/*/target.yaml"):
+            for source in glob.glob(pattern):
+                destination = os.path.join(self.build_lib, "edgepack", "data", source)
+                self.mkpath(os.path.dirname(destination))
+                self.copy_file(source, destination)
+
+
 setup(
+    cmdclass={"build_py": build_py_with_device_data},
     packages=find_packages("sdk"),
     package_dir={"": "sdk"},
     package_data={"edgepack": ["examples/*.onnx", "examples/*.npz"]},

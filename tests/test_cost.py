@@ -76,7 +76,8 @@ def conv_attrs(pads=0, stride=1, group=1, activation="none"):
 # ---- counts ---------------------------------------------------------------------------------------------------
 
 def test_conv_latency_and_energy_by_hand(profile):
-    g = graph_of("Conv", [(1, 3, 8, 8), f32(4, 3, 3, 3), f32(4)], (1, 4, 8, 8), conv_attrs(pads=1, activation="relu"))
+    attrs = conv_attrs(pads=1, activation="relu")
+    g = graph_of("Conv", [(1, 3, 8, 8), f32(4, 3, 3, 3), f32(4)], (1, 4, 8, 8), attrs)
     row = estimate(g, profile).nodes[0]
     assert row.macs == 4 * 8 * 8 * 3 * 3 * 3 == 6912
     assert row.ops == 2 * 6912 + 256 * 2                          # + bias add and relu per output

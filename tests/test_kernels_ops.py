@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import edgepack
+from edgepack.ir import DType
 from op_harness import op_graph, run_op, write_graph
 
 RNG = np.random.default_rng(1234)
@@ -133,7 +134,6 @@ CAST_DTYPES = [np.float32, np.float16, np.int8, np.uint8, np.int32, np.int64, np
 
 
 def _dtype_code(dtype) -> int:
-    from edgepack.ir import DType
     return int(DType.from_numpy(dtype))
 
 
@@ -165,6 +165,7 @@ def test_cast_integer_narrowing_wraps():
     check("Cast", {"to": _dtype_code(np.int8)}, [np.array([300, -300, 127, 128, -129], np.int64)])
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference overflows on purpose
 def test_cast_float16_rounding():
     """Round to nearest even, subnormals, overflow to inf, nan — bit for bit what numpy does."""
     special = np.array([65504, 65519, 65520, 1e6, -1e6, 6e-8, 3e-8, 2.9e-8, 1e-10, 6.1e-5, 1.0009765625,
@@ -231,6 +232,7 @@ def test_pow_square_and_special_exponents():
     check("Pow", {}, [np.abs(x), np.array([0.5, -1.0, 3.0, 0.0, 1.0, 2.0, -2.5], np.float32)])
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference overflows on purpose
 def test_integer_division_truncates_and_wraps():
     info = np.iinfo(np.int32)
     a = np.array([7, -7, 7, -7, info.min, info.min, 0, 1], np.int32)
@@ -239,6 +241,7 @@ def test_integer_division_truncates_and_wraps():
     np.testing.assert_array_equal(native[0], [3, -3, -3, 3, info.min, info.min, 0, -1])
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the reference overflows on purpose
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_integer_division_by_zero_is_a_run_error(dtype):
     with pytest.raises(edgepack.RunError, match="division by zero"):
@@ -601,6 +604,12 @@ def test_thread_counts_agree(num_threads):
     check("Transpose", {"perm": [0, 2, 3, 1]}, [x], num_threads=num_threads)
     check("MaxPool", {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 1]}, [x],
           num_threads=num_threads)
+    resize = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor",
+              "scales": [1.0, 1.0, 2.0, 2.0]}
+    check("Resize", resize, [x], out_shapes=[(4, 32, 66, 70)], num_threads=num_threads)
+    check("Pad", {"pads": [0, 1, 2, 3, 0, 1, 2, 3], "mode": "reflect", "value": 0.0}, [x], num_threads=num_threads)
+    check("Gather", {"axis": 1}, [x, randint(-32, 32, (40,), np.int64)], num_threads=num_threads)
+    check("Tile", {"repeats": [1, 2, 1, 2]}, [x], num_threads=num_threads)
 
 
 # ---- hostile artifacts: rejected at load ------------------------------------------------------------
@@ -613,6 +622,13 @@ def _set_attr(key, value):
 def _drop_attr(key):
     def edit(graph):
         del graph.nodes[0].attrs[key]
+    return edit
+
+
+def _edits(*edits):
+    def edit(graph):
+        for e in edits:
+            e(graph)
     return edit
 
 
@@ -651,9 +667,13 @@ BAD_ARTIFACTS = [
     ("Concat", {"axis": 1}, [X4, X4], _set_shape("out0", (2, 7, 4, 5)), ["add up"]),
     ("Concat", {"axis": 1}, [X4, X4], _set_attr("axis", 4), ["axis 4"]),
     ("Split", {"axis": 1, "split": [1, 2]}, [X4], _set_attr("split", [2, 1]), ["split"]),
-    ("Slice", canonical_slice((2, 3, 4, 5), [slice(None)] * 4), [X4], _set_attr("starts", [0, 0, 0, 5]),
-     ["slice"]),
+    ("Slice", canonical_slice((2, 3, 4, 5), [slice(None)] * 4), [X4], _set_attr("starts", [0, 0, 0, 6]),
+     ["not canonical"]),
+    ("Slice", canonical_slice((2, 3, 4, 5), [slice(None)] * 4), [X4],
+     _edits(_set_attr("starts", [0, 0, 0, 5]), _set_attr("ends", [2, 3, 4, -1]), _set_attr("steps", [1, 1, 1, -1]),
+            _set_shape("out0", (2, 3, 4, 6))), ["reads outside the input"]),
     ("Slice", canonical_slice((2, 3, 4, 5), [slice(None)] * 4), [X4], _set_attr("steps", [1, 0, 1, 1]), ["slice"]),
+    ("Slice", canonical_slice((2, 3, 4, 5), [slice(None)] * 4), [X4], _set_attr("ends", [2, 3, 4, -1]), ["slice"]),
     ("Slice", canonical_slice((2, 3, 4, 5), [slice(None, None, -1)] * 4), [X4],
      _set_attr("ends", [-1, -1, -1, -2]), ["slice"]),
     ("Slice", canonical_slice((2, 3, 4, 5), [slice(1, None)] * 4), [X4], _set_shape("out0", (1, 2, 3, 5)),

@@ -121,6 +121,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .profiles import devices_table
+    print(devices_table())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(Path(args.workdir) if args.workdir else None)
@@ -157,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("--json", action="store_true", help="print JSON instead of a listing")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("devices", help="list the device profiles")
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("demo", help="compile the bundled example, run it, check it against the reference")
     p.add_argument("--workdir", help="where to write the artifact (default: a temporary directory)")

@@ -132,7 +132,7 @@ def format_quantity(value: float, dimension: Dimension) -> str:
     """The inverse of parse_quantity for display: the largest unit that keeps the number >= 1."""
     # sizes read best in binary units (what RAM is sold in), rates in decimal (what datasheets quote)
     base = 2 if dimension is BYTES else 10
-    units = [(u, dimension.factor(u)) for u, (b, exponent) in dimension.units.items() if b == base or exponent == 0]
+    units = [(u, dimension.factor(u)) for u, (b, power) in dimension.units.items() if b == base or power == 0]
     unit, factor = units[0]
     for u, f in sorted(units, key=lambda uf: uf[1]):
         if value >= f:
@@ -363,7 +363,8 @@ def _check_value(spec: _Field, value: Any, key: str, errors: _Errors) -> Any:
                 errors.add(f"{key}.{name}", "missing required field")
         for name in ARITHMETIC:
             if name in value:
-                result[name] = _check_value(_Field("quantity", spec.dimension), value[name], f"{key}.{name}", errors)
+                figure = _Field("quantity", spec.dimension)
+                result[name] = _check_value(figure, value[name], f"{key}.{name}", errors)
         return result
     raise AssertionError(kind)
 
@@ -731,13 +732,12 @@ def _host_peaks(facts: HostFacts) -> tuple[dict[str, float], str]:
     # int8 dot-product instructions (VNNI, SDOT, SMMLA) do 4 int8 MACs where FMA does one fp32 MAC;
     # without them int8 goes through 16-bit widening multiplies at about twice the fp32 rate.
     int8_factor = 4 if isa & {"avx512-vnni", "avx-vnni", "dotprod", "i8mm"} else 2
+    # No fp16 figure: the host runs the native runtime, which multiplies fp16 weights in fp32.
     peaks = {"fp32": fp32, "int8": fp32 * int8_factor}
-    if "fp16" in isa:   # Arm half-precision arithmetic doubles the lanes of each vector
-        peaks["fp16"] = fp32 * 2
     clock_how = "maximum from cpufreq or /proc/cpuinfo" if facts.clock_hz else "assumed: the OS does not report it"
+    int8_how = "dot-product instructions" if int8_factor == 4 else "widening multiplies"
     how = (f"{facts.cores} cores x {clock / 1e9:.2f} GHz ({clock_how}) x {flops} ops/cycle ({lanes}); "
-           f"int8 = {int8_factor}x fp32 ({'dot-product instructions' if int8_factor == 4 else 'widening multiplies'})"
-           + ("; fp16 = 2x fp32 (FEAT_FP16)" if "fp16" in peaks else ""))
+           f"int8 = {int8_factor}x fp32 ({int8_how})")
     return peaks, how
 
 

@@ -24,7 +24,8 @@ Status bad(const OpInfo& op, const std::string& what) {
 }
 
 Status expect_outputs(const OpInfo& op, const std::vector<const Tensor*>& outs, size_t n) {
-  if (outs.size() != n) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n));
+  if (outs.size() != n)
+    return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n));
   return Status::Ok();
 }
 

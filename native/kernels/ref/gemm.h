@@ -17,6 +17,7 @@
 #include <limits>
 #include <memory>
 
+#include "edgepack/kernel.h"
 #include "edgepack/thread_pool.h"
 
 namespace edgepack {
@@ -28,6 +29,8 @@ namespace gemm {
 inline constexpr int kTileM = 8, kTileN = 32;
 #elif defined(__AVX2__) && defined(__FMA__)
 inline constexpr int kTileM = 6, kTileN = 16;
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+inline constexpr int kTileM = 8, kTileN = 12;
 #else
 inline constexpr int kTileM = 4, kTileN = 16;
 #endif
@@ -125,6 +128,20 @@ class ItemFn {
 // Runs `count` independent GEMMs (batch items, conv groups). Items must not share scratch: when there
 // are enough items, whole items are spread over the threads; otherwise each item is split.
 void sgemm_batch(int64_t count, ItemFn item, ThreadPool* pool);
+
+// ---- shared by the prepare() of the compute kernels ----
+
+// Reads the fused activation of Conv / MatMul (attrs activation, act_min, act_max) as a clamp into
+// `epilogue`. Problems are reported through `attrs` or returned, naming the op.
+Status read_activation(const OpInfo& op, AttrReader& attrs, Epilogue* epilogue);
+
+// a * b for sizes from a hostile file: false when the product would exceed kMaxElements.
+inline constexpr int64_t kMaxElements = int64_t{1} << 40;
+inline bool checked_mul(int64_t a, int64_t b, int64_t* out) {
+  if (a < 0 || b < 0 || (a != 0 && b > kMaxElements / a)) return false;
+  *out = a * b;
+  return true;
+}
 
 // 64-byte aligned float storage owned by a kernel object (its pre-packed weights).
 class AlignedFloats {

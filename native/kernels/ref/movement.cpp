@@ -28,7 +28,8 @@ Status bad(const OpInfo& op, const std::string& what) {
 Status expect_movement(const OpInfo& op, const std::vector<const Tensor*>& ins,
                        const std::vector<const Tensor*>& outs, size_t n_in, size_t n_out, size_t* element_size) {
   EP_RETURN_IF_ERROR(expect_inputs(op, ins, n_in, n_in));
-  if (outs.size() != n_out) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n_out));
+  if (outs.size() != n_out)
+    return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n_out));
   for (const Tensor* t : ins)
     if (!t) return bad(op, "an input is absent");
   for (const Tensor* t : outs) EP_RETURN_IF_ERROR(expect_dtype(op, *t, ins[0]->dtype, "output"));
@@ -337,12 +338,13 @@ class SplitKernel final : public OpKernel {
 };
 
 // ---- Slice ----------------------------------------------------------------------------------------
-// Canonical slices: per axis, output index i reads input index starts + i * steps; an end of -1
-// means "through index 0" for a negative step. The output's extent must be the length of that range
-// and every index read must lie inside the input.
+// Canonical slices (Python's slice.indices): per axis, output index i reads input index
+// starts + i * steps; bounds lie in [0, size], or [-1, size] for a negative step, where an end of -1
+// means "through index 0". The output's extent must be the length of that range and every index
+// read must lie inside the input.
 int64_t range_length(int64_t start, int64_t end, int64_t step) {
   if (step > 0) return end > start ? (end - start - 1) / step + 1 : 0;
-  return start > end ? (start - end - 1) / -step + 1 : 0;
+  return start > end ? (end - start + 1) / step + 1 : 0;  // not -step, which overflows for INT64_MIN
 }
 
 class SliceKernel final : public StridedKernel {
@@ -361,8 +363,9 @@ class SliceKernel final : public StridedKernel {
     int64_t offset = 0;
     for (int d = 0; d < x.rank; ++d) {
       const int64_t size = x.dims[d], start = starts[d], step = steps[d];
-      // clamped canonical bounds lie in [-1, size]; this also keeps the arithmetic below in range
-      if (step == 0 || start < -1 || start > size || ends[d] < -1 || ends[d] > size)
+      // bounded attributes also keep the arithmetic below from overflowing
+      const int64_t lowest = step < 0 ? -1 : 0;
+      if (step == 0 || start < lowest || start > size || ends[d] < lowest || ends[d] > size)
         return bad(op, "slice " + std::to_string(start) + ":" + std::to_string(ends[d]) + ":" + std::to_string(step) +
                        " of axis " + std::to_string(d) + " (size " + std::to_string(size) + ") is not canonical");
       dims[d] = range_length(start, ends[d], step);
@@ -371,7 +374,7 @@ class SliceKernel final : public StridedKernel {
         if (start < 0 || start >= size || last < 0 || last >= size)
           return bad(op, "slice of axis " + std::to_string(d) + " reads outside the input");
       }
-      strides[d] = step * in_strides[d];
+      strides[d] = dims[d] > 1 ? step * in_strides[d] : 0;  // a step cannot overflow once it fits the axis
       offset += std::max<int64_t>(0, start) * in_strides[d];
     }
     EP_RETURN_IF_ERROR(expect_shape(op, *outs[0], dims, "output"));
@@ -707,7 +710,8 @@ Axis plan_axis(int64_t in, int64_t out, double scale, bool linear, const std::st
       axis.hi.push_back(std::min(lo + 1, in - 1));
       axis.frac.push_back(static_cast<float>(c - lo));
     } else {
-      axis.lo.push_back(static_cast<int64_t>(std::clamp(nearest(coord, nearest_mode), 0.0, static_cast<double>(in - 1))));
+      const double index = std::clamp(nearest(coord, nearest_mode), 0.0, static_cast<double>(in - 1));
+      axis.lo.push_back(static_cast<int64_t>(index));
     }
   }
   return axis;
@@ -739,7 +743,8 @@ class ResizeKernel final : public OpKernel {
     for (int d = 2; d < 4; ++d) {
       // scales are output/input per axis; from `sizes` they are exact, from scales the output is floored
       const double expected = static_cast<double>(x.dims[d]) * scales[d];
-      if (!(scales[d] > 0.0f) || !std::isfinite(scales[d]) || std::fabs(static_cast<double>(y.dims[d]) - expected) >= 1.0 + 1e-6 * expected)
+      const double off_by = std::fabs(static_cast<double>(y.dims[d]) - expected);
+      if (!(scales[d] > 0.0f) || !std::isfinite(scales[d]) || off_by >= 1.0 + 1e-6 * expected)
         return bad(op, "output " + y.shape_str() + " does not match input " + x.shape_str() + " scaled by " +
                        std::to_string(scales[d]) + " on axis " + std::to_string(d));
       if (x.dims[d] == 0 && y.dims[d] > 0) return bad(op, "cannot resize an empty axis");
@@ -765,6 +770,8 @@ class ResizeKernel final : public OpKernel {
         uint8_t* out = y + item * out_w * es;
         if (linear_) {
           linear_row(reinterpret_cast<const float*>(in), oh, reinterpret_cast<float*>(out));
+        } else if (item > begin && oh > 0 && rows_.lo[oh] == rows_.lo[oh - 1]) {
+          std::memcpy(out, out - out_w * es, out_w * es);  // upsampling repeats rows: copy this chunk's last
         } else {
           gather_(in + rows_.lo[oh] * in_w_ * es, cols_.lo.data(), out, out_w);
         }

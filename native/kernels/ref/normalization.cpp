@@ -260,10 +260,11 @@ class LrnKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(attrs.status());
     if (size < 1) return bad(op, "size must be >= 1, got " + std::to_string(size));
     alpha_over_size_ = static_cast<float>(static_cast<double>(alpha_) / size);
-    before_ = (size - 1) / 2;
-    after_ = size / 2;
     batch_ = x.dims[0];
     channels_ = x.dims[1];
+    // a window wider than the channels reaches them all; clamping keeps c + after_ from overflowing
+    before_ = std::min((size - 1) / 2, channels_);
+    after_ = std::min(size / 2, channels_);
     inner_ = product(x, 2, x.rank);
     return Status::Ok();
   }

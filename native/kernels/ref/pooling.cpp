@@ -249,13 +249,17 @@ template <class T> struct MeanOp : SumOp<T> {
 };
 template <class T> struct MaxOp {
   using Acc = T;
-  static Acc init() { return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest(); }
+  static Acc init() {
+    return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
+  }
   static Acc step(Acc a, T x) { return beats_max(x, a) ? x : a; }
   static T finish(Acc a, int64_t) { return a; }
 };
 template <class T> struct MinOp {
   using Acc = T;
-  static Acc init() { return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max(); }
+  static Acc init() {
+    return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
+  }
   static Acc step(Acc a, T x) { return beats_min(x, a) ? x : a; }
   static T finish(Acc a, int64_t) { return a; }
 };

@@ -10,7 +10,6 @@ ONNX ops the IR lacks are decomposed here (IsNaN, GatherND, PRelu, ReduceL2, Pad
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -20,8 +19,7 @@ import onnx.inliner
 from onnx import numpy_helper
 
 from ..errors import UnsupportedError
-from ..ir import DType, Graph
-from ..ir.ops import SCHEMAS
+from ..ir import DType, Graph, Node
 from ..ir.shape_inference import broadcast, infer
 from ..reference import run_node
 
@@ -82,7 +80,7 @@ def _as_array(tensor: onnx.TensorProto, base_dir: str | None = None) -> np.ndarr
     array = numpy_helper.to_array(tensor, base_dir or "")
     if array.dtype == np.float64:
         array = array.astype(np.float32)
-    return np.ascontiguousarray(array)
+    return np.asarray(array, order="C")  # not ascontiguousarray: it turns 0-d scalars into shape (1,)
 
 
 class OnnxImporter:
@@ -135,7 +133,7 @@ class OnnxImporter:
         return UnsupportedModelError(f"node '{self.node.name}' ({self.node.op_type}): {message}")
 
     def set_const(self, onnx_name: str, array: np.ndarray) -> None:
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")
         if array.dtype == np.float64:
             array = array.astype(np.float32)
         self.graph.add_value(onnx_name, DType.from_numpy(array.dtype), array.shape, array)
@@ -164,7 +162,7 @@ class OnnxImporter:
             self.graph.add_value(out, dtype, shape)
             self.alias.pop(out, None)
         node_name = name or self.graph_node_name(op)
-        self.graph.nodes.append(_node(op, node_name, inputs, outputs, attrs))
+        self.graph.nodes.append(Node(op, node_name, list(inputs), list(outputs), attrs))
         return outputs
 
     def graph_node_name(self, op: str) -> str:
@@ -185,8 +183,7 @@ class OnnxImporter:
         self.alias[self.node.output[index]] = source_ir_name
 
     def reshape(self, ir_input: str, shape: tuple[int, ...], output: str | None = None) -> str:
-        dtype, current = self.graph.values[ir_input].dtype, self.graph.values[ir_input].shape
-        if tuple(current) == tuple(shape) and output is None:
+        if tuple(self.graph.values[ir_input].shape) == tuple(shape) and output is None:
             return ir_input
         return self.emit("Reshape", [ir_input], {}, [output] if output else None, [tuple(shape)])[0]
 
@@ -206,21 +203,7 @@ class OnnxImporter:
                 continue
             self._add_input(inp)
         for node in g.node:
-            self.node = node
-            for name in node.input:
-                if name and self.name(name) not in self.graph.values:
-                    raise self.fail(f"input '{name}' is not defined before use")
-            default_domain = node.domain in ("", "ai.onnx")
-            handler = _select(node.op_type, self.opset) if default_domain else None
-            if handler is not None:
-                handler(self, node)
-            elif default_domain and self._foldable():
-                self._fold_with_onnx_reference()
-            else:
-                raise UnsupportedModelError(
-                    f"unsupported op '{node.op_type}'{' (domain ' + node.domain + ')' if node.domain else ''} "
-                    f"at node '{node.name or node.output[0]}' (on run-time data). "
-                    f"Supported ONNX ops: {', '.join(supported_ops())}")
+            self._import_node(node)
         for out in g.output:
             name = self.name(out.name)
             if name not in self.graph.values:
@@ -241,6 +224,23 @@ class OnnxImporter:
         self.graph.prune_values()
         self.graph.metadata["opset"] = self.opset
         return self.graph
+
+    def _import_node(self, node: onnx.NodeProto) -> None:
+        self.node = node
+        for name in node.input:
+            if name and self.name(name) not in self.graph.values:
+                raise self.fail(f"input '{name}' is not defined before use")
+        default_domain = node.domain in ("", "ai.onnx")
+        handler = _select(node.op_type, self.opset) if default_domain else None
+        if handler is not None:
+            handler(self, node)
+        elif default_domain and self._foldable():
+            self._fold_with_onnx_reference()
+        else:
+            raise UnsupportedModelError(
+                f"unsupported op '{node.op_type}'{' (domain ' + node.domain + ')' if node.domain else ''} "
+                f"at node '{node.name or node.output[0]}' (on run-time data). "
+                f"Supported ONNX ops: {', '.join(supported_ops())}")
 
     def _foldable(self) -> bool:
         # random ops have only constant inputs too, but must not be frozen into one draw
@@ -297,12 +297,8 @@ class OnnxImporter:
         self.graph.inputs.append(inp.name)
 
 
-def _node(op, name, inputs, outputs, attrs):
-    from ..ir import Node
-    return Node(op, name, list(inputs), list(outputs), attrs)
-
-
-def import_onnx(model: onnx.ModelProto | str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Graph:
+def import_onnx(model: onnx.ModelProto | str | Path,
+                input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Graph:
     """Import an ONNX model (object or path) into the IR with static shapes."""
     base_dir = None
     if isinstance(model, (str, Path)):
@@ -553,7 +549,8 @@ def gelu_v20(imp, node):
 def prelu_v7(imp, node):
     """y = x < 0 ? slope * x : x, with a broadcast slope."""
     x, slope = _binary_operands(imp)
-    zero = imp.graph.add_const(np.zeros((), imp.graph.values[x].dtype.numpy), "zero")
+    value = imp.graph.values[x]
+    zero = imp.graph.add_const(np.zeros((1,) * len(value.shape), value.dtype.numpy), "zero")
     (negative,) = imp.emit("Less", [x, zero])
     (scaled,) = imp.emit("Mul", [x, slope])
     imp.emit("Where", [negative, scaled, x], {}, imp.out())
@@ -719,12 +716,27 @@ def pool_v1(imp, node):
     ceil_mode = attrs.get("ceil_mode", 0)
     strides, pads, dilations = _conv_geometry(imp, kernel, shape[2:], ceil_mode)
     ir_attrs = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations}
+    x = imp.name(node.input[0])
     if node.op_type == "AveragePool":
         count_include_pad = attrs.get("count_include_pad", 0)
         if count_include_pad and ceil_mode:
-            raise imp.fail("count_include_pad together with ceil_mode is not supported")
+            x, ir_attrs["pads"] = _pad_counted_cells(imp, x, kernel, shape[2:])
+            count_include_pad = 0
         ir_attrs["count_include_pad"] = count_include_pad
-    imp.emit(node.op_type, _inputs(imp), ir_attrs, imp.out())
+    imp.emit(node.op_type, [x], ir_attrs, imp.out())
+
+
+def _pad_counted_cells(imp: OnnxImporter, x: str, kernel: list[int], spatial) -> tuple[str, list[int]]:
+    """AveragePool with count_include_pad and ceil_mode counts the padding cells but not the cells a
+    window hangs past them (ONNX and PyTorch agree). So: zero-pad explicitly, then pool that without
+    counting pads; the pool keeps only the ceil_mode overhang as pads. Returns (input, pool pads)."""
+    _, explicit, _ = _conv_geometry(imp, kernel, spatial, 0)
+    _, full, _ = _conv_geometry(imp, kernel, spatial, 1)
+    if any(explicit):
+        top, left, bottom, right = explicit
+        (x,) = imp.emit("Pad", [x], {"pads": [0, 0, top, left, 0, 0, bottom, right], "mode": "constant",
+                                     "value": 0.0})
+    return x, [0, 0, full[2] - explicit[2], full[3] - explicit[3]]
 
 
 @handles("GlobalAveragePool", "GlobalMaxPool")

@@ -11,8 +11,10 @@ import contextlib
 import inspect
 import io
 import logging
+import os
+import sys
 import warnings
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -20,8 +22,29 @@ import onnx
 from ..ir import Graph
 from .onnx import UnsupportedModelError, import_onnx
 
+if TYPE_CHECKING:  # torch is imported only when a module is actually exported
+    from torch import nn
+
 # The exporters report progress and harmless optimizer misses through these loggers.
 _NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript")
+
+
+@contextlib.contextmanager
+def _native_output_discarded() -> Iterator[None]:
+    """Discard what C++ code writes to file descriptors 1 and 2: the TorchScript exporter prints the
+    whole TorchScript graph to stdout when it fails (its ONNX log cannot be switched off in torch 2.13)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        with open(os.devnull, "wb") as sink:
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 @contextlib.contextmanager
@@ -33,7 +56,7 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
+                contextlib.redirect_stderr(io.StringIO()), _native_output_discarded():
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -42,7 +65,7 @@ def _quiet() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _eval_mode(module) -> Iterator[None]:
+def _eval_mode(module: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode and give each back its own mode afterwards."""
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
@@ -61,7 +84,7 @@ def _as_tensor(value: Any):
     return tensor.clone(memory_format=torch.contiguous_format) if isinstance(tensor, torch.Tensor) else tensor
 
 
-def _split_inputs(module, example_inputs: Any) -> tuple[tuple, dict, list[str]]:
+def _split_inputs(module: nn.Module, example_inputs: Any) -> tuple[tuple, dict, list[str]]:
     """(args, kwargs, default input names): a tensor, a sequence of tensors, or a name -> tensor dict.
     Default names are the forward() parameter names, so ONNX inputs read like the Python signature."""
     if isinstance(example_inputs, Mapping):
@@ -107,7 +130,7 @@ def _rename_outputs(model: onnx.ModelProto, names: Sequence[str]) -> None:
         taken.add(new)
 
 
-def _export(module, args: tuple, kwargs: dict, input_names: list[str], output_names: list[str] | None,
+def _export(module: nn.Module, args: tuple, kwargs: dict, input_names: list[str], output_names: list[str] | None,
             opset: int, dynamo: bool) -> onnx.ModelProto:
     import torch
     common = dict(kwargs=kwargs or None, input_names=input_names, opset_version=opset, dynamo=dynamo)
@@ -123,7 +146,7 @@ def _export(module, args: tuple, kwargs: dict, input_names: list[str], output_na
     return model
 
 
-def to_onnx(module, example_inputs: Any, input_names: Sequence[str] | None = None,
+def to_onnx(module: nn.Module, example_inputs: Any, input_names: Sequence[str] | None = None,
             output_names: Sequence[str] | None = None, opset: int = 20, dynamo: bool = True) -> onnx.ModelProto:
     """Export a torch nn.Module to an in-memory ONNX model with the static shapes of `example_inputs`.
 
@@ -147,7 +170,7 @@ def to_onnx(module, example_inputs: Any, input_names: Sequence[str] | None = Non
                 f"torch.onnx.export failed for module {type(module).__name__}: {message}{hint}") from err
 
 
-def import_torch(module, example_inputs: Any, input_names: Sequence[str] | None = None,
+def import_torch(module: nn.Module, example_inputs: Any, input_names: Sequence[str] | None = None,
                  output_names: Sequence[str] | None = None, opset: int = 20, dynamo: bool = True) -> Graph:
     """Import a torch nn.Module into the IR: `to_onnx` (same arguments), then `import_onnx` with the
     shapes of `example_inputs` as the static input shapes."""

@@ -8,7 +8,9 @@ normalisation, so the exported graph maps (input_ids, attention_mask) [1, seq] -
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
+import io
 import os
 import re
 import sysconfig
@@ -57,7 +59,8 @@ def load_minilm() -> MiniLMEmbedder:
     """The embedder in eval mode, float32, on CPU."""
     _offline()
     from transformers import AutoModel
-    encoder = AutoModel.from_pretrained(str(model_dir()), local_files_only=True)
+    with contextlib.redirect_stderr(io.StringIO()):  # a "Loading weights" progress bar per call
+        encoder = AutoModel.from_pretrained(str(model_dir()), local_files_only=True)
     return MiniLMEmbedder(encoder).eval()
 
 

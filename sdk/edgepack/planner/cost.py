@@ -245,7 +245,7 @@ def _activation_dtype(dtype: DType, precision: str) -> DType:
     return dtype
 
 
-def _weight_layout(graph: Graph, node: Node, value: Value) -> tuple[int, int]:
+def _weight_layout(node: Node, value: Value) -> tuple[int, int]:
     """(channels, reduction length) of a weight, as docs/quantization.md lays out its scales."""
     shape = value.shape
     if node.op == "Conv":
@@ -275,7 +275,7 @@ def _const_bytes(graph: Graph, node: Node, index: int, precision: str, profile: 
     role = ("weight" if index == _weight_index(graph, node)
             else "bias" if node.op in _WEIGHTED and index == 2 else "other")
     if role == "weight":
-        channels, reduction = _weight_layout(graph, node, value)
+        channels, reduction = _weight_layout(node, value)
         if precision == "fp16":
             return (4 * n if widen else 2 * n), 2 * n
         if precision in ("int8", "int8-dynamic"):

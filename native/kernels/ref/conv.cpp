@@ -1,0 +1,458 @@
+// Conv and ConvTranspose (float32, NCHW, constant weights).
+//
+// Conv picks one of three paths at prepare():
+//   depthwise  (C/group == 1 and M/group == 1): a direct kernel, one channel plane at a time;
+//   pointwise  (1x1, stride 1, no padding): per group, Y_g[Mg, HW] = W_g[Mg, Cg] · X_g[Cg, HW] is a
+//              GEMM straight on the input;
+//   im2col     (everything else, grouped or not): the same GEMM with B = the im2col matrix
+//              [Cg*kh*kw, OH*OW], which is written directly in the GEMM's packed panel layout (no
+//              intermediate column matrix) by the thread that computes those output columns.
+// Weights are packed once at prepare(); bias and the fused activation run in the GEMM epilogue.
+//
+// ConvTranspose is a GEMM then col2im: per group, col[Mg*kh*kw, H*W] = W_g^T · X_g, and every
+// column entry is added to the output pixel it lands on.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "edgepack/kernel.h"
+#include "kernels/ref/gemm.h"
+#include "kernels/ref/kernels.h"
+
+namespace edgepack {
+namespace {
+
+constexpr int64_t kMaxAttr = int64_t{1} << 30;  // bound on attributes and spatial sizes: products stay in int64
+constexpr int64_t kPlaneGrain = 16384;          // output elements below which waking another thread does not pay
+
+Status bad(const OpInfo& op, const std::string& what) {
+  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
+}
+
+// Floats rounded up to a whole number of 64-byte lines, so scratch sub-buffers stay aligned.
+int64_t lines(int64_t floats) { return (floats + 15) & ~int64_t{15}; }
+
+// The outputs o in [lo, hi) of one kernel tap whose input index o * stride + offset lies in
+// [0, extent). Precomputed so that the inner loops never test for padding.
+struct Tap {
+  int64_t lo, hi, offset;
+};
+
+Tap make_tap(int64_t offset, int64_t stride, int64_t extent, int64_t outputs) {
+  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t hi = extent - offset <= 0 ? 0 : (extent - offset + stride - 1) / stride;
+  const int64_t clamped_lo = std::min(lo, outputs);
+  return {clamped_lo, std::min(std::max(clamped_lo, hi), outputs), offset};
+}
+
+// The attributes and shapes shared by Conv and ConvTranspose, read and range-checked.
+struct Geometry {
+  int64_t n = 0, c = 0, h = 0, w = 0;     // input
+  int64_t m = 0, oh = 0, ow = 0;          // output channels and plane
+  int64_t kh = 0, kw = 0;
+  int64_t sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t pt = 0, pl = 0, pb = 0, pr = 0;
+  int64_t group = 1, cg = 0, mg = 0;      // channels per group: input, output
+};
+
+// Checks what both ops share: input count, dtypes, ranks, a constant weight, the bias, and the
+// window attributes. Fills the input, kernel and attribute fields of `g`.
+Status read_common(const OpInfo& op, const std::vector<const Tensor*>& ins, const std::vector<const Tensor*>& outs,
+                   AttrReader& attrs, Geometry* g) {
+  EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
+  if (outs.size() != 1) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected 1");
+  const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
+  EP_RETURN_IF_ERROR(expect_dtype(op, x, DType::kFloat32, "input"));
+  EP_RETURN_IF_ERROR(expect_dtype(op, w, DType::kFloat32, "weight"));
+  EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
+  if (x.rank != 4) return bad(op, "input must be NCHW (rank 4), got " + x.shape_str());
+  if (w.rank != 4) return bad(op, "weight must have rank 4, got " + w.shape_str());
+  if (w.storage != Storage::kWeight)
+    return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): weight '" + w.name +
+                       "' must be a constant (run-time weights are not supported)");
+  if (ins.size() > 2 && ins[2] != nullptr) EP_RETURN_IF_ERROR(expect_dtype(op, *ins[2], DType::kFloat32, "bias"));
+
+  const auto strides = attrs.ints("strides", 2), pads = attrs.ints("pads", 4), dilations = attrs.ints("dilations", 2);
+  g->group = attrs.i("group");
+  EP_RETURN_IF_ERROR(attrs.status());
+  for (int i = 0; i < 2; ++i)
+    if (strides[i] < 1 || strides[i] > kMaxAttr || dilations[i] < 1 || dilations[i] > kMaxAttr)
+      return bad(op, "strides and dilations must be in [1, 2^30]");
+  for (int64_t p : pads)
+    if (p < 0 || p > kMaxAttr) return bad(op, "pads must be in [0, 2^30]");
+  if (g->group < 1 || g->group > kMaxAttr) return bad(op, "group must be in [1, 2^30], got " + std::to_string(g->group));
+  for (int i = 0; i < 4; ++i)
+    if (x.dims[i] > kMaxAttr || w.dims[i] > kMaxAttr)
+      return Unsupported("op '" + op.name + "': dimensions above 2^30 are not supported (input " + x.shape_str() +
+                         ", weight " + w.shape_str() + ")");
+  g->n = x.dims[0];
+  g->c = x.dims[1];
+  g->h = x.dims[2];
+  g->w = x.dims[3];
+  g->kh = w.dims[2];
+  g->kw = w.dims[3];
+  if (g->kh < 1 || g->kw < 1) return bad(op, "weight " + w.shape_str() + " has an empty kernel window");
+  g->sh = strides[0];
+  g->sw = strides[1];
+  g->dh = dilations[0];
+  g->dw = dilations[1];
+  g->pt = pads[0];
+  g->pl = pads[1];
+  g->pb = pads[2];
+  g->pr = pads[3];
+  if (g->c % g->group != 0)
+    return bad(op, "group " + std::to_string(g->group) + " does not divide the " + std::to_string(g->c) +
+                       " input channels of " + x.shape_str());
+  g->cg = g->c / g->group;
+  return Status::Ok();
+}
+
+// Reads the bias input (null when absent) after the output channel count is known.
+Status read_bias(const OpInfo& op, const std::vector<const Tensor*>& ins, int64_t channels, bool* has_bias) {
+  *has_bias = ins.size() > 2 && ins[2] != nullptr;
+  if (*has_bias) EP_RETURN_IF_ERROR(expect_shape(op, *ins[2], {channels}, "bias"));
+  return Status::Ok();
+}
+
+// ---- Conv -----------------------------------------------------------------------------------------
+
+// Writes B panels of the im2col matrix of one image and group: row (c, i, j) of the matrix holds,
+// for every output pixel, the input it multiplies with tap (i, j) of channel c (0 in the padding).
+// Output pixels are walked in runs that share an output row, so a tap's inputs are one strided
+// (for stride 1: contiguous) segment of an input row.
+struct Im2col {
+  int64_t c = 0, h = 0, w = 0;
+  int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, pt = 0;
+  int64_t oh = 0, ow = 0;
+  std::vector<Tap> col_taps;  // per kernel column j
+
+  static void pack(const void* ctx, const float* src, int64_t first, int64_t end, float* dst) {
+    const Im2col& g = *static_cast<const Im2col*>(ctx);
+    constexpr int64_t kN = gemm::kTileN;
+    const int64_t k = g.c * g.kh * g.kw, pixels = g.oh * g.ow;
+    for (int64_t p = first; p < end; ++p) {
+      float* panel = dst + p * kN * k;
+      const int64_t first_pixel = p * kN;
+      const int64_t valid = std::min(kN, pixels - first_pixel);
+      for (int64_t t = 0; t < valid;) {
+        const int64_t oy = (first_pixel + t) / g.ow, x0 = (first_pixel + t) % g.ow;
+        const int64_t len = std::min(valid - t, g.ow - x0), x1 = x0 + len;
+        for (int64_t c = 0; c < g.c; ++c) {
+          for (int64_t i = 0; i < g.kh; ++i) {
+            float* out = panel + (c * g.kh + i) * g.kw * kN + t - x0;  // out[x]: pixel x of this run
+            const int64_t iy = oy * g.sh - g.pt + i * g.dh;
+            if (iy < 0 || iy >= g.h) {
+              for (int64_t j = 0; j < g.kw; ++j, out += kN) std::fill(out + x0, out + x1, 0.0f);
+              continue;
+            }
+            const float* row = src + (c * g.h + iy) * g.w;
+            for (int64_t j = 0; j < g.kw; ++j, out += kN) {
+              const Tap& tap = g.col_taps[j];
+              const int64_t lo = std::min(std::max(tap.lo, x0), x1), hi = std::max(std::min(tap.hi, x1), lo);
+              const float* in = row + tap.offset;  // in[x * sw]: the input under pixel x
+              std::fill(out + x0, out + lo, 0.0f);
+              if (g.sw == 1) {
+                for (int64_t x = lo; x < hi; ++x) out[x] = in[x];
+              } else {
+                for (int64_t x = lo; x < hi; ++x) out[x] = in[x * g.sw];
+              }
+              std::fill(out + hi, out + x1, 0.0f);
+            }
+          }
+        }
+        t += len;
+      }
+      if (valid < kN)  // zero padding of the last panel
+        for (int64_t r = 0; r < k; ++r) std::fill(panel + r * kN + valid, panel + (r + 1) * kN, 0.0f);
+    }
+  }
+};
+
+class ConvKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    AttrReader attrs(op);
+    EP_RETURN_IF_ERROR(read_common(op, ins, outs, attrs, &g_));
+    EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &epilogue_));
+    const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
+    g_.m = w.dims[0];
+    if (w.dims[1] != g_.cg)
+      return bad(op, "weight " + w.shape_str() + " expects " + std::to_string(w.dims[1]) +
+                         " input channels per group, but input " + x.shape_str() + " with group " +
+                         std::to_string(g_.group) + " has " + std::to_string(g_.cg));
+    if (g_.m % g_.group != 0)
+      return bad(op, "group " + std::to_string(g_.group) + " does not divide the " + std::to_string(g_.m) +
+                         " output channels of weight " + w.shape_str());
+    g_.mg = g_.m / g_.group;
+    const int64_t span_h = g_.h + g_.pt + g_.pb - g_.dh * (g_.kh - 1) - 1;
+    const int64_t span_w = g_.w + g_.pl + g_.pr - g_.dw * (g_.kw - 1) - 1;
+    if (span_h < 0 || span_w < 0)
+      return bad(op, "the " + std::to_string(g_.kh) + "x" + std::to_string(g_.kw) +
+                         " window (with dilation) does not fit the padded input " + x.shape_str());
+    g_.oh = span_h / g_.sh + 1;
+    g_.ow = span_w / g_.sw + 1;
+    EP_RETURN_IF_ERROR(expect_shape(op, y, {g_.n, g_.m, g_.oh, g_.ow}, "output"));
+    EP_RETURN_IF_ERROR(read_bias(op, ins, g_.m, &has_bias_));
+    epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerRow : gemm::BiasKind::kNone;
+
+    int64_t k = 0, pixels = 0;
+    if (!gemm::checked_mul(g_.cg, g_.kh * g_.kw, &k) || !gemm::checked_mul(g_.oh, g_.ow, &pixels))
+      return bad(op, "input " + x.shape_str() + " and weight " + w.shape_str() + " are too large");
+    k_ = k;
+    pixels_ = pixels;
+    taps_.clear();
+    for (int64_t j = 0; j < g_.kw; ++j) taps_.push_back(make_tap(j * g_.dw - g_.pl, g_.sw, g_.w, g_.ow));
+
+    if (g_.cg == 1 && g_.mg == 1) {
+      path_ = Path::kDepthwise;  // reads the weights in place: [C, 1, kh, kw] is already per channel
+      return Status::Ok();
+    }
+    const bool pointwise = g_.kh == 1 && g_.kw == 1 && g_.sh == 1 && g_.sw == 1 && g_.pt == 0 && g_.pl == 0 &&
+                           g_.pb == 0 && g_.pr == 0;
+    path_ = pointwise ? Path::kPointwise : Path::kIm2col;
+    if (!pointwise) {
+      im2col_.c = g_.cg;
+      im2col_.h = g_.h;
+      im2col_.w = g_.w;
+      im2col_.kh = g_.kh;
+      im2col_.kw = g_.kw;
+      im2col_.sh = g_.sh;
+      im2col_.sw = g_.sw;
+      im2col_.dh = g_.dh;
+      im2col_.pt = g_.pt;
+      im2col_.oh = g_.oh;
+      im2col_.ow = g_.ow;
+      im2col_.col_taps = taps_;
+    }
+
+    // Weights [M, Cg, kh, kw] are, per group, a row-major Mg x K matrix: pack each one.
+    int64_t per_group = 0, total = 0, panel_b = 0, scratch = 0;
+    if (!gemm::checked_mul(gemm::panels_a(g_.mg) * gemm::kTileM, k_, &per_group) ||
+        !gemm::checked_mul(lines(per_group), g_.group, &total) ||
+        !gemm::checked_mul(gemm::panels_b(pixels_) * gemm::kTileN, k_, &panel_b) ||
+        !gemm::checked_mul(lines(panel_b), g_.group, &scratch))
+      return bad(op, "weight " + w.shape_str() + " and output " + y.shape_str() + " are too large");
+    packed_a_floats_ = lines(per_group);
+    packed_b_floats_ = lines(panel_b);
+    if (!packed_.resize(total))
+      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+    for (int64_t grp = 0; grp < g_.group; ++grp)
+      gemm::pack_a(w.as<const float>() + grp * g_.mg * k_, k_, 1, g_.mg, k_, 0, gemm::panels_a(g_.mg),
+                   packed_.data() + grp * packed_a_floats_);
+    // One packed B per group: groups may run concurrently.
+    scratch_bytes = static_cast<size_t>(scratch) * sizeof(float);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    if (outs[0]->numel == 0) return Status::Ok();
+    const float* x = ins[0]->as<const float>();
+    const float* bias = has_bias_ ? ins[2]->as<const float>() : nullptr;
+    float* y = outs[0]->as<float>();
+    if (path_ == Path::kDepthwise) {
+      run_depthwise(x, ins[1]->as<const float>(), bias, y, ctx.pool);
+      return Status::Ok();
+    }
+    float* scratch = reinterpret_cast<float*>(ctx.scratch);
+    const int64_t in_group = g_.cg * g_.h * g_.w, out_group = g_.mg * pixels_;
+    for (int64_t n = 0; n < g_.n; ++n) {
+      const float* xn = x + n * g_.c * g_.h * g_.w;
+      float* yn = y + n * g_.m * pixels_;
+      gemm::sgemm_batch(g_.group, [&](int64_t grp, gemm::Problem* p) {
+        p->m = g_.mg;
+        p->n = pixels_;
+        p->k = k_;
+        p->a = gemm::Operand::prepacked(packed_.data() + grp * packed_a_floats_);
+        float* panels = scratch + grp * packed_b_floats_;
+        if (path_ == Path::kPointwise) {
+          p->b = gemm::Operand::strided(xn + grp * in_group, pixels_, 1, panels);
+        } else {
+          p->b = gemm::Operand::custom(&Im2col::pack, &im2col_, xn + grp * in_group, panels);
+        }
+        p->c = yn + grp * out_group;
+        p->ldc = pixels_;
+        p->epilogue = epilogue_;
+        if (bias != nullptr) p->epilogue.bias = bias + grp * g_.mg;
+      }, ctx.pool);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  enum class Path { kDepthwise, kPointwise, kIm2col };
+
+  // One output plane per (image, channel): taps are accumulated across whole output rows, so the
+  // inner loop is an axpy over a row segment (contiguous for stride 1) that vectorises.
+  void run_depthwise(const float* x, const float* w, const float* bias, float* y, ThreadPool* pool) const {
+    const int64_t planes = g_.n * g_.c;
+    const int64_t grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, pixels_ * g_.kh * g_.kw));
+    pool->parallel_for(planes, [&](int64_t begin, int64_t end) {
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const int64_t ch = plane % g_.c;
+        const float* xp = x + plane * g_.h * g_.w;
+        const float* wp = w + ch * g_.kh * g_.kw;
+        const float b = bias != nullptr ? bias[ch] : 0.0f;
+        float* yp = y + plane * pixels_;
+        for (int64_t oy = 0; oy < g_.oh; ++oy) {
+          float* out = yp + oy * g_.ow;
+          std::fill(out, out + g_.ow, 0.0f);
+          for (int64_t i = 0; i < g_.kh; ++i) {
+            const int64_t iy = oy * g_.sh - g_.pt + i * g_.dh;
+            if (iy < 0 || iy >= g_.h) continue;
+            const float* row = xp + iy * g_.w;
+            for (int64_t j = 0; j < g_.kw; ++j) {
+              const Tap& tap = taps_[j];
+              const float wv = wp[i * g_.kw + j];
+              const float* in = row + tap.offset;
+              if (g_.sw == 1) {
+                for (int64_t ox = tap.lo; ox < tap.hi; ++ox) out[ox] += wv * in[ox];
+              } else {
+                for (int64_t ox = tap.lo; ox < tap.hi; ++ox) out[ox] += wv * in[ox * g_.sw];
+              }
+            }
+          }
+          // Bias after the sum, as the reference; NaN passes the clamp (see gemm's Isa::clamp).
+          for (int64_t ox = 0; ox < g_.ow; ++ox) {
+            float v = out[ox] + b;
+            v = v < epilogue_.lo ? epilogue_.lo : v;
+            out[ox] = v > epilogue_.hi ? epilogue_.hi : v;
+          }
+        }
+      }
+    }, grain);
+  }
+
+  Geometry g_;
+  Path path_ = Path::kIm2col;
+  bool has_bias_ = false;
+  int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
+  std::vector<Tap> taps_;       // per kernel column
+  Im2col im2col_;
+  gemm::AlignedFloats packed_;  // per group: packed Mg x K weights
+  int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per group, rounded to 64-byte lines
+  gemm::Epilogue epilogue_;
+};
+
+// ---- ConvTranspose --------------------------------------------------------------------------------
+
+class ConvTransposeKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    AttrReader attrs(op);
+    const auto output_padding = attrs.ints("output_padding", 2);
+    EP_RETURN_IF_ERROR(read_common(op, ins, outs, attrs, &g_));
+    const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
+    for (int64_t p : output_padding)
+      if (p < 0 || p > kMaxAttr) return bad(op, "output_padding must be in [0, 2^30]");
+    if (w.dims[0] != g_.c)
+      return bad(op, "weight " + w.shape_str() + " is for " + std::to_string(w.dims[0]) + " input channels, but input " +
+                         x.shape_str() + " has " + std::to_string(g_.c));
+    if (g_.h < 1 || g_.w < 1) return bad(op, "input " + x.shape_str() + " has an empty plane");
+    g_.mg = w.dims[1];
+    g_.m = g_.mg * g_.group;
+    g_.oh = (g_.h - 1) * g_.sh + g_.dh * (g_.kh - 1) + 1 + output_padding[0] - g_.pt - g_.pb;
+    g_.ow = (g_.w - 1) * g_.sw + g_.dw * (g_.kw - 1) + 1 + output_padding[1] - g_.pl - g_.pr;
+    if (g_.oh < 1 || g_.ow < 1) return bad(op, "pads leave an empty output for input " + x.shape_str());
+    EP_RETURN_IF_ERROR(expect_shape(op, y, {g_.n, g_.m, g_.oh, g_.ow}, "output"));
+    EP_RETURN_IF_ERROR(read_bias(op, ins, g_.m, &has_bias_));
+
+    // Column entry (m, i, j) of input pixel (h, w) lands on output (h*sh + i*dh - pt, w*sw + j*dw - pl).
+    row_taps_.clear();
+    col_taps_.clear();
+    for (int64_t i = 0; i < g_.kh; ++i) row_taps_.push_back(make_tap(i * g_.dh - g_.pt, g_.sh, g_.oh, g_.h));
+    for (int64_t j = 0; j < g_.kw; ++j) col_taps_.push_back(make_tap(j * g_.dw - g_.pl, g_.sw, g_.ow, g_.w));
+
+    // A = W_g^T: row (m, i, j), column c is W[g*Cg + c, m, i, j], a strided view of the weights.
+    int64_t rows = 0, pixels = 0, per_group = 0, total = 0, col = 0, panel_b = 0;
+    if (!gemm::checked_mul(g_.mg, g_.kh * g_.kw, &rows) || !gemm::checked_mul(g_.h, g_.w, &pixels) ||
+        !gemm::checked_mul(gemm::panels_a(rows) * gemm::kTileM, g_.cg, &per_group) ||
+        !gemm::checked_mul(lines(per_group), g_.group, &total) || !gemm::checked_mul(rows, pixels, &col) ||
+        !gemm::checked_mul(gemm::panels_b(pixels) * gemm::kTileN, g_.cg, &panel_b))
+      return bad(op, "weight " + w.shape_str() + " and input " + x.shape_str() + " are too large");
+    rows_ = rows;
+    pixels_ = pixels;
+    packed_a_floats_ = lines(per_group);
+    col_floats_ = lines(col);
+    if (!packed_.resize(total))
+      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+    for (int64_t grp = 0; grp < g_.group; ++grp)
+      gemm::pack_a(w.as<const float>() + grp * g_.cg * rows_, 1, rows_, rows_, g_.cg, 0, gemm::panels_a(rows_),
+                   packed_.data() + grp * packed_a_floats_);
+    scratch_bytes = static_cast<size_t>(col_floats_ + panel_b) * sizeof(float);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    if (outs[0]->numel == 0) return Status::Ok();
+    const float* x = ins[0]->as<const float>();
+    const float* bias = has_bias_ ? ins[2]->as<const float>() : nullptr;
+    float* y = outs[0]->as<float>();
+    float* col = reinterpret_cast<float*>(ctx.scratch);
+    float* panels = col + col_floats_;
+    const int64_t out_plane = g_.oh * g_.ow;
+    for (int64_t n = 0; n < g_.n; ++n) {
+      for (int64_t grp = 0; grp < g_.group; ++grp) {
+        gemm::Problem p;
+        p.m = rows_;
+        p.n = pixels_;
+        p.k = g_.cg;
+        p.a = gemm::Operand::prepacked(packed_.data() + grp * packed_a_floats_);
+        p.b = gemm::Operand::strided(x + (n * g_.c + grp * g_.cg) * pixels_, pixels_, 1, panels);
+        p.c = col;
+        p.ldc = pixels_;
+        gemm::sgemm(p, ctx.pool);
+        // col2im: each output channel gathers its own kh*kw column rows, so channels are independent.
+        const int64_t grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, out_plane));
+        ctx.pool->parallel_for(g_.mg, [&](int64_t begin, int64_t end) {
+          for (int64_t m = begin; m < end; ++m) {
+            const int64_t channel = grp * g_.mg + m;
+            float* out = y + (n * g_.m + channel) * out_plane;
+            std::fill(out, out + out_plane, bias != nullptr ? bias[channel] : 0.0f);
+            col2im(col + m * g_.kh * g_.kw * pixels_, out);
+          }
+        }, grain);
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  // Adds the kh*kw column rows of one output channel (`rows`, each H*W) into its output plane.
+  void col2im(const float* rows, float* out) const {
+    for (int64_t i = 0; i < g_.kh; ++i) {
+      const Tap& rt = row_taps_[i];
+      for (int64_t j = 0; j < g_.kw; ++j) {
+        const Tap& ct = col_taps_[j];
+        const float* src = rows + (i * g_.kw + j) * pixels_;
+        for (int64_t h = rt.lo; h < rt.hi; ++h) {
+          float* dst = out + (h * g_.sh + rt.offset) * g_.ow + ct.offset;  // dst[w * sw]
+          const float* s = src + h * g_.w;
+          if (g_.sw == 1) {
+            for (int64_t x = ct.lo; x < ct.hi; ++x) dst[x] += s[x];
+          } else {
+            for (int64_t x = ct.lo; x < ct.hi; ++x) dst[x * g_.sw] += s[x];
+          }
+        }
+      }
+    }
+  }
+
+  Geometry g_;
+  bool has_bias_ = false;
+  int64_t rows_ = 0, pixels_ = 0;  // GEMM M (Mg * kh * kw) and N (H * W)
+  std::vector<Tap> row_taps_, col_taps_;
+  gemm::AlignedFloats packed_;     // per group: packed W_g^T
+  int64_t packed_a_floats_ = 0, col_floats_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<OpKernel> make_conv_kernel(OpCode code) {
+  if (code == OpCode::kConv) return std::make_unique<ConvKernel>();
+  if (code == OpCode::kConvTranspose) return std::make_unique<ConvTransposeKernel>();
+  return nullptr;
+}
+
+}  // namespace edgepack
