@@ -1,9 +1,9 @@
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import pytest
 
 
 @pytest.hookimpl(hookwrapper=True)

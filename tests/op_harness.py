@@ -29,7 +29,7 @@ def op_graph(op: str, attrs: dict[str, Any], inputs: Sequence[np.ndarray | None]
             continue
         name = f"in{i}"
         if i in consts:
-            graph.add_value(name, DType.from_numpy(array.dtype), array.shape, np.ascontiguousarray(array))
+            graph.add_value(name, DType.from_numpy(array.dtype), array.shape, np.asarray(array, order="C"))
         else:
             graph.add_value(name, DType.from_numpy(array.dtype), array.shape)
             graph.inputs.append(name)

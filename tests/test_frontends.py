@@ -59,9 +59,10 @@ def test_minilm_matches_ort(minilm_path):
     graph = compile_graph(str(minilm_path))
     assert graph.inputs == ["input_ids", "attention_mask"] and graph.outputs == ["embedding"]
     assert graph.values["input_ids"].shape == (1, minilm.SEQ_LEN)
+    model = onnx.load(minilm_path)
     texts = minilm.sentences(500)
     for feeds in minilm.tokenize([texts[0], texts[250], max(texts, key=len)]):
-        expected = run_ort(onnx.load(minilm_path), feeds)[0]
+        expected = run_ort(model, feeds)[0]
         actual = run_graph(graph, feeds)["embedding"]
         cosine = float(np.dot(actual[0], expected[0]) / np.linalg.norm(actual) / np.linalg.norm(expected))
         assert cosine >= 0.99999
@@ -175,10 +176,10 @@ def test_pooling(op, opset, attrs):
     ("linear", "asymmetric", "round_prefer_floor", [1, 1, 1.5, 0.5]),
 ])
 def test_resize_scales(mode, coordinates, nearest, scales):
-    model = one_node_model("Resize", {"x": randn(1, 2, 6, 5)},
-                           {"roi": None, "scales": np.array(scales, np.float32)}, 13,
+    x = randn(1, 2, 6, 5)
+    model = one_node_model("Resize", {"x": x}, {"roi": None, "scales": np.array(scales, np.float32)}, 13,
                            mode=mode, coordinate_transformation_mode=coordinates, nearest_mode=nearest)
-    check_against_ort(model, {"x": randn(1, 2, 6, 5)}, f"{mode}/{coordinates}")
+    check_against_ort(model, {"x": x}, f"{mode}/{coordinates}")
 
 
 @pytest.mark.parametrize("opset,attrs,sizes", [
@@ -345,12 +346,12 @@ def test_conv_transpose_padding(attrs):
 
 def test_ops_without_handler_fold_on_constants():
     """Trilu and Mod have no IR op; on constants the importer evaluates them with onnx's reference."""
-    band = helper.make_node("Trilu", ["ones"], ["band"], upper=1)
-    mod = helper.make_node("Mod", ["band_i", "three"], ["m"])
-    nodes = [band, helper.make_node("Cast", ["band"], ["band_i"], to=TensorProto.INT64), mod,
-             helper.make_node("Cast", ["m"], ["mf"], to=TensorProto.FLOAT),
-             helper.make_node("Mul", ["x", "mf"], ["y"])]
-    consts = [numpy_helper.from_array(np.arange(1, 17, dtype=np.float32).reshape(4, 4), "ones"),
+    nodes = [helper.make_node("Trilu", ["matrix"], ["upper"], upper=1),
+             helper.make_node("Cast", ["upper"], ["upper_int"], to=TensorProto.INT64),
+             helper.make_node("Mod", ["upper_int", "three"], ["remainder"]),
+             helper.make_node("Cast", ["remainder"], ["factor"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x", "factor"], ["y"])]
+    consts = [numpy_helper.from_array(np.arange(1, 17, dtype=np.float32).reshape(4, 4), "matrix"),
               numpy_helper.from_array(np.array(3, np.int64), "three")]
     graph = helper.make_graph(nodes, "fold", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
                               [helper.make_empty_tensor_value_info("y")], consts)

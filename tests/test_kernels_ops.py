@@ -703,6 +703,32 @@ def test_bad_artifact_rejected_at_load(op, attrs, inputs, edit, needles):
     rejected(op, attrs, inputs, *needles, edit=edit, out_shapes=out_shapes)
 
 
+HUGE = 1 << 40
+EMPTY_WITH_HUGE_DIMS = [
+    ("Softmax", {"axis": 1}, [(HUGE, 0)], None),
+    ("LayerNormalization", {"axis": 1, "epsilon": 1e-5}, [(HUGE, 0), (0,)], None),
+    ("LRN", {"size": 3, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, [(HUGE, 2, 0)], None),
+    ("Concat", {"axis": 1}, [(HUGE, 0), (HUGE, 0)], None),
+    ("Gather", {"axis": 1}, [(HUGE, 3, 0), (2,)], None),
+    ("MaxPool", {"kernel": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1]},
+     [(0, 1, HUGE, 4)], None),
+    ("Pad", {"pads": [0, 1, 0, 1], "mode": "edge", "value": 0.0}, [(0, HUGE)], None),
+    ("Resize", {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor",
+                "scales": [1.0, 1.0, 1.0, 1.0]}, [(0, 1, HUGE, 4)], [(0, 1, HUGE, 4)]),
+]
+
+
+@pytest.mark.parametrize("op,attrs,shapes,out_shapes", EMPTY_WITH_HUGE_DIMS, ids=lambda c: str(c)[:20])
+def test_empty_tensors_with_huge_dims_cost_nothing(op, attrs, shapes, out_shapes):
+    """A tensor with a 0 dim holds no bytes, so its other dims are unchecked by the file's sizes: the
+    kernels must neither allocate tables nor loop over them."""
+    inputs = [np.zeros(shape, np.int64 if op == "Gather" and i == 1 else np.float32) for i, shape in enumerate(shapes)]
+    graph, feeds = op_graph(op, attrs, inputs, out_shapes=out_shapes)
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = edgepack.load(write_graph(graph, Path(tmp) / "e.epk")).run(feeds)
+    assert all(outputs[name].size == 0 for name in graph.outputs)
+
+
 def test_constant_gather_index_out_of_range_rejected_at_load():
     rejected("Gather", {"axis": 1}, [X4, np.array([0, 1], np.int64)], "index 3", "size 3", consts={1},
              edit=lambda g: g.values["in1"].const.__setitem__(1, 3))

@@ -127,7 +127,8 @@ Options parse_args(int argc, char** argv) {
     if (arg == "--per-op") {
       opt.per_op = true;
     } else if (arg.empty() || arg[0] != '-') {
-      if (!opt.artifact.empty()) die(kExitUsage, "more than one artifact given: '" + opt.artifact + "' and '" + arg + "'");
+      if (!opt.artifact.empty())
+        die(kExitUsage, "more than one artifact given: '" + opt.artifact + "' and '" + arg + "'");
       opt.artifact = arg;
     } else {
       const size_t eq = arg.find('=');
@@ -201,7 +202,8 @@ void fill_random(const edgepack::TensorInfo& info, std::mt19937_64& rng, int64_t
       break;
     case DType::kInt4:  // two per byte, low nibble first; non-negative values below 8
       std::memset(out, 0, info.nbytes);
-      for (int64_t i = 0; i < n; ++i) out[i / 2] |= static_cast<uint8_t>(below(std::min<int64_t>(int_high, 8)) << (4 * (i % 2)));
+      for (int64_t i = 0; i < n; ++i)
+        out[i / 2] |= static_cast<uint8_t>(below(std::min<int64_t>(int_high, 8)) << (4 * (i % 2)));
       break;
   }
 }

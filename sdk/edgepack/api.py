@@ -4,16 +4,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from . import __version__
-from .backends.epk import MAGIC, write_epk
+from .backends.epk import MAGIC, assemble, encode_sections
 from .frontends import import_onnx
 from .ir import Graph
 from .passes import PIPELINE, run_passes
 from .planner.memory import MemoryPlan, plan_memory
+from .planner.search import BudgetCheck, BudgetError, Budgets, Plan, assess, plan_precisions
 from .profiles import load_profile
 from .quant.calibrate import calibrate, data_hash, load_calibration_data
 from .quant.quantize import Decision, quantize_graph
@@ -30,6 +31,7 @@ class CompiledModel:
     manifest: dict[str, Any] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
     float_graph: Graph | None = None
+    plan: Plan | None = None      # precisions, predicted cost and budget checks (edgepack.planner.report)
 
     @property
     def arena_bytes(self) -> int:
@@ -112,41 +114,99 @@ def quantize_model(graph: Graph, recipe: Recipe, calibration_data: Any = None, p
     return result.graph, result.decisions, facts
 
 
+def _pinned(graph: Graph, recipe: Recipe) -> dict[str, tuple[str, str]]:
+    """Nodes a recipe's overrides fix under precision="auto": node -> (precision, why)."""
+    precisions, reasons = assign_precisions(graph, recipe)
+    return {name: (precisions[name], reason) for name, reason in reasons.items() if reason.startswith("recipe override")}
+
+
 def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-            example_inputs: Any = None, output: str | Path = "model.epk", precision: str = "fp32",
+            example_inputs: Any = None, output: str | Path = "model.epk", precision: str = "auto",
             recipe: Recipe | dict | str | Path | None = None, calibration_data: Any = None,
+            evaluation_data: Any = None, metric: Callable[[list, list], float] | None = None,
+            budgets: Mapping[str, Any] | None = None, allow_over_budget: bool = False,
             progress: bool = True) -> CompiledModel:
     """Compile `model` for the device `profile` into an .epk artifact at `output`.
 
     model: an ONNX file path, an onnx.ModelProto, or a torch.nn.Module (with example_inputs).
     input_shapes: static shapes for inputs whose shape the model leaves dynamic, e.g. {"x": (1, 3, 224, 224)}.
-    precision: "fp32" | "fp16" | "int8" | "int8-dynamic" | "int4", the default for every node.
-    recipe: per-node overrides (a Recipe, a dict, or a YAML path; see edgepack.quant.recipe).
+    precision: "auto" (default): the budget planner picks each node's precision to meet the profile's
+        budgets with the least accuracy loss (docs/planner.md); or "fp32" | "fp16" | "int8" |
+        "int8-dynamic" | "int4", the default for every node.
+    recipe: per-node overrides (a Recipe, a dict, or a YAML path; see edgepack.quant.recipe). Under "auto"
+        its overrides pin those nodes and its observer is used.
     calibration_data: for static int8, an iterable of input dicts or an .npz of stacked inputs.
+    evaluation_data: inputs (same forms) to measure sensitivity and the end-to-end metric on; defaults
+        to the calibration data.
+    metric: metric(outputs, fp32_outputs) -> float, higher is better (lists of output dicts, one per
+        sample); its tolerance is budgets["accuracy"]. Default: mean cosine to fp32, tolerance the
+        profile's accuracy.min_cosine.
+    budgets: overrides of the profile's budgets, e.g. {"ram": "20 MB", "latency": "50 ms",
+        "energy": "30 mJ", "accuracy": 0.995}.
+    allow_over_budget: write the artifact even when a budget is missed (flagged in the manifest)
+        instead of raising BudgetError.
     """
     started = time.perf_counter()
     device = load_profile(profile)
+    limits = Budgets.from_profile(device, budgets)
+    if metric is not None and "accuracy" not in (budgets or {}):
+        raise ValueError("a custom metric needs its tolerance: pass budgets={'accuracy': LEAST_ACCEPTABLE_VALUE}")
     output = Path(output)
-    chosen = _as_recipe(precision, recipe)
     _check_output_path(output, [Path(model)] if isinstance(model, (str, Path)) else [])
     float_graph = run_passes(to_graph(model, input_shapes, example_inputs), PIPELINE)
-    graph, decisions, facts = quantize_model(float_graph, chosen, calibration_data, progress)
+    if precision == "auto":
+        chosen = _as_recipe("fp32", recipe)
+        calibration = load_calibration_data(calibration_data, float_graph) if calibration_data is not None else None
+        evaluation = load_calibration_data(evaluation_data, float_graph) if evaluation_data is not None else None
+        plan = plan_precisions(float_graph, device, limits, calibration=calibration, evaluation=evaluation,
+                               metric=metric, observer=chosen.observer, pinned=_pinned(float_graph, chosen),
+                               allow_over_budget=allow_over_budget, progress=progress)
+        facts: dict[str, Any] = {"recipe": chosen.to_dict()} if recipe is not None else {}
+        if calibration is not None and any(d.used == "int8" for d in plan.decisions):
+            facts["calibration_sha256"] = data_hash(calibration)
+            facts["calibration_samples"] = len(calibration)
+    else:
+        chosen = _as_recipe(precision, recipe)
+        graph, decisions, facts = quantize_model(float_graph, chosen, calibration_data, progress)
+        evaluation = load_calibration_data(evaluation_data, float_graph) if evaluation_data is not None else None
+        plan = assess(float_graph, graph, decisions, device, limits, f"explicit precision '{chosen.precision}'"
+                      + (" with a recipe" if recipe is not None else ""), evaluation=evaluation, metric=metric,
+                      allow_over_budget=allow_over_budget)
+    graph = plan.graph
     memory = plan_memory(graph)
     manifest = {
         "edgepack_version": __version__,
         "source_sha256": graph.metadata.get("source_sha256", ""),
         "profile": device.name,
-        "precision": chosen.precision,
+        "precision": precision if precision == "auto" else chosen.precision,
         **facts,
-        "fallbacks": [f"{d.node} ({d.op}): {d.note}" for d in decisions if d.note.startswith("fallback")],
+        "fallbacks": [f"{d.node} ({d.op}): {d.note}" for d in plan.decisions if d.note.startswith("fallback")],
         "inputs": {name: list(graph.values[name].shape) for name in graph.inputs},
         "arena_bytes": memory.arena_bytes,
         "weights_bytes": int(sum(v.nbytes for v in graph.constants())),
         "op_counts": graph.op_counts(),
-        "compile_seconds": round(time.perf_counter() - started, 3),
+        **plan.manifest(),
     }
-    size = write_epk(graph, memory, output, manifest)
-    return CompiledModel(output, graph, memory, size, manifest, decisions, float_graph)
+    manifest["compile_seconds"] = round(time.perf_counter() - started, 3)
+    data = assemble(encode_sections(graph, memory, manifest))
+    plan.artifact_bytes = len(data)
+    storage = BudgetCheck("storage", limits.storage_bytes, len(data))
+    if not storage.passed:
+        # the plan counted the weights; the headers, op list and manifest tipped the artifact over
+        if not allow_over_budget:
+            raise BudgetError(device.name, [storage], "the whole artifact, headers and manifest included",
+                              chosen=True)
+        manifest["over_budget"] = manifest["over_budget"] + [storage.describe()]
+        data = assemble(encode_sections(graph, memory, manifest))
+    _write_atomically(output, data)
+    return CompiledModel(output, graph, memory, len(data), manifest, plan.decisions, float_graph, plan)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A failed write never leaves a half artifact at `path`."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def reference_run(compiled: CompiledModel, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

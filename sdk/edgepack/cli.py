@@ -33,12 +33,24 @@ def _human(n: float) -> str:
     return str(n)
 
 
+def _parse_budgets(items: list[str] | None) -> dict[str, str | float]:
+    budgets: dict[str, str | float] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"--budget '{item}' must look like KEY=VALUE, e.g. ram='20 MB' or accuracy=0.995")
+        budgets[key.strip()] = float(value) if key.strip() == "accuracy" else value.strip()
+    return budgets
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_model
+    from .planner.report import format_table, write_html, write_json
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".epk")
     compiled = compile_model(args.model, profile=args.profile, input_shapes=_parse_shapes(args.input_shape),
                              output=output, precision=args.precision, recipe=args.recipe,
-                             calibration_data=args.calibration)
+                             calibration_data=args.calibration, evaluation_data=args.evaluation,
+                             budgets=_parse_budgets(args.budget), allow_over_budget=args.allow_over_budget)
     print(f"compiled {args.model} -> {compiled.path} ({args.precision if not args.recipe else args.recipe})")
     used: dict[str, int] = {}
     for decision in compiled.decisions:
@@ -47,11 +59,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     for decision in compiled.decisions:
         if decision.note.startswith(("fallback", "kept")):
             print(f"  note: {decision.node} ({decision.op}): {decision.note}")
+    print(format_table(compiled.plan, model=Path(args.model).name))
+    if args.json:
+        write_json(compiled.plan, args.json, model=Path(args.model).name)
+        print(f"  compile report: {args.json}")
+    if args.html:
+        write_html(compiled.plan, args.html, model=Path(args.model).name)
+        print(f"  compile report: {args.html}")
     if args.report:
         from .quant.sensitivity import analyze_graph
         from .quant.calibrate import load_calibration_data
         from .api import _as_recipe
-        recipe = _as_recipe(args.precision, args.recipe)
+        recipe = _as_recipe("int8" if args.precision == "auto" else args.precision, args.recipe)
         samples = load_calibration_data(args.calibration, compiled.float_graph)
         report = analyze_graph(compiled.float_graph, recipe, samples, samples[:8])
         print(report.table())
@@ -142,11 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="host", help="device profile (default: host)")
     p.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
                    help="static shape of a dynamic input, e.g. input_ids=1x128 (repeatable)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int8-dynamic", "int4"],
-                   help="default precision of every node (default: fp32)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8", "int8-dynamic", "int4"],
+                   help="auto (default): per-node precisions that meet the profile's budgets with the least "
+                        "accuracy loss (docs/planner.md); otherwise the precision of every node")
     p.add_argument("--recipe", help="YAML recipe with per-node overrides (see docs/quantization.md)")
     p.add_argument("--calibration", metavar="DATA.npz",
                    help="calibration inputs for static int8: one array per input, stacked on a first axis")
+    p.add_argument("--evaluation", metavar="DATA.npz",
+                   help="inputs to measure sensitivity and accuracy on (default: the calibration inputs)")
+    p.add_argument("--budget", action="append", metavar="KEY=VALUE",
+                   help="override a budget of the profile: ram, storage, latency, p95, energy (with units, "
+                        "e.g. ram='20 MB', energy='30 mJ') or accuracy (least mean cosine); repeatable")
+    p.add_argument("--allow-over-budget", action="store_true",
+                   help="write the artifact even when it misses a budget (flagged in its manifest)")
+    p.add_argument("--json", metavar="REPORT.json", help="write the compile report as JSON")
+    p.add_argument("--html", metavar="REPORT.html", help="write the compile report as a self-contained HTML page")
     p.add_argument("--report", metavar="REPORT.html",
                    help="also write a per-node sensitivity report (HTML, plus JSON beside it)")
     p.set_defaults(func=cmd_compile)

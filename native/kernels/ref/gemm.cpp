@@ -71,7 +71,7 @@ struct Isa {
 struct Isa {
   using V = float32x4_t;
   static constexpr int kWidth = 4;
-  static constexpr const char* kName = "sgemm_8x12__neon";
+  static constexpr const char* kName = "sgemm_8x8__neon";
   static V zero() { return vdupq_n_f32(0.0f); }
   static V load(const float* p) { return vld1q_f32(p); }
   static V broadcast(const float* p) { return vld1q_dup_f32(p); }
@@ -127,6 +127,11 @@ constexpr int64_t kMcPanels = 512 / kTileM;    // A block of 512 x 256 floats = 
 constexpr int64_t kNcPanels = 1024 / kTileN;   // B block of 256 x 1024 floats = 1 MiB, in L2/L3
 // M*N*K below which waking another thread (tens of microseconds on a VM) costs more than it saves.
 constexpr int64_t kSerialWork = int64_t{1} << 22;
+
+// K is summed in even blocks (300 -> 150 + 150, not 256 + 44), so no block is too short to amortise
+// its C traffic. There is one (empty) block when K == 0, so that C still gets the bias and clamp.
+int64_t k_blocks(int64_t k) { return std::max<int64_t>(1, (k + kKc - 1) / kKc); }
+int64_t k_begin(int64_t k, int64_t blocks, int64_t block) { return block * k / blocks; }
 
 // What the micro-kernel does with its tile once the K block is summed.
 struct Tile {
@@ -228,9 +233,7 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   const float* pa = p.a.panels();
   const float* pb = p.b.panels();
   const Epilogue& e = p.epilogue;
-  // Even K blocks (300 -> 150 + 150, not 256 + 44), so no block is too short to amortise its C
-  // traffic. There is one (empty) block when K == 0, so that C still gets the bias and clamp.
-  const int64_t k_blocks = std::max<int64_t>(1, (p.k + kKc - 1) / kKc);
+  const int64_t blocks = k_blocks(p.k), m_pad = panels_a(p.m) * kTileM;
 
   Tile t{};
   t.ldc = p.ldc;
@@ -239,10 +242,11 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   for (int64_t jc = na; jc < nb; jc += kNcPanels) {
     const int64_t jc_end = std::min(jc + kNcPanels, nb);
     if (own_b) pack_operand_b(p, jc, jc_end);
-    for (int64_t kb = 0; kb < k_blocks; ++kb) {
-      const int64_t k0 = kb * p.k / k_blocks, kc = (kb + 1) * p.k / k_blocks - k0;
+    for (int64_t kb = 0; kb < blocks; ++kb) {
+      const int64_t k0 = k_begin(p.k, blocks, kb), kc = k_begin(p.k, blocks, kb + 1) - k0;
+      const float* a_block = pa + k0 * m_pad;  // this K block of every A panel, contiguous
       t.accumulate = kb > 0;
-      t.finish = kb + 1 == k_blocks;
+      t.finish = kb + 1 == blocks;
       for (int64_t ic = ma; ic < mb; ic += kMcPanels) {
         const int64_t ic_end = std::min(ic + kMcPanels, mb);
         for (int64_t jr = jc; jr < jc_end; ++jr) {
@@ -256,7 +260,7 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
             const int rows = static_cast<int>(std::min<int64_t>(kTileM, p.m - row0));
             t.c = p.c + row0 * p.ldc + col0;
             t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
-            kUKernels[(rows - 1) * kVecs + (vecs - 1)](kc, pa + ir * kTileM * p.k + k0 * kTileM, bp, t);
+            kUKernels[(rows - 1) * kVecs + (vecs - 1)](kc, a_block + ir * kc * kTileM, bp, t);
           }
         }
       }
@@ -270,14 +274,18 @@ const char* ukernel_name() { return Isa::kName; }
 
 void pack_a(const float* src, int64_t rs, int64_t cs, int64_t rows, int64_t k, int64_t first, int64_t end,
             float* dst) {
+  const int64_t blocks = k_blocks(k), m_pad = panels_a(rows) * kTileM;
   for (int64_t p = first; p < end; ++p) {
-    float* out = dst + p * kTileM * k;
     const int64_t row0 = p * kTileM;
     const int valid = static_cast<int>(std::min<int64_t>(kTileM, rows - row0));
     const float* in = src + row0 * rs;
-    for (int64_t kk = 0; kk < k; ++kk, out += kTileM) {
-      for (int r = 0; r < valid; ++r) out[r] = in[r * rs + kk * cs];
-      for (int r = valid; r < kTileM; ++r) out[r] = 0.0f;
+    for (int64_t kb = 0; kb < blocks; ++kb) {
+      const int64_t k0 = k_begin(k, blocks, kb), k1 = k_begin(k, blocks, kb + 1);
+      float* out = dst + k0 * m_pad + p * (k1 - k0) * kTileM;
+      for (int64_t kk = k0; kk < k1; ++kk, out += kTileM) {
+        for (int r = 0; r < valid; ++r) out[r] = in[r * rs + kk * cs];
+        for (int r = valid; r < kTileM; ++r) out[r] = 0.0f;
+      }
     }
   }
 }

@@ -2,11 +2,14 @@
 //   C[M,N] = A[M,K] · B[K,N]  (+ bias per row or per column)  then a fused clamp (none / relu / clip).
 //
 // Both operands are consumed as "panels" (the layout the micro-kernel streams through):
-//   A: ceil(M / kTileM) panels, each K x kTileM, k-major (the kTileM values of one k are adjacent);
-//   B: ceil(N / kTileN) panels, each K x kTileN, k-major.
-// Edge panels are zero-padded, so the micro-kernel never reads past a panel. Because a panel holds all
-// of K, a K block [k0, k0 + kc) of a panel is one contiguous run starting at k0 * tile: the packed
-// layout does not depend on the cache blocking, and a constant operand is packed once at prepare.
+//   A: ceil(M / kTileM) panels of kTileM rows, stored K block by K block: the block [k0, k1) of every
+//      panel, each (k1 - k0) x kTileM and k-major (the kTileM values of one k adjacent), then the next
+//      block. The A block the driver keeps in L2 is then one contiguous stream from memory, which
+//      matters for large weights that come from DRAM on every run (ResNet's last stage).
+//   B: ceil(N / kTileN) panels, each K x kTileN, k-major: a K block of a panel is the contiguous run
+//      at k0 * kTileN, and a packer can fill a panel without knowing the blocking.
+// Edge panels are zero-padded, so the micro-kernel never reads past a panel. The layout depends only
+// on the shape, so a constant operand is packed once at prepare.
 //
 // A run-time operand is packed on demand into caller-provided scratch, either from a strided matrix or
 // by a custom packer (e.g. Conv's im2col writes straight into B panels, skipping the column matrix).
@@ -30,7 +33,7 @@ inline constexpr int kTileM = 8, kTileN = 32;
 #elif defined(__AVX2__) && defined(__FMA__)
 inline constexpr int kTileM = 6, kTileN = 16;
 #elif defined(__ARM_NEON) && defined(__aarch64__)
-inline constexpr int kTileM = 8, kTileN = 12;
+inline constexpr int kTileM = 8, kTileN = 8;
 #else
 inline constexpr int kTileM = 4, kTileN = 16;
 #endif

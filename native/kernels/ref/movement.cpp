@@ -264,7 +264,8 @@ Status plan_rows(const OpInfo& op, const std::vector<const Tensor*>& parts, cons
   if (total != whole.dims[axis])
     return bad(op, "the parts add up to " + std::to_string(total) + " along axis " + std::to_string(axis) +
                    ", the whole has " + std::to_string(whole.dims[axis]));
-  rows->outer = product(whole, 0, static_cast<int>(axis));
+  // an empty tensor's other dims can be huge: looping over them would be a hang, not a no-op
+  rows->outer = whole.numel == 0 ? 0 : product(whole, 0, static_cast<int>(axis));
   rows->whole_bytes = whole.dims[axis] * inner * static_cast<int64_t>(element_size);
   return Status::Ok();
 }
@@ -482,7 +483,7 @@ class GatherKernel final : public OpKernel {
     shape.insert(shape.end(), indices.dims, indices.dims + indices.rank);
     shape.insert(shape.end(), x.dims + axis + 1, x.dims + x.rank);
     EP_RETURN_IF_ERROR(expect_shape(op, *outs[0], shape, "output"));
-    outer_ = product(x, 0, static_cast<int>(axis));
+    outer_ = outs[0]->numel == 0 ? 0 : product(x, 0, static_cast<int>(axis));  // see plan_rows
     axis_size_ = x.dims[axis];
     inner_bytes_ = product(x, static_cast<int>(axis) + 1, x.rank) * static_cast<int64_t>(element_size_);
     count_ = indices.numel;
@@ -571,7 +572,8 @@ class PadKernel final : public OpKernel {
       begins_[d] = before;
     }
     EP_RETURN_IF_ERROR(set_constant(op, x.dtype, value));
-    plan_tables(mode);
+    // An empty tensor's other dims can be huge (it has no bytes to check them against): no tables.
+    if (y.numel > 0) plan_tables(mode);
     return Status::Ok();
   }
 
@@ -749,6 +751,8 @@ class ResizeKernel final : public OpKernel {
                        std::to_string(scales[d]) + " on axis " + std::to_string(d));
       if (x.dims[d] == 0 && y.dims[d] > 0) return bad(op, "cannot resize an empty axis");
     }
+    // An empty tensor's other dims can be huge (it has no bytes to check them against): no tables.
+    if (y.numel == 0) return Status::Ok();
     rows_ = plan_axis(x.dims[2], y.dims[2], scales[2], linear_, coordinate_mode, nearest_mode);
     cols_ = plan_axis(x.dims[3], y.dims[3], scales[3], linear_, coordinate_mode, nearest_mode);
     planes_ = x.dims[0] * x.dims[1];

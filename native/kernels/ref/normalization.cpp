@@ -151,7 +151,8 @@ class SoftmaxKernel final : public OpKernel {
     int64_t axis = 0;
     EP_RETURN_IF_ERROR(read_axis(op, x, &axis));
     log_ = op.code == OpCode::kLogSoftmax;
-    outer_ = product(x, 0, static_cast<int>(axis));
+    // An empty tensor's other dims can be huge: looping over them would be a hang, not a no-op.
+    outer_ = x.numel == 0 ? 0 : product(x, 0, static_cast<int>(axis));
     length_ = x.dims[axis];
     inner_ = product(x, static_cast<int>(axis) + 1, x.rank);
     return Status::Ok();
@@ -198,7 +199,7 @@ class LayerNormKernel final : public OpKernel {
     epsilon_ = attrs.f("epsilon");
     EP_RETURN_IF_ERROR(attrs.status());
     if (!(epsilon_ >= 0.0f) || !std::isfinite(epsilon_)) return bad(op, "epsilon must be a finite value >= 0");
-    rows_ = product(x, 0, static_cast<int>(axis));
+    rows_ = x.numel == 0 ? 0 : product(x, 0, static_cast<int>(axis));  // see SoftmaxKernel
     size_ = product(x, static_cast<int>(axis), x.rank);
     const auto normalized = squeezed_front(std::vector<int64_t>(x.dims + axis, x.dims + x.rank));
     for (size_t i = 1; i < ins.size(); ++i) {
@@ -260,7 +261,7 @@ class LrnKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(attrs.status());
     if (size < 1) return bad(op, "size must be >= 1, got " + std::to_string(size));
     alpha_over_size_ = static_cast<float>(static_cast<double>(alpha_) / size);
-    batch_ = x.dims[0];
+    batch_ = x.numel == 0 ? 0 : x.dims[0];  // see SoftmaxKernel
     channels_ = x.dims[1];
     // a window wider than the channels reaches them all; clamping keeps c + after_ from overflowing
     before_ = std::min((size - 1) / 2, channels_);

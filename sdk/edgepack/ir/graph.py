@@ -75,7 +75,7 @@ class Graph:
         return value
 
     def add_const(self, array: np.ndarray, hint: str = "const") -> str:
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # not ascontiguousarray: that turns 0-d into shape (1,)
         name = self.unique_name(hint)
         self.add_value(name, DType.from_numpy(array.dtype), array.shape, array)
         return name

@@ -101,7 +101,8 @@ def _run_step(command: list[str], what: str) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         log = (result.stdout + result.stderr).strip().splitlines()
-        raise NativeBuildError(f"{what} failed (exit {result.returncode}): {' '.join(command)}\n" + "\n".join(log[-60:]))
+        raise NativeBuildError(f"{what} failed (exit {result.returncode}): {' '.join(command)}\n"
+                               + "\n".join(log[-60:]))
 
 
 def build_bench(target: str = "host", build_dir: str | Path | None = None, jobs: int | None = None) -> Path:

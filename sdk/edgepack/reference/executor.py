@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..ir import DType, Graph, Node
 from .ops import run_node
@@ -27,7 +28,15 @@ def execute_node(graph: Graph, node: Node, inputs: list[np.ndarray | None]) -> l
 
 
 def run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool = False) -> dict[str, np.ndarray]:
-    """Execute `graph` on `feeds`. Returns the graph outputs (every value when `keep`)."""
+    """Execute `graph` on `feeds`. Returns the graph outputs (every value when `keep`).
+
+    BLAS runs single-threaded here: the reference's small matrix products gain nothing from
+    threads, and OpenBLAS's spinning threads slow it down badly on a busy machine."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_graph(graph, feeds, keep)
+
+
+def _run_graph(graph: Graph, feeds: Mapping[str, np.ndarray], keep: bool) -> dict[str, np.ndarray]:
     env: dict[str, np.ndarray] = {v.name: v.const for v in graph.values.values() if v.is_const}
     for name in graph.inputs:
         if name not in feeds:

@@ -90,7 +90,8 @@ def conv_int8(attrs, x, w, b, in_q, out_q):
 
 def matmul_int8(attrs, a, b, bias, in_q, out_q):
     aq, bq = in_q[0], in_q[1]
-    acc = np.matmul(a.astype(np.int64) - _zp(aq), b.astype(np.int64) - _zp(bq))
+    acc = np.rint(np.matmul((a.astype(np.int64) - _zp(aq)).astype(np.float64),
+                            (b.astype(np.int64) - _zp(bq)).astype(np.float64))).astype(np.int64)
     if bias is not None:
         acc = acc + bias.astype(np.int64)
     n = b.shape[-1]
@@ -112,7 +113,8 @@ def quantize_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def matmul_dynamic(attrs, a, b, bias, in_q):
     """float A x int8 B (per output channel) -> float: A is quantized per row at run time."""
     q, row_scale = quantize_rows(a)
-    acc = np.matmul(q.astype(np.int64), b.astype(np.int64))
+    # float64 holds these integer sums exactly (|acc| < 2^53) and uses BLAS; int64 matmul does not
+    acc = np.rint(np.matmul(q.astype(np.float64), b.astype(np.float64))).astype(np.int64)
     w_scale = np.asarray(in_q[1].scale, np.float32).reshape(-1)
     y = acc.astype(np.float32) * (row_scale * w_scale)
     if bias is not None:
