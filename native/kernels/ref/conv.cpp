@@ -1,12 +1,18 @@
 // Conv and ConvTranspose (float32, NCHW, constant weights).
 //
-// Conv picks one of three paths at prepare():
+// Conv picks one of four paths at prepare():
 //   depthwise  (C/group == 1 and M/group == 1): a direct kernel, one channel plane at a time;
 //   pointwise  (1x1, stride 1, no padding): per group, Y_g[Mg, HW] = W_g[Mg, Cg] · X_g[Cg, HW] is a
 //              GEMM straight on the input;
-//   im2col     (everything else, grouped or not): the same GEMM with B = the im2col matrix
-//              [Cg*kh*kw, OH*OW], which is written directly in the GEMM's packed panel layout (no
-//              intermediate column matrix) by the thread that computes those output columns.
+//   shifted    (other stride-1 convs): the input is copied once into a zero-padded plane of width
+//              PW = W + pl + pr. Output pixel (y, x) and tap (i, j) then read padded[y + i*dh][x + j*dw],
+//              so over the padded-width grid of OH x PW outputs, im2col row (c, i, j) is the padded
+//              input itself shifted by c*plane + i*dh*PW + j*dw: the GEMM reads B in place, with no
+//              im2col at all. The PW - OW extra columns per row are computed and dropped when the
+//              result is compacted into Y (unless kw == 1, where PW == OW and Y is written directly);
+//   im2col     (strided convs): the GEMM with B = the im2col matrix [Cg*kh*kw, OH*OW], written
+//              directly in the GEMM's packed panel layout (no intermediate column matrix) by the
+//              thread that computes those output columns.
 // Weights are packed once at prepare(); bias and the fused activation run in the GEMM epilogue.
 //
 // ConvTranspose is a GEMM then col2im: per group, col[Mg*kh*kw, H*W] = W_g^T · X_g, and every
@@ -208,10 +214,12 @@ class ConvKernel final : public OpKernel {
       path_ = Path::kDepthwise;  // reads the weights in place: [C, 1, kh, kw] is already per channel
       return Status::Ok();
     }
-    const bool pointwise = g_.kh == 1 && g_.kw == 1 && g_.sh == 1 && g_.sw == 1 && g_.pt == 0 && g_.pl == 0 &&
-                           g_.pb == 0 && g_.pr == 0;
-    path_ = pointwise ? Path::kPointwise : Path::kIm2col;
-    if (!pointwise) {
+    const bool stride1 = g_.sh == 1 && g_.sw == 1;
+    const bool pointwise = stride1 && g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
+    path_ = pointwise ? Path::kPointwise : stride1 ? Path::kShifted : Path::kIm2col;
+    int64_t image_scratch = 0;  // per-image scratch besides the packed B operands
+    if (path_ == Path::kShifted) EP_RETURN_IF_ERROR(prepare_shifted(op, &image_scratch));
+    if (path_ == Path::kIm2col) {
       im2col_.c = g_.cg;
       im2col_.h = g_.h;
       im2col_.w = g_.w;
@@ -235,6 +243,7 @@ class ConvKernel final : public OpKernel {
       return bad(op, "weight " + w.shape_str() + " and output " + y.shape_str() + " are too large");
     packed_a_floats_ = lines(per_group);
     packed_b_floats_ = lines(panel_b);
+    if (path_ == Path::kShifted) scratch = image_scratch;  // B is read in place: no packed B
     if (!packed_.resize(total))
       return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
     for (int64_t grp = 0; grp < g_.group; ++grp)
@@ -255,6 +264,10 @@ class ConvKernel final : public OpKernel {
       return Status::Ok();
     }
     float* scratch = reinterpret_cast<float*>(ctx.scratch);
+    if (path_ == Path::kShifted) {
+      run_shifted(x, bias, y, scratch, ctx.pool);
+      return Status::Ok();
+    }
     const int64_t in_group = g_.cg * g_.h * g_.w, out_group = g_.mg * pixels_;
     for (int64_t n = 0; n < g_.n; ++n) {
       const float* xn = x + n * g_.c * g_.h * g_.w;
@@ -280,7 +293,76 @@ class ConvKernel final : public OpKernel {
   }
 
  private:
-  enum class Path { kDepthwise, kPointwise, kIm2col };
+  enum class Path { kDepthwise, kPointwise, kShifted, kIm2col };
+
+  // The geometry of the shifted path; sets the per-image scratch it needs (floats).
+  Status prepare_shifted(const OpInfo& op, int64_t* scratch_floats) {
+    const int64_t ph = g_.h + g_.pt + g_.pb;
+    pw_ = g_.w + g_.pl + g_.pr;
+    int64_t padded = 0, out = 0;
+    if (!gemm::checked_mul(ph, pw_, &plane_) || !gemm::checked_mul(g_.oh, pw_, &grid_) ||
+        !gemm::checked_mul(g_.c, plane_, &padded) || !gemm::checked_mul(g_.m, grid_, &out))
+      return bad(op, "the padded input is too large");
+    // In-place B reads whole panels: up to the end of the last panel past the last pixel, plus the
+    // widest tap shift, beyond the padded planes (see gemm::Operand::in_place).
+    padded_floats_ = lines(padded + (g_.kw - 1) * g_.dw + gemm::kTileN);
+    compact_ = pw_ != g_.ow;
+    *scratch_floats = padded_floats_ + (compact_ ? lines(out) : 0);
+    offsets_.clear();
+    for (int64_t c = 0; c < g_.cg; ++c)
+      for (int64_t i = 0; i < g_.kh; ++i)
+        for (int64_t j = 0; j < g_.kw; ++j) offsets_.push_back(c * plane_ + i * g_.dh * pw_ + j * g_.dw);
+    return Status::Ok();
+  }
+
+  void run_shifted(const float* x, const float* bias, float* y, float* scratch, ThreadPool* pool) const {
+    float* padded = scratch;
+    float* grid_out = scratch + padded_floats_;  // the OH x PW results, when they need compacting
+    const int64_t in_plane = g_.h * g_.w;
+    const int64_t row_grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, pw_));
+    for (int64_t n = 0; n < g_.n; ++n) {
+      const float* xn = x + n * g_.c * in_plane;
+      float* yn = y + n * g_.m * pixels_;
+      // Copy the image into its zero-padded planes (and zero the tail read past the last plane).
+      const int64_t ph = plane_ / pw_;
+      pool->parallel_for(g_.c * ph, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          float* dst = padded + r * pw_;
+          const int64_t c = r / ph, iy = r % ph - g_.pt;
+          if (iy < 0 || iy >= g_.h) {
+            std::fill(dst, dst + pw_, 0.0f);
+            continue;
+          }
+          std::fill(dst, dst + g_.pl, 0.0f);
+          std::copy(xn + c * in_plane + iy * g_.w, xn + c * in_plane + (iy + 1) * g_.w, dst + g_.pl);
+          std::fill(dst + g_.pl + g_.w, dst + pw_, 0.0f);
+        }
+      }, row_grain);
+      std::fill(padded + g_.c * plane_, padded + padded_floats_, 0.0f);
+
+      float* out = compact_ ? grid_out : yn;
+      gemm::sgemm_batch(g_.group, [&](int64_t grp, gemm::Problem* p) {
+        p->m = g_.mg;
+        p->n = grid_;
+        p->k = k_;
+        p->a = gemm::Operand::prepacked(packed_.data() + grp * packed_a_floats_);
+        p->b = gemm::Operand::in_place(padded + grp * g_.cg * plane_, offsets_.data());
+        p->c = out + grp * g_.mg * grid_;
+        p->ldc = grid_;
+        p->epilogue = epilogue_;
+        if (bias != nullptr) p->epilogue.bias = bias + grp * g_.mg;
+      }, pool);
+
+      if (compact_) {  // drop the PW - OW columns of each output row that only exist in the grid
+        pool->parallel_for(g_.m * g_.oh, [&](int64_t begin, int64_t end) {
+          for (int64_t r = begin; r < end; ++r) {
+            const float* src = grid_out + r * pw_;
+            std::copy(src, src + g_.ow, yn + r * g_.ow);
+          }
+        }, row_grain);
+      }
+    }
+  }
 
   // One output plane per (image, channel): taps are accumulated across whole output rows, so the
   // inner loop is an axpy over a row segment (contiguous for stride 1) that vectorises.
@@ -329,6 +411,11 @@ class ConvKernel final : public OpKernel {
   int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
   std::vector<Tap> taps_;       // per kernel column
   Im2col im2col_;
+  // The shifted path: padded planes of plane_ = PH x PW floats, a GEMM over the OH x PW grid whose
+  // B row k starts at offsets_[k] in the padded planes of the group.
+  int64_t pw_ = 0, plane_ = 0, grid_ = 0, padded_floats_ = 0;
+  bool compact_ = false;
+  std::vector<int64_t> offsets_;
   gemm::AlignedFloats packed_;  // per group: packed Mg x K weights
   int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per group, rounded to 64-byte lines
   gemm::Epilogue epilogue_;

@@ -143,6 +143,7 @@ struct Tile {
   const float* row_bias;  // this tile's first row, or null
   const float* col_bias;  // this tile's first column, or null
   float lo, hi;
+  const int64_t* b_offsets;  // in-place B: the K block's row offsets
 };
 
 using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile& t);
@@ -151,7 +152,8 @@ using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile&
 // K loop; each k step is kV panel loads of B, kRows broadcasts of A and kRows * kV FMAs. Edge tiles
 // use the instantiation with just the rows and vectors they need; the zero padding of the panels
 // covers a partial last vector, and only the stores are masked.
-template <int kRows, int kV>
+// With kInPlaceB, B is not packed: row k of the tile's columns starts at b + b_offsets[k].
+template <int kRows, int kV, bool kInPlaceB>
 void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   using V = Isa::V;
   constexpr int W = Isa::kWidth;
@@ -162,9 +164,10 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
     for (int v = 0; v < kV; ++v) acc[r][v] = Isa::zero();
   }
   for (int64_t k = 0; k < kc; ++k) {
+    const float* brow = kInPlaceB ? b + t.b_offsets[k] : b + k * kTileN;
     V bv[kV];
 #pragma GCC unroll 16
-    for (int v = 0; v < kV; ++v) bv[v] = Isa::load(b + v * W);
+    for (int v = 0; v < kV; ++v) bv[v] = Isa::load(brow + v * W);
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const V av = Isa::broadcast(a + r);
@@ -172,7 +175,6 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
       for (int v = 0; v < kV; ++v) acc[r][v] = Isa::fma(av, bv[v], acc[r][v]);
     }
     a += kTileM;
-    b += kTileN;
   }
 
   const V lo = Isa::set1(t.lo), hi = Isa::set1(t.hi);
@@ -201,12 +203,15 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   }
 }
 
-// kUKernels[rows - 1][vectors - 1]
-template <size_t... I>
+// [rows - 1][vectors - 1], flattened, for packed and for in-place B
+template <bool kInPlaceB, size_t... I>
 constexpr std::array<UKernel, sizeof...(I)> make_ukernels(std::index_sequence<I...>) {
-  return {{&ukernel<static_cast<int>(I / kVecs) + 1, static_cast<int>(I % kVecs) + 1>...}};
+  return {{&ukernel<static_cast<int>(I / kVecs) + 1, static_cast<int>(I % kVecs) + 1, kInPlaceB>...}};
 }
-constexpr std::array<UKernel, kTileM * kVecs> kUKernels = make_ukernels(std::make_index_sequence<kTileM * kVecs>{});
+constexpr std::array<UKernel, kTileM * kVecs> kPackedBKernels =
+    make_ukernels<false>(std::make_index_sequence<kTileM * kVecs>{});
+constexpr std::array<UKernel, kTileM * kVecs> kInPlaceBKernels =
+    make_ukernels<true>(std::make_index_sequence<kTileM * kVecs>{});
 
 void pack_operand_a(const Problem& p, int64_t first, int64_t end) {
   const Operand& o = p.a;
@@ -232,6 +237,8 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   if (own_a) pack_operand_a(p, ma, mb);
   const float* pa = p.a.panels();
   const float* pb = p.b.panels();
+  const bool in_place_b = p.b.row_offsets != nullptr;
+  const UKernel* ukernels = in_place_b ? kInPlaceBKernels.data() : kPackedBKernels.data();
   const Epilogue& e = p.epilogue;
   const int64_t blocks = k_blocks(p.k), m_pad = panels_a(p.m) * kTileM;
 
@@ -245,13 +252,14 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
     for (int64_t kb = 0; kb < blocks; ++kb) {
       const int64_t k0 = k_begin(p.k, blocks, kb), kc = k_begin(p.k, blocks, kb + 1) - k0;
       const float* a_block = pa + k0 * m_pad;  // this K block of every A panel, contiguous
+      t.b_offsets = in_place_b ? p.b.row_offsets + k0 : nullptr;
       t.accumulate = kb > 0;
       t.finish = kb + 1 == blocks;
       for (int64_t ic = ma; ic < mb; ic += kMcPanels) {
         const int64_t ic_end = std::min(ic + kMcPanels, mb);
         for (int64_t jr = jc; jr < jc_end; ++jr) {
-          const float* bp = pb + jr * kTileN * p.k + k0 * kTileN;
           const int64_t col0 = jr * kTileN;
+          const float* bp = in_place_b ? p.b.src + col0 : pb + jr * kTileN * p.k + k0 * kTileN;
           t.cols = static_cast<int>(std::min<int64_t>(kTileN, p.n - col0));
           t.col_bias = e.bias_kind == BiasKind::kPerColumn ? e.bias + col0 : nullptr;
           const int vecs = (t.cols + Isa::kWidth - 1) / Isa::kWidth;
@@ -260,7 +268,7 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
             const int rows = static_cast<int>(std::min<int64_t>(kTileM, p.m - row0));
             t.c = p.c + row0 * p.ldc + col0;
             t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
-            kUKernels[(rows - 1) * kVecs + (vecs - 1)](kc, a_block + ir * kc * kTileM, bp, t);
+            ukernels[(rows - 1) * kVecs + (vecs - 1)](kc, a_block + ir * kc * kTileM, bp, t);
           }
         }
       }

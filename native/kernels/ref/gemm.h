@@ -57,14 +57,16 @@ void pack_b(const float* src, int64_t rs, int64_t cs, int64_t k, int64_t cols, i
 // Writes panels [first, end) of an operand into `dst` (the start of the whole packed operand).
 using PackFn = void (*)(const void* ctx, const float* src, int64_t first, int64_t end, float* dst);
 
-// One GEMM operand: already packed, or packed on demand into `scratch` during sgemm().
+// One GEMM operand: already packed, packed on demand into `scratch` during sgemm(), or (B only)
+// read in place through row offsets.
 struct Operand {
   const float* packed = nullptr;   // ready panels (e.g. weights packed at prepare)
-  const float* src = nullptr;      // else: the source, read by `pack` or as a strided matrix
+  const float* src = nullptr;      // else: the source, read by `pack`, as a strided matrix, or in place
   int64_t rs = 0, cs = 0;          // strides of the strided source (when pack is null)
   PackFn pack = nullptr;
   const void* ctx = nullptr;
   float* scratch = nullptr;        // packed_a_floats / packed_b_floats, 64-byte aligned
+  const int64_t* row_offsets = nullptr;  // in-place B: element (k, col) is src[row_offsets[k] + col]
 
   static Operand prepacked(const float* panels) {
     Operand o;
@@ -87,7 +89,17 @@ struct Operand {
     o.scratch = scratch;
     return o;
   }
-  bool needs_packing() const { return packed == nullptr; }
+  // B read where it lies, with no packing: row k of B is the contiguous run at src + row_offsets[k]
+  // (e.g. a stride-1 convolution over a padded input, where row (c, i, j) is the input shifted by
+  // tap (i, j)). Full vectors are read, so src + row_offsets[k] + panels_b(n) * kTileN must stay
+  // inside readable memory for every k.
+  static Operand in_place(const float* src, const int64_t* row_offsets) {
+    Operand o;
+    o.src = src;
+    o.row_offsets = row_offsets;
+    return o;
+  }
+  bool needs_packing() const { return packed == nullptr && row_offsets == nullptr; }
   const float* panels() const { return packed != nullptr ? packed : scratch; }
 };
 

@@ -940,6 +940,8 @@ def _slice(imp: OnnxImporter, starts, ends, axes, steps) -> None:
         if step == 0:
             raise imp.fail("slice step 0")
         s, e, st = slice(start, end, step).indices(dim)
+        if len(range(s, e, st)) == 0:
+            s, e, st = 0, 0, 1   # one canonical empty slice (indices() may give start -1 here)
         # keep the python semantics, stored without None: an end of -1 means "through index 0"
         full_starts[axis], full_ends[axis], full_steps[axis] = s, e if e >= 0 else -1, st
     imp.emit("Slice", _inputs(imp)[:1], {"starts": full_starts, "ends": full_ends, "steps": full_steps},

@@ -101,20 +101,27 @@ def matmul_int8(attrs, a, b, bias, in_q, out_q):
     return [out.astype(a.dtype)]
 
 
-def quantize_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dynamic int8: each row (last axis) symmetric, scale = max|row| / 127 (1 for an all-zero row)."""
+def quantize_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dynamic int8: each row (last axis) asymmetric uint8 over [min(row, 0), max(row, 0)]:
+    scale = (hi - lo) / 255 (1 for an all-zero row), zero_point = round(-lo / scale), both per row.
+    Asymmetric because activations such as GELU or ReLU outputs are lopsided: a symmetric grid
+    would spend half its codes on values that never occur."""
     a = a.astype(np.float32)
-    amax = np.abs(a).max(axis=-1, keepdims=True)
-    scale = np.where(amax > 0, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
-    q = np.clip(np.rint(a / scale), -127, 127).astype(np.int8)
-    return q, scale
+    lo = np.minimum(a.min(axis=-1, keepdims=True), np.float32(0))
+    hi = np.maximum(a.max(axis=-1, keepdims=True), np.float32(0))
+    scale = np.where(hi > lo, (hi - lo) / np.float32(255.0), np.float32(1.0)).astype(np.float32)
+    zero_point = np.clip(np.rint(-lo / scale), 0, 255).astype(np.int32)
+    q = np.clip(np.rint(a / scale) + zero_point, 0, 255).astype(np.uint8)
+    return q, scale, zero_point
 
 
 def matmul_dynamic(attrs, a, b, bias, in_q):
-    """float A x int8 B (per output channel) -> float: A is quantized per row at run time."""
-    q, row_scale = quantize_rows(a)
+    """float A x int8 B (per output channel) -> float: A is quantized per row at run time.
+    acc = sum_k (q_k - zero_point) * w_k in int32; y = float(acc) * (row scale * weight scale) + bias."""
+    q, row_scale, zero_point = quantize_rows(a)
+    centered = q.astype(np.int32) - zero_point
     # float64 holds these integer sums exactly (|acc| < 2^53) and uses BLAS; int64 matmul does not
-    acc = np.rint(np.matmul(q.astype(np.float64), b.astype(np.float64))).astype(np.int64)
+    acc = np.rint(np.matmul(centered.astype(np.float64), b.astype(np.float64))).astype(np.int64)
     w_scale = np.asarray(in_q[1].scale, np.float32).reshape(-1)
     y = acc.astype(np.float32) * (row_scale * w_scale)
     if bias is not None:
