@@ -78,6 +78,7 @@ using Factory = std::unique_ptr<OpKernel> (*)(OpCode);
 constexpr Factory kFactories[] = {
     make_matmul_kernel, make_conv_kernel, make_elementwise_kernel,
     make_normalization_kernel, make_pooling_kernel, make_movement_kernel,
+    make_quantization_kernel,
 };
 }  // namespace
 

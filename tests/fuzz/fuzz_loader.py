@@ -25,7 +25,11 @@ def test_one_input(data: bytes) -> None:
         session = _native.Session(_PATH, 1)
     except (edgepack.EdgepackError, ValueError):
         return
-    # It loaded: it must also run without crashing on zero inputs.
+    # It loaded: it must also run without crashing on zero inputs. A mutated header can declare a
+    # multi-GB arena that the runtime would legitimately fill; that is memory, not a bug, so only
+    # small ones are run.
+    if session.arena_bytes > 64 << 20:
+        return
     arrays = [np.zeros(i["shape"], i["dtype"]) for i in session.inputs]
     try:
         session.run(arrays, False)

@@ -1,4 +1,5 @@
-// Elementwise kernels: unary ops and Cast, binary ops with numpy broadcasting, Where.
+// Elementwise kernels: unary ops and Cast, binary ops with numpy broadcasting (Add, Sub and Mul also
+// on int8 / uint8 codes with the requantization of docs/quantization.md), Where.
 //
 // prepare() picks one loop function for the op and dtype, so run() is a parallel_for over a plain
 // function pointer. Broadcasting is planned once: the output is walked as long contiguous rows in
@@ -13,6 +14,8 @@
 
 #include "edgepack/kernel.h"
 #include "kernels/ref/kernels.h"
+#include "kernels/ref/quant_check.h"
+#include "kernels/ref/quant_util.h"
 
 namespace edgepack {
 namespace {
@@ -457,12 +460,24 @@ Status plan_broadcast(const OpInfo& op, const std::vector<const Tensor*>& inputs
 }
 
 // ---- binary ops -----------------------------------------------------------------------------------
+// The integer parameters of int8 / uint8 Add, Sub and Mul, fixed at prepare(). Tables are indexed by
+// the operand's byte (an int8 code's two's-complement byte).
+struct QuantArithmetic {
+  // Add / Sub: each operand's term apply((x - z) << L, M(s / t)) per code; Sub stores b's negated.
+  int32_t a_term[256] = {}, b_term[256] = {};
+  int32_t a_zero = 0, b_zero = 0;  // Mul
+  Multiplier out;                  // Add / Sub: M(t / (2^L s_y)); Mul: M(s_a s_b / s_y)
+  int32_t y_zero = 0, lo = 0, hi = 0;
+};
+
 // A row of a binary op; a and b advance by sa / sb (0 or 1, never both 0). Returns false when an
-// integer division by zero was found (and nothing was written).
-using BinaryFn = bool (*)(const void* a, int64_t sa, const void* b, int64_t sb, void* y, int64_t n);
+// integer division by zero was found (and nothing was written). `q` is read by the int8 ops only.
+using BinaryFn = bool (*)(const void* a, int64_t sa, const void* b, int64_t sb, void* y, int64_t n,
+                          const QuantArithmetic& q);
 
 template <class T, class Out, class Op>
-bool binary_row(const void* pa, int64_t sa, const void* pb, int64_t sb, void* py, int64_t n) {
+bool binary_row(const void* pa, int64_t sa, const void* pb, int64_t sb, void* py, int64_t n,
+                const QuantArithmetic&) {
   const T* a = static_cast<const T*>(pa);
   const T* b = static_cast<const T*>(pb);
   Out* y = static_cast<Out*>(py);
@@ -531,6 +546,79 @@ struct GreaterOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { 
 struct AndOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a != 0 && b != 0; } };
 struct OrOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a != 0 || b != 0; } };
 
+// int8 / uint8 codes: y = clamp(zy + apply(a' + b', M_out)) with a', b' from the tables (Add, Sub),
+// or clamp(zy + apply((a - za)(b - zb), M)) (Mul); the sums and products fit int32 and apply() widens.
+template <class T> uint8_t code_byte(T x) { return static_cast<uint8_t>(x); }
+
+struct QuantAddOp {
+  template <class T> static T f(T a, T b, const QuantArithmetic& q) {
+    const int32_t sum = q.a_term[code_byte(a)] + q.b_term[code_byte(b)];
+    return static_cast<T>(clamp_i32(q.y_zero + apply_multiplier(sum, q.out), q.lo, q.hi));
+  }
+};
+struct QuantMulOp {
+  template <class T> static T f(T a, T b, const QuantArithmetic& q) {
+    const int32_t product = (static_cast<int32_t>(a) - q.a_zero) * (static_cast<int32_t>(b) - q.b_zero);
+    return static_cast<T>(clamp_i32(q.y_zero + apply_multiplier(product, q.out), q.lo, q.hi));
+  }
+};
+
+template <class T, class Op>
+bool quant_row(const void* pa, int64_t sa, const void* pb, int64_t sb, void* py, int64_t n,
+               const QuantArithmetic& params) {
+  const T* a = static_cast<const T*>(pa);
+  const T* b = static_cast<const T*>(pb);
+  T* y = static_cast<T*>(py);
+  if (sa && sb) {
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::f(a[i], b[i], params);
+  } else if (sb) {
+    const T s = a[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::f(s, b[i], params);
+  } else {
+    const T s = b[0];
+    for (int64_t i = 0; i < n; ++i) y[i] = Op::f(a[i], s, params);
+  }
+  return true;
+}
+
+template <class T> BinaryFn pick_quant_binary(OpCode code) {
+  switch (code) {
+    case OpCode::kAdd: case OpCode::kSub: return quant_row<T, QuantAddOp>;
+    case OpCode::kMul: return quant_row<T, QuantMulOp>;
+    default: return nullptr;
+  }
+}
+
+// Fills `q` for int8 / uint8 a, b -> y (docs/quantization.md, TFLite's reference arithmetic), with the
+// multipliers computed in double from the float32 scales exactly as fixed_point.py does.
+Status plan_quant_arithmetic(const OpInfo& op, const Tensor& a, const Tensor& b, const Tensor& y,
+                             QuantArithmetic* q) {
+  EP_RETURN_IF_ERROR(expect_per_tensor(op, a, "input 0"));
+  EP_RETURN_IF_ERROR(expect_per_tensor(op, b, "input 1"));
+  EP_RETURN_IF_ERROR(expect_per_tensor(op, y, "output"));
+  code_range(a.dtype, &q->lo, &q->hi);
+  const double sa = tensor_scale(a), sb = tensor_scale(b), sy = tensor_scale(y);
+  q->a_zero = tensor_zero_point(a);
+  q->b_zero = tensor_zero_point(b);
+  q->y_zero = tensor_zero_point(y);
+  if (op.code == OpCode::kMul) return make_multiplier(op, sa * sb / sy, "s_a * s_b / s_y", &q->out);
+  const double twice_max = 2 * std::max(sa, sb);
+  Multiplier ma, mb;
+  EP_RETURN_IF_ERROR(make_multiplier(op, sa / twice_max, "s_a / (2 max(s_a, s_b))", &ma));
+  EP_RETURN_IF_ERROR(make_multiplier(op, sb / twice_max, "s_b / (2 max(s_a, s_b))", &mb));
+  EP_RETURN_IF_ERROR(make_multiplier(op, twice_max / ((1 << kAddLeftShift) * sy),
+                                     "2 max(s_a, s_b) / (2^20 s_y)", &q->out));
+  const int32_t sign = op.code == OpCode::kSub ? -1 : 1;
+  for (int byte = 0; byte < 256; ++byte) {
+    // the byte's code; the left shift is a multiplication because shifting a negative is undefined
+    const int32_t code = a.dtype == DType::kInt8 && byte >= 128 ? byte - 256 : byte;
+    const int64_t shift = int64_t{1} << kAddLeftShift;
+    q->a_term[byte] = static_cast<int32_t>(apply_multiplier((code - q->a_zero) * shift, ma));
+    q->b_term[byte] = sign * static_cast<int32_t>(apply_multiplier((code - q->b_zero) * shift, mb));
+  }
+  return Status::Ok();
+}
+
 bool is_comparison(OpCode code) {
   return code == OpCode::kEqual || code == OpCode::kLess || code == OpCode::kGreater ||
          code == OpCode::kAnd || code == OpCode::kOr;
@@ -557,6 +645,8 @@ BinaryFn pick_binary(OpCode code, DType dtype) {
     case DType::kFloat32: return pick_numeric_binary<float>(code);
     case DType::kInt32: return pick_numeric_binary<int32_t>(code);
     case DType::kInt64: return pick_numeric_binary<int64_t>(code);
+    case DType::kInt8: return pick_quant_binary<int8_t>(code);
+    case DType::kUInt8: return pick_quant_binary<uint8_t>(code);
     case DType::kBool:
       if (code == OpCode::kAnd) return binary_row<uint8_t, uint8_t, AndOp>;
       if (code == OpCode::kOr) return binary_row<uint8_t, uint8_t, OrOp>;
@@ -576,6 +666,8 @@ class BinaryKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(expect_dtype(op, y, is_comparison(op.code) ? DType::kBool : a.dtype, "output"));
     fn_ = pick_binary(op.code, a.dtype);
     if (!fn_) return unsupported_dtype(op, a.dtype);
+    if (a.dtype == DType::kInt8 || a.dtype == DType::kUInt8)
+      EP_RETURN_IF_ERROR(plan_quant_arithmetic(op, a, b, y, &quant_));
     EP_RETURN_IF_ERROR(plan_broadcast(op, {&a, &b}, y, &plan_));
     in_size_ = dtype_size(a.dtype);
     out_size_ = dtype_size(y.dtype);
@@ -592,7 +684,7 @@ class BinaryKernel final : public OpKernel {
     std::atomic<bool> ok{true};
     ctx.pool->parallel_for(outs[0]->numel, [&](int64_t begin, int64_t end) {
       plan_.for_each_row(begin, end, [&](int64_t out, const int64_t* in, int64_t n) {
-        if (!fn_(a + in[0] * in_size_, sa, b + in[1] * in_size_, sb, y + out * out_size_, n))
+        if (!fn_(a + in[0] * in_size_, sa, b + in[1] * in_size_, sb, y + out * out_size_, n, quant_))
           ok.store(false, std::memory_order_relaxed);
       });
     }, kGrain);
@@ -602,6 +694,7 @@ class BinaryKernel final : public OpKernel {
  private:
   BinaryFn fn_ = nullptr;
   Broadcast plan_;
+  QuantArithmetic quant_;
   size_t in_size_ = 0, out_size_ = 0;
   std::string zero_division_;  // built in prepare() so that run() does not allocate until it fails
 };

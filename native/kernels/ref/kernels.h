@@ -13,5 +13,6 @@ std::unique_ptr<OpKernel> make_elementwise_kernel(OpCode code);  // elementwise.
 std::unique_ptr<OpKernel> make_normalization_kernel(OpCode code);  // normalization.cpp
 std::unique_ptr<OpKernel> make_pooling_kernel(OpCode code);      // pooling.cpp
 std::unique_ptr<OpKernel> make_movement_kernel(OpCode code);     // movement.cpp
+std::unique_ptr<OpKernel> make_quantization_kernel(OpCode code); // quantization.cpp
 
 }  // namespace edgepack

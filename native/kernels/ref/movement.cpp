@@ -3,7 +3,9 @@
 //
 // They only move elements, so they work on every dtype with a byte size (float32, float16, int8,
 // ...), except linear Resize which interpolates float32. Transpose, Slice, Expand, Tile and
-// DepthToSpace are one strided copy (StridedCopy) with different strides.
+// DepthToSpace are one strided copy (StridedCopy) with different strides. Quantized tensors move as
+// codes, so an output must carry its input's parameters (docs/quantization.md); the one exception is
+// Gather from a quantized table into float32, which dequantizes the rows it gathers.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -13,6 +15,8 @@
 
 #include "edgepack/kernel.h"
 #include "kernels/ref/kernels.h"
+#include "kernels/ref/quant_check.h"
+#include "kernels/ref/quant_util.h"
 
 namespace edgepack {
 namespace {
@@ -23,8 +27,8 @@ Status bad(const OpInfo& op, const std::string& what) {
   return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
 }
 
-// Checks the input and output counts, that every input is present and that every tensor has the
-// dtype of input 0, with a byte size; returns that size.
+// Checks the input and output counts, that every input is present and that every output has the
+// dtype and quantization parameters of input 0, with a byte size; returns that size.
 Status expect_movement(const OpInfo& op, const std::vector<const Tensor*>& ins,
                        const std::vector<const Tensor*>& outs, size_t n_in, size_t n_out, size_t* element_size) {
   EP_RETURN_IF_ERROR(expect_inputs(op, ins, n_in, n_in));
@@ -32,7 +36,10 @@ Status expect_movement(const OpInfo& op, const std::vector<const Tensor*>& ins,
     return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n_out));
   for (const Tensor* t : ins)
     if (!t) return bad(op, "an input is absent");
-  for (const Tensor* t : outs) EP_RETURN_IF_ERROR(expect_dtype(op, *t, ins[0]->dtype, "output"));
+  for (const Tensor* t : outs) {
+    EP_RETURN_IF_ERROR(expect_dtype(op, *t, ins[0]->dtype, "output"));
+    EP_RETURN_IF_ERROR(expect_same_quant(op, *ins[0], *t));
+  }
   *element_size = dtype_size(ins[0]->dtype);
   if (*element_size == 0)
     return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): dtype " + dtype_name(ins[0]->dtype) +
@@ -192,6 +199,7 @@ class ReshapeKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(expect_inputs(op, ins, 1, 1));
     if (outs.size() != 1) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected 1");
     EP_RETURN_IF_ERROR(expect_dtype(op, *outs[0], ins[0]->dtype, "output"));
+    EP_RETURN_IF_ERROR(expect_same_quant(op, *ins[0], *outs[0]));
     if (ins[0]->numel != outs[0]->numel)
       return bad(op, "cannot reshape " + ins[0]->shape_str() + " to " + outs[0]->shape_str());
     bytes_ = dtype_nbytes(ins[0]->dtype, ins[0]->numel);  // by bytes: works for packed int4 too
@@ -276,7 +284,11 @@ class ConcatKernel final : public OpKernel {
                  const std::vector<const Tensor*>& outs) override {
     size_t element_size = 0;
     EP_RETURN_IF_ERROR(expect_movement(op, ins, outs, std::max<size_t>(1, ins.size()), 1, &element_size));
-    for (size_t i = 1; i < ins.size(); ++i) EP_RETURN_IF_ERROR(expect_dtype(op, *ins[i], ins[0]->dtype, "input"));
+    // every input is copied as codes into the output: all must share its parameters
+    for (size_t i = 1; i < ins.size(); ++i) {
+      EP_RETURN_IF_ERROR(expect_dtype(op, *ins[i], ins[0]->dtype, "input"));
+      EP_RETURN_IF_ERROR(expect_same_quant(op, *ins[i], *outs[0]));
+    }
     AttrReader attrs(op);
     const int64_t axis = attrs.i("axis");
     EP_RETURN_IF_ERROR(attrs.status());
@@ -465,11 +477,23 @@ class DepthToSpaceKernel final : public StridedKernel {
 
 // ---- Gather ---------------------------------------------------------------------------------------
 // out[o, j, i] = data[o, indices[j], i] over data viewed as [outer, axis, inner].
+//
+// A quantized table gathered into float32 (docs/quantization.md, "Gather from an int8 / int4
+// table") yields its rows along axis 0 dequantized: int8 per tensor or per row (q - z) * s, or int4
+// block-wise along the last axis q * s (two values per byte, low nibble first). One float multiply
+// per element, as the reference's dequantize-then-gather.
 class GatherKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
                  const std::vector<const Tensor*>& outs) override {
-    EP_RETURN_IF_ERROR(expect_movement(op, ins, outs, 2, 1, &element_size_));
+    dequantize_ = ins.size() == 2 && ins[0] && outs.size() == 1 && outs[0]->dtype == DType::kFloat32 &&
+                  ins[0]->dtype != DType::kFloat32;
+    if (dequantize_) {
+      EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 2));
+      EP_RETURN_IF_ERROR(prepare_table(op, *ins[0]));
+    } else {
+      EP_RETURN_IF_ERROR(expect_movement(op, ins, outs, 2, 1, &element_size_));
+    }
     const Tensor &x = *ins[0], &indices = *ins[1];
     if (indices.dtype != DType::kInt64 && indices.dtype != DType::kInt32)
       return Unsupported("op '" + op.name + "' (Gather): indices '" + indices.name + "' must be int64 or int32, not " +
@@ -479,13 +503,17 @@ class GatherKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(attrs.status());
     if (axis < 0 || axis >= x.rank)
       return bad(op, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(x.rank));
+    if (dequantize_ && axis != 0)
+      return Unsupported("op '" + op.name + "' (Gather): a quantized table is gathered along axis 0, not " +
+                         std::to_string(axis));
     std::vector<int64_t> shape(x.dims, x.dims + axis);
     shape.insert(shape.end(), indices.dims, indices.dims + indices.rank);
     shape.insert(shape.end(), x.dims + axis + 1, x.dims + x.rank);
     EP_RETURN_IF_ERROR(expect_shape(op, *outs[0], shape, "output"));
     outer_ = outs[0]->numel == 0 ? 0 : product(x, 0, static_cast<int>(axis));  // see plan_rows
     axis_size_ = x.dims[axis];
-    inner_bytes_ = product(x, static_cast<int>(axis) + 1, x.rank) * static_cast<int64_t>(element_size_);
+    row_ = product(x, static_cast<int>(axis) + 1, x.rank);
+    inner_bytes_ = row_ * static_cast<int64_t>(element_size_);
     count_ = indices.numel;
     wide_ = indices.dtype == DType::kInt64;
     message_prefix_ = "op '" + op.name + "' (Gather): ";
@@ -502,6 +530,7 @@ class GatherKernel final : public OpKernel {
     const uint8_t* data = ins[0]->as<const uint8_t>();
     const void* indices = ins[1]->data;
     uint8_t* out = outs[0]->as<uint8_t>();
+    float* out_floats = outs[0]->as<float>();
     std::atomic<int64_t> failed{-1};  // a position holding an out-of-range index
     // Indices are checked as they are used (not in a separate pass) so that nothing can read out of
     // bounds whatever the input holds.
@@ -514,14 +543,62 @@ class GatherKernel final : public OpKernel {
           failed.store(j, std::memory_order_relaxed);
           return;
         }
-        std::memcpy(out + item * inner_bytes_, data + (o * axis_size_ + k) * inner_bytes_, inner_bytes_);
+        if (dequantize_) dequantize_row(data, k, out_floats + item * row_);  // axis 0: o is 0
+        else std::memcpy(out + item * inner_bytes_, data + (o * axis_size_ + k) * inner_bytes_, inner_bytes_);
       }
-    }, grain_rows(inner_bytes_));
+    }, grain_rows(dequantize_ ? row_ * static_cast<int64_t>(sizeof(float)) : inner_bytes_));
     const int64_t position = failed.load();
     return position < 0 ? Status::Ok() : RuntimeError(message_prefix_ + out_of_range(indices, position));
   }
 
  private:
+  // Checks a table's parameters and keeps what dequantize_row() needs.
+  Status prepare_table(const OpInfo& op, const Tensor& table) {
+    const QuantInfo& q = table.quant;
+    if (table.dtype == DType::kInt8) {
+      EP_RETURN_IF_ERROR(expect_per_channel(op, table, "table"));
+      if (q.scales.size() > 1 && q.axis != 0)
+        return Unsupported("op '" + op.name + "' (Gather): int8 table '" + table.name +
+                           "' must be quantized per tensor or per row (axis 0), not along axis " +
+                           std::to_string(q.axis));
+    } else if (table.dtype == DType::kInt4) {
+      EP_RETURN_IF_ERROR(expect_blockwise(op, table, "table"));
+      if (table.rank < 2 || q.axis != table.rank - 1)
+        return Unsupported("op '" + op.name + "' (Gather): int4 table '" + table.name +
+                           "' must be block-wise along its last axis, of rank >= 2");
+    } else {
+      return Unsupported("op '" + op.name + "' (Gather): a table gathered into float32 must be int8 or int4, not " +
+                         dtype_name(table.dtype));
+    }
+    int4_ = table.dtype == DType::kInt4;
+    scales_ = q.scales;
+    zeros_ = q.zero_points;
+    block_ = q.block_size;
+    return Status::Ok();
+  }
+
+  // Row k of the table (row_ values), dequantized into out.
+  void dequantize_row(const uint8_t* table, int64_t k, float* out) const {
+    if (int4_) {
+      const int64_t first = k * row_;  // element index of the row's first value; blocks never straddle rows
+      const float* scales = scales_.data() + first / block_;
+      for (int64_t b = 0; b < row_ / block_; ++b) {
+        const float s = scales[b];
+        for (int64_t t = 0; t < block_; ++t) {
+          const int64_t e = first + b * block_ + t;
+          const int nibble = e & 1 ? table[e >> 1] >> 4 : table[e >> 1] & 0x0F;
+          out[b * block_ + t] = static_cast<float>((nibble ^ 8) - 8) * s;  // sign-extends the 4 bits
+        }
+      }
+      return;
+    }
+    const int8_t* q = reinterpret_cast<const int8_t*>(table) + k * row_;
+    const size_t c = scales_.size() > 1 ? static_cast<size_t>(k) : 0;
+    const float s = scales_[c];
+    const int32_t z = zeros_[c];
+    for (int64_t i = 0; i < row_; ++i) out[i] = static_cast<float>(static_cast<int32_t>(q[i]) - z) * s;
+  }
+
   int64_t index_at(const void* indices, int64_t j) const {
     return wide_ ? static_cast<const int64_t*>(indices)[j] : static_cast<const int32_t*>(indices)[j];
   }
@@ -531,10 +608,15 @@ class GatherKernel final : public OpKernel {
            " is out of range for an axis of size " + std::to_string(axis_size_);
   }
 
-  size_t element_size_ = 0;
-  int64_t outer_ = 0, axis_size_ = 0, inner_bytes_ = 0, count_ = 0;
+  size_t element_size_ = 0;  // movement only
+  int64_t outer_ = 0, axis_size_ = 0, row_ = 0, inner_bytes_ = 0, count_ = 0;  // row_: elements per index
   bool wide_ = false;  // int64 indices (else int32)
   std::string message_prefix_;  // "op '<name>' (Gather): ", built at load so run() only allocates on failure
+  // dequantizing a table
+  bool dequantize_ = false, int4_ = false;
+  std::vector<float> scales_;
+  std::vector<int32_t> zeros_;
+  int64_t block_ = 0;
 };
 
 // ---- Pad ------------------------------------------------------------------------------------------
@@ -571,7 +653,7 @@ class PadKernel final : public OpKernel {
       out_dims_[d] = y.dims[d];
       begins_[d] = before;
     }
-    EP_RETURN_IF_ERROR(set_constant(op, x.dtype, value));
+    EP_RETURN_IF_ERROR(set_constant(op, y, value));
     // An empty tensor's other dims can be huge (it has no bytes to check them against): no tables.
     if (y.numel > 0) plan_tables(mode);
     return Status::Ok();
@@ -590,9 +672,18 @@ class PadKernel final : public OpKernel {
   }
 
  private:
-  // The constant's bytes in the tensor's dtype: integers truncate (saturating), as numpy's astype.
-  Status set_constant(const OpInfo& op, DType dtype, float value) {
+  // The constant's bytes in the output's dtype: integers truncate (saturating), as numpy's astype,
+  // except that a quantized output pads with the code of the (real) value under its parameters.
+  Status set_constant(const OpInfo& op, const Tensor& y, float value) {
+    const DType dtype = y.dtype;
     auto store = [this](auto v) { std::memcpy(constant_, &v, sizeof(v)); };
+    int32_t lo = 0, hi = 0;
+    if (is_quantized(y) && code_range(dtype, &lo, &hi)) {
+      const int32_t code = quantize_value(value, tensor_scale(y), tensor_zero_point(y), lo, hi);
+      if (dtype == DType::kInt8) store(static_cast<int8_t>(code));
+      else store(static_cast<uint8_t>(code));
+      return Status::Ok();
+    }
     switch (dtype) {
       case DType::kFloat32: store(value); break;
       case DType::kInt64: store(trunc_saturate<int64_t>(value)); break;

@@ -1,5 +1,6 @@
-// Pooling and reduction kernels: MaxPool, AveragePool (float32, NCHW), ReduceMean / Sum / Max / Min
-// and ArgMax (float32, int32, int64).
+// Pooling and reduction kernels: MaxPool, AveragePool (float32, int8 and uint8 codes, NCHW),
+// ReduceMean / Sum / Max / Min and ArgMax (float32, int32, int64; ReduceMean also on int8 / uint8
+// codes). The int8 semantics are those of docs/quantization.md.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -8,6 +9,8 @@
 
 #include "edgepack/kernel.h"
 #include "kernels/ref/kernels.h"
+#include "kernels/ref/quant_check.h"
+#include "kernels/ref/quant_util.h"
 
 namespace edgepack {
 namespace {
@@ -19,6 +22,11 @@ constexpr int64_t kMaxAttr = 65535;
 
 Status bad(const OpInfo& op, const std::string& what) {
   return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
+}
+
+Status unsupported_dtype(const OpInfo& op, DType dtype) {
+  return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): dtype " + dtype_name(dtype) +
+                     " is not supported");
 }
 
 Status expect_single_io(const OpInfo& op, const std::vector<const Tensor*>& ins,
@@ -69,21 +77,31 @@ struct ColumnTap {
   int64_t lo, hi, offset;
 };
 
-// Rows are pooled tap by tap across the whole output row (rather than window by window), so the
-// inner loop is a plain strided max / sum over output columns that vectorises.
+// Rows are pooled tap by tap across a block of output columns (rather than window by window), so
+// the inner loop is a plain strided max / sum over output columns that vectorises. Float32 pools
+// floats; int8 / uint8 pool the codes (docs/quantization.md): MaxPool never lets padding win, and
+// AveragePool sums the codes of the cells inside the input in int32 and divides rounding half away
+// from zero.
 class PoolKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
                  const std::vector<const Tensor*>& outs) override {
     EP_RETURN_IF_ERROR(expect_single_io(op, ins, outs));
     const Tensor &x = *ins[0], &y = *outs[0];
-    EP_RETURN_IF_ERROR(expect_dtype(op, x, DType::kFloat32, "input"));
-    EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
+    average_ = op.code == OpCode::kAveragePool;
+    switch (x.dtype) {
+      case DType::kFloat32: row_ = pick_row<float, float>(); break;
+      case DType::kInt8: row_ = pick_row<int8_t, int32_t>(); break;
+      case DType::kUInt8: row_ = pick_row<uint8_t, int32_t>(); break;
+      default: return unsupported_dtype(op, x.dtype);
+    }
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, x.dtype, "output"));
+    const bool codes = x.dtype != DType::kFloat32;
+    if (codes) EP_RETURN_IF_ERROR(expect_same_quant(op, x, y));
     if (x.rank != 4) return bad(op, "input must be NCHW (rank 4), got " + x.shape_str());
     AttrReader attrs(op);
     const auto kernel = attrs.ints("kernel", 2), strides = attrs.ints("strides", 2);
     const auto pads = attrs.ints("pads", 4), dilations = attrs.ints("dilations", 2);
-    average_ = op.code == OpCode::kAveragePool;
     const int64_t include_pad = average_ ? attrs.i("count_include_pad") : 0;
     EP_RETURN_IF_ERROR(attrs.status());
     for (int i = 0; i < 2; ++i) {
@@ -91,9 +109,20 @@ class PoolKernel final : public OpKernel {
           dilations[i] < 1 || dilations[i] > kMaxAttr)
         return bad(op, "kernel, strides and dilations must be in [1, 65535]");
     }
-    for (int64_t p : pads)
+    bool padded = false;
+    for (int64_t p : pads) {
       if (p < 0 || p > kMaxAttr) return bad(op, "pads must be in [0, 65535]");
+      padded = padded || p != 0;
+    }
     if (include_pad != 0 && include_pad != 1) return bad(op, "count_include_pad must be 0 or 1");
+    if (codes && include_pad && padded)
+      return Unsupported("op '" + op.name + "' (AveragePool): count_include_pad with padding is not supported on " +
+                         dtype_name(x.dtype) + " (padded cells would have to hold the zero point)");
+    // int32 sums of codes: at most every cell of the input, or of the window, is inside at once
+    const int64_t max_cells = std::min(kernel[0], x.dims[2]) * std::min(kernel[1], x.dims[3]);
+    if (codes && average_ && max_cells > std::numeric_limits<int32_t>::max() / 255)
+      return Unsupported("op '" + op.name + "' (AveragePool): windows of " + std::to_string(max_cells) +
+                         " cells are too large for the int32 sum of " + dtype_name(x.dtype) + " codes");
 
     int64_t out_hw[2];
     for (int i = 0; i < 2; ++i) {
@@ -104,6 +133,7 @@ class PoolKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(expect_shape(op, y, {x.dims[0], x.dims[1], out_hw[0], out_hw[1]}, "output"));
     // An empty tensor's other dims can be huge (it has no bytes to check them against): no tables.
     if (y.numel == 0) return Status::Ok();
+    element_size_ = dtype_size(x.dtype);
     planes_ = x.dims[0] * x.dims[1];
     height_ = x.dims[2];
     width_ = x.dims[3];
@@ -121,61 +151,103 @@ class PoolKernel final : public OpKernel {
       const int64_t hi = width_ - offset <= 0 ? 0 : (width_ - offset + strides[1] - 1) / strides[1];
       taps_.push_back({std::min(lo, out_w_), std::min(std::max(lo, hi), out_w_), offset});
     }
-    // The divisor of each output column's average: the kernel area, or the taps inside the input
-    // (times the kernel rows inside, applied per row in run()).
-    column_counts_.assign(out_w_, include_pad ? static_cast<float>(kernel_area_) : 0.0f);
-    if (!include_pad) {
-      for (const ColumnTap& t : taps_)
-        for (int64_t ow = t.lo; ow < t.hi; ++ow) column_counts_[ow] += 1.0f;
-    }
+    // The taps of each output column inside the input (times the kernel rows inside, per row in run()).
+    column_counts_.assign(out_w_, 0);
+    for (const ColumnTap& t : taps_)
+      for (int64_t ow = t.lo; ow < t.hi; ++ow) ++column_counts_[ow];
     count_include_pad_ = include_pad == 1;
     return Status::Ok();
   }
 
   Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
-    const float* x = ins[0]->as<const float>();
-    float* y = outs[0]->as<float>();
+    const uint8_t* x = ins[0]->as<const uint8_t>();
+    uint8_t* y = outs[0]->as<uint8_t>();
     const int64_t out_h = static_cast<int64_t>(rows_.size());
+    const int64_t plane_bytes = height_ * width_ * static_cast<int64_t>(element_size_);
+    const int64_t row_bytes = out_w_ * static_cast<int64_t>(element_size_);
     ctx.pool->parallel_for(planes_ * out_h, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t plane = item / out_h, oh = item % out_h;
-        output_row(x + plane * height_ * width_, rows_[oh], y + item * out_w_);
+        (this->*row_)(x + plane * plane_bytes, rows_[oh], y + item * row_bytes);
       }
     }, grain_for(out_w_ * kernel_area_));
     return Status::Ok();
   }
 
  private:
-  void output_row(const float* plane, const Window& r, float* out) const {
-    std::fill(out, out + out_w_, average_ ? 0.0f : -std::numeric_limits<float>::infinity());
-    for (int64_t i = r.k0; i < r.k1; ++i) {
-      const float* row = plane + (r.first + (i - r.k0) * dilation_h_) * width_;
-      for (const ColumnTap& t : taps_) {
-        if (average_) pool_taps<true>(row, t, out);
-        else pool_taps<false>(row, t, out);
+  using RowFn = void (PoolKernel::*)(const uint8_t* plane, const Window& r, uint8_t* out) const;
+  static constexpr int64_t kColumns = 256;  // output columns accumulated together, on the stack
+
+  // Sum is AveragePool's accumulator type; MaxPool keeps the element type.
+  template <class T, class Sum> RowFn pick_row() const {
+    return average_ ? &PoolKernel::pool_row<T, Sum, true> : &PoolKernel::pool_row<T, T, false>;
+  }
+
+  // One output row, kColumns columns at a time: Acc is the element type for MaxPool, the sum's type
+  // for AveragePool (float for float32, int32 for codes).
+  template <class T, class Acc, bool kAverage>
+  void pool_row(const uint8_t* plane_bytes, const Window& r, uint8_t* out_bytes) const {
+    const T* plane = reinterpret_cast<const T*>(plane_bytes);
+    T* out = reinterpret_cast<T*>(out_bytes);
+    Acc acc[kColumns];
+    for (int64_t c0 = 0; c0 < out_w_; c0 += kColumns) {
+      const int64_t c1 = std::min(out_w_, c0 + kColumns);
+      // MaxPool starts below every value, so padding never wins; a window wholly in the padding
+      // yields that floor (-inf, or the lowest code), as the reference's padded windows do.
+      std::fill(acc, acc + (c1 - c0), kAverage ? Acc(0) : lowest<Acc>());
+      for (int64_t i = r.k0; i < r.k1; ++i) {
+        const T* row = plane + (r.first + (i - r.k0) * dilation_h_) * width_;
+        for (const ColumnTap& t : taps_) pool_taps<T, Acc, kAverage>(row, t, c0, c1, acc);
+      }
+      for (int64_t ow = c0; ow < c1; ++ow) {
+        if constexpr (!kAverage) out[ow] = acc[ow - c0];
+        else out[ow] = average<T>(acc[ow - c0], r.k1 - r.k0, ow);
       }
     }
-    if (average_) {
-      // Without count_include_pad a window entirely in the padding divides 0 by 0, as the reference.
-      const float rows = count_include_pad_ ? 1.0f : static_cast<float>(r.k1 - r.k0);
-      for (int64_t ow = 0; ow < out_w_; ++ow) out[ow] /= rows * column_counts_[ow];
-    }
   }
 
-  template <bool kSum> void pool_taps(const float* row, const ColumnTap& t, float* out) const {
+  // Output columns [max(t.lo, c0), min(t.hi, c1)) read input column ow * stride + t.offset.
+  template <class T, class Acc, bool kSum>
+  void pool_taps(const T* row, const ColumnTap& t, int64_t c0, int64_t c1, Acc* acc) const {
     // A NaN input wins the max, as np.max.
-    auto combine = [](float acc, float v) { return kSum ? acc + v : (v > acc || std::isnan(v) ? v : acc); };
+    auto combine = [](Acc a, T v) -> Acc { return kSum ? a + v : (v > a || is_nan(v) ? v : a); };
+    const int64_t lo = std::max(t.lo, c0), hi = std::min(t.hi, c1);
     if (stride_w_ == 1) {
-      for (int64_t ow = t.lo; ow < t.hi; ++ow) out[ow] = combine(out[ow], row[ow + t.offset]);
+      for (int64_t ow = lo; ow < hi; ++ow) acc[ow - c0] = combine(acc[ow - c0], row[ow + t.offset]);
     } else {
-      for (int64_t ow = t.lo; ow < t.hi; ++ow) out[ow] = combine(out[ow], row[ow * stride_w_ + t.offset]);
+      for (int64_t ow = lo; ow < hi; ++ow) acc[ow - c0] = combine(acc[ow - c0], row[ow * stride_w_ + t.offset]);
     }
   }
 
+  // The mean of one window from its sum and the kernel rows inside the input.
+  template <class T, class Acc> T average(Acc sum, int64_t rows, int64_t ow) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      // Without count_include_pad a window entirely in the padding divides 0 by 0, as the reference.
+      const float divisor = count_include_pad_ ? static_cast<float>(kernel_area_)
+                                               : static_cast<float>(rows) * static_cast<float>(column_counts_[ow]);
+      return sum / divisor;
+    } else {
+      // Rounded half away from zero; a window wholly in the padding averages to 0, as numpy's
+      // integer 0 // 0 does in the reference.
+      const int64_t n = rows * column_counts_[ow];
+      if (n == 0) return 0;
+      const int64_t s = sum;
+      const int64_t mean = s >= 0 ? (s + n / 2) / n : -((-s + n / 2) / n);
+      return static_cast<T>(mean);  // within the codes' range: a mean of codes
+    }
+  }
+
+  template <class Acc> static Acc lowest() {
+    return std::numeric_limits<Acc>::has_infinity ? -std::numeric_limits<Acc>::infinity()
+                                                  : std::numeric_limits<Acc>::lowest();
+  }
+
+  RowFn row_ = nullptr;
   bool average_ = false, count_include_pad_ = false;
   std::vector<Window> rows_;
   std::vector<ColumnTap> taps_;
-  std::vector<float> column_counts_;
+  std::vector<int64_t> column_counts_;
+  size_t element_size_ = 0;
   int64_t planes_ = 0, height_ = 0, width_ = 0, out_w_ = 0, dilation_h_ = 1, stride_w_ = 1, kernel_area_ = 1;
 };
 
@@ -233,11 +305,19 @@ struct Dims {
 // How a reduction walks its input. When the innermost input dim is reduced, each output element sums
 // contiguous runs of `run` elements at the `reduced` offsets. When it is kept, each output row of
 // `run` contiguous elements is accumulated kBlock columns at a time, reading contiguous rows.
+// The requantization of an int8 / uint8 ReduceMean: y = clamp(zy + apply(sum(x) - n zx, M(s_x / (s_y n)))).
+struct QuantMean {
+  Multiplier multiplier;
+  int64_t zero_sum = 0;  // n * zx
+  int32_t y_zero = 0, lo = 0, hi = 0;
+};
+
 struct ReducePlan {
   Dims kept, reduced;   // the innermost dim, of length `run`, is taken out of the set it belongs to
   int64_t run = 1;
   bool inner_kept = false;
   int64_t total = 1;    // elements reduced into each output (run included when inner_kept is false)
+  QuantMean quant;      // int8 / uint8 ReduceMean only
 };
 
 // Sum and Mean accumulate in double like the reference; Max and Min in the input type.
@@ -245,10 +325,20 @@ template <class T> struct SumOp {
   using Acc = double;
   static Acc init() { return 0; }
   static Acc step(Acc a, T x) { return a + static_cast<double>(x); }
-  static T finish(Acc a, int64_t) { return from_double<T>(a); }
+  static T finish(Acc a, const ReducePlan&) { return from_double<T>(a); }
 };
 template <class T> struct MeanOp : SumOp<T> {
-  static T finish(double a, int64_t count) { return from_double<T>(a / static_cast<double>(count)); }
+  static T finish(double a, const ReducePlan& plan) { return from_double<T>(a / static_cast<double>(plan.total)); }
+};
+// int8 / uint8 codes: an exact int32 sum (prepare() bounds the count), then the fixed-point multiplier.
+template <class T> struct QuantMeanOp {
+  using Acc = int32_t;
+  static Acc init() { return 0; }
+  static Acc step(Acc a, T x) { return a + x; }
+  static T finish(Acc a, const ReducePlan& plan) {
+    const QuantMean& q = plan.quant;
+    return static_cast<T>(clamp_i32(q.y_zero + apply_multiplier(a - q.zero_sum, q.multiplier), q.lo, q.hi));
+  }
 };
 template <class T> struct MaxOp {
   using Acc = T;
@@ -256,7 +346,7 @@ template <class T> struct MaxOp {
     return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
   }
   static Acc step(Acc a, T x) { return beats_max(x, a) ? x : a; }
-  static T finish(Acc a, int64_t) { return a; }
+  static T finish(Acc a, const ReducePlan&) { return a; }
 };
 template <class T> struct MinOp {
   using Acc = T;
@@ -264,7 +354,7 @@ template <class T> struct MinOp {
     return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
   }
   static Acc step(Acc a, T x) { return beats_min(x, a) ? x : a; }
-  static T finish(Acc a, int64_t) { return a; }
+  static T finish(Acc a, const ReducePlan&) { return a; }
 };
 
 using ReduceFn = void (*)(const ReducePlan& plan, const void* x, void* y, ThreadPool* pool);
@@ -281,7 +371,7 @@ void reduce(const ReducePlan& plan, const void* px, void* py, ThreadPool* pool) 
         plan.reduced.for_each(plan.kept.offset(o), [&](int64_t off) {
           for (int64_t i = 0; i < plan.run; ++i) acc = Op::step(acc, x[off + i]);
         });
-        y[o] = Op::finish(acc, plan.total);
+        y[o] = Op::finish(acc, plan);
       }
     }, grain_for(plan.total));
     return;
@@ -297,7 +387,7 @@ void reduce(const ReducePlan& plan, const void* px, void* py, ThreadPool* pool) 
         for (int64_t j = 0; j < cols; ++j) acc[j] = Op::step(acc[j], x[off + j]);
       });
       T* out = y + row * plan.run + col;
-      for (int64_t j = 0; j < cols; ++j) out[j] = Op::finish(acc[j], plan.total);
+      for (int64_t j = 0; j < cols; ++j) out[j] = Op::finish(acc[j], plan);
     }
   }, grain_for(plan.total * std::min(kBlock, plan.run)));
 }
@@ -317,13 +407,10 @@ ReduceFn pick_reduce(OpCode code, DType dtype) {
     case DType::kFloat32: return pick_reduce_for<float>(code);
     case DType::kInt32: return pick_reduce_for<int32_t>(code);
     case DType::kInt64: return pick_reduce_for<int64_t>(code);
+    case DType::kInt8: return code == OpCode::kReduceMean ? reduce<int8_t, QuantMeanOp<int8_t>> : nullptr;
+    case DType::kUInt8: return code == OpCode::kReduceMean ? reduce<uint8_t, QuantMeanOp<uint8_t>> : nullptr;
     default: return nullptr;
   }
-}
-
-Status unsupported_dtype(const OpInfo& op, DType dtype) {
-  return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): dtype " + dtype_name(dtype) +
-                     " is not supported");
 }
 
 class ReduceKernel final : public OpKernel {
@@ -355,6 +442,7 @@ class ReduceKernel final : public OpKernel {
     plan_ = plan_reduction(x, reduced);
     if (plan_.total == 0 && op.code != OpCode::kReduceSum && y.numel > 0)
       return bad(op, "reduces an empty set of elements");
+    if (x.dtype == DType::kInt8 || x.dtype == DType::kUInt8) return plan_quant_mean(op, x, y);
     return Status::Ok();
   }
 
@@ -386,6 +474,23 @@ class ReduceKernel final : public OpKernel {
       plan.reduced.pop();
     }
     return plan;
+  }
+
+  Status plan_quant_mean(const OpInfo& op, const Tensor& x, const Tensor& y) {
+    EP_RETURN_IF_ERROR(expect_per_tensor(op, x, "input"));
+    EP_RETURN_IF_ERROR(expect_per_tensor(op, y, "output"));
+    // |sum(x - zx)| <= 255 n must fit int32 (and apply_multiplier's |x| < 2^31)
+    if (plan_.total > std::numeric_limits<int32_t>::max() / 255)
+      return Unsupported("op '" + op.name + "' (ReduceMean): the mean of " + std::to_string(plan_.total) + " " +
+                         dtype_name(x.dtype) + " codes overflows the int32 sum");
+    QuantMean& q = plan_.quant;
+    const double n = static_cast<double>(plan_.total);
+    EP_RETURN_IF_ERROR(make_multiplier(op, tensor_scale(x) / (static_cast<double>(tensor_scale(y)) * n),
+                                       "s_x / (s_y n)", &q.multiplier));
+    q.zero_sum = plan_.total * tensor_zero_point(x);
+    q.y_zero = tensor_zero_point(y);
+    code_range(y.dtype, &q.lo, &q.hi);
+    return Status::Ok();
   }
 
   ReduceFn fn_ = nullptr;
