@@ -154,9 +154,12 @@ def test_conv_pointwise_spatial_tile_edges(hw):
     ((1, 1), (1, 1), (1, 0, 0, 1), (1, 1)),     # padded 1x1 goes through im2col
     ((7, 7), (2, 2), (3, 3, 3, 3), (1, 1)),     # ResNet stem
     ((5, 5), (3, 3), (4, 4, 4, 4), (1, 1)),     # padding wider than the input under some taps
-    ((3, 1), (1, 1), (1, 0, 1, 0), (1, 1)),
+    ((3, 1), (1, 1), (1, 0, 1, 0), (1, 1)),     # kw == 1: the stride-1 path writes Y directly
+    ((2, 3), (1, 1), (0, 2, 1, 0), (1, 1)),     # stride 1, asymmetric pads
+    ((3, 3), (1, 1), (1, 0, 2, 3), (2, 1)),
+    ((4, 2), (1, 1), (0, 0, 0, 0), (1, 3)),     # stride 1, no padding, dilated
 ])
-def test_conv_im2col(kernel, strides, pads, dilations):
+def test_conv_windows(kernel, strides, pads, dilations):
     conv_case(1, 5, 11, 13, 10, *kernel, strides=strides, pads=pads, dilations=dilations)
 
 

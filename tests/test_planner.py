@@ -33,6 +33,7 @@ from edgepack.planner.search import (BudgetCheck, BudgetError, Budgets, Option, 
 from edgepack.profiles import load_profile
 from edgepack.quant.calibrate import calibrate
 from edgepack.quant.quantize import quantize_graph
+from edgepack.reference import run_graph
 
 SCALES = {"big": 100.0, "mid": 30.0, "small": 1.0}
 WIDTH = 128
@@ -74,7 +75,8 @@ def three_matmuls() -> Graph:
         g.nodes.append(Node("MatMul", name, ["x", g.add_const(w, f"w_{name}")], [f"y_{name}"]))
     g.add_value("partial", DType.FLOAT32, (1, WIDTH))
     g.add_value("y", DType.FLOAT32, (1, WIDTH))
-    g.nodes += [Node("Add", "add1", ["y_big", "y_mid"], ["partial"]), Node("Add", "add2", ["partial", "y_small"], ["y"])]
+    g.nodes += [Node("Add", "add1", ["y_big", "y_mid"], ["partial"]),
+                Node("Add", "add2", ["partial", "y_small"], ["y"])]
     g.outputs = ["y"]
     g.verify()
     return g
@@ -84,7 +86,8 @@ def three_matmuls_onnx() -> onnx.ModelProto:
     nodes = [helper.make_node("MatMul", ["x", f"w_{n}"], [f"y_{n}"], name=n) for n in SCALES]
     nodes += [helper.make_node("Add", ["y_big", "y_mid"], ["partial"], name="add1"),
               helper.make_node("Add", ["partial", "y_small"], ["y"], name="add2")]
-    graph = helper.make_graph(nodes, "three_matmuls", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, WIDTH])],
+    graph = helper.make_graph(nodes, "three_matmuls",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, WIDTH])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, WIDTH])],
                               [numpy_helper.from_array(w, f"w_{n}") for n, w in weights().items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -200,6 +203,13 @@ def test_ram_budget_forces_exactly_the_least_sensitive_matmul_to_int4(board):
     assert losses["big"] > losses["mid"] > losses["small"]
     assert choices["mid"].options["int8-dynamic"].loss > losses["small"]   # why int8 on two nodes loses
     assert [o.ram_bytes for o in choices["small"].options.values()] == [FP32_W, FP32_W, INT8_W, INT4_W]
+    # the planner re-runs only what a variant changes; a full reference run agrees
+    variant = quantize_graph(graph, {"mid": "int4"}).graph
+    reference = [run_graph(graph, x)["y"].astype(np.float64) for x in samples()[:4]]
+    noisy = [run_graph(variant, x)["y"].astype(np.float64) for x in samples()[:4]]
+    signal = sum(float(np.sum(r ** 2)) for r in reference)
+    noise = sum(float(np.sum((n - r) ** 2)) for n, r in zip(noisy, reference)) / signal
+    assert choices["mid"].options["int4"].loss == pytest.approx(noise, rel=1e-6)
     assert choices["small"].reason == f"int4: needed to meet the {format_figure('ram', ram, ram)} RAM budget"
     assert choices["big"].reason.startswith("fp32: kept")
     assert plan.cost.ram_bytes == fp32_ram(graph, board) - (FP32_W - INT4_W) <= ram
@@ -381,7 +391,8 @@ def test_digits_cnn_fits_stm32h743_and_the_runtime_arena_is_the_planned_one(tmp_
     profile = load_profile("stm32h743")
     plan = compiled.plan
     assert not plan.over_budget
-    assert plan.cost.ram_bytes == plan.cost.arena_bytes + profile.memory.runtime_overhead_bytes <= profile.memory.ram_bytes
+    overhead = profile.memory.runtime_overhead_bytes
+    assert plan.cost.ram_bytes == plan.cost.arena_bytes + overhead <= profile.memory.ram_bytes   # weights in flash
     assert compiled.file_bytes <= profile.memory.storage_bytes
     assert plan.cost.arena_bytes == compiled.arena_bytes == edgepack.load(compiled.path).arena_bytes
 

@@ -117,7 +117,8 @@ def quantize_model(graph: Graph, recipe: Recipe, calibration_data: Any = None, p
 def _pinned(graph: Graph, recipe: Recipe) -> dict[str, tuple[str, str]]:
     """Nodes a recipe's overrides fix under precision="auto": node -> (precision, why)."""
     precisions, reasons = assign_precisions(graph, recipe)
-    return {name: (precisions[name], reason) for name, reason in reasons.items() if reason.startswith("recipe override")}
+    return {name: (precisions[name], reason) for name, reason in reasons.items()
+            if reason.startswith("recipe override")}
 
 
 def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[int, ...]] | None = None,

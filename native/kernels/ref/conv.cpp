@@ -3,7 +3,7 @@
 // Conv picks one of four paths at prepare():
 //   depthwise  (C/group == 1 and M/group == 1): a direct kernel, one channel plane at a time;
 //   pointwise  (1x1, stride 1, no padding): per group, Y_g[Mg, HW] = W_g[Mg, Cg] · X_g[Cg, HW] is a
-//              GEMM straight on the input;
+//              GEMM straight on the input (read in place for few output channels, else packed);
 //   shifted    (other stride-1 convs): the input is copied once into a zero-padded plane of width
 //              PW = W + pl + pr. Output pixel (y, x) and tap (i, j) then read padded[y + i*dh][x + j*dw],
 //              so over the padded-width grid of OH x PW outputs, im2col row (c, i, j) is the padded
@@ -34,9 +34,6 @@ constexpr int64_t kPlaneGrain = 16384;          // output elements below which w
 Status bad(const OpInfo& op, const std::string& what) {
   return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
 }
-
-// Floats rounded up to a whole number of 64-byte lines, so scratch sub-buffers stay aligned.
-int64_t lines(int64_t floats) { return (floats + 15) & ~int64_t{15}; }
 
 // The outputs o in [lo, hi) of one kernel tap whose input index o * stride + offset lies in
 // [0, extent). Precomputed so that the inner loops never test for padding.
@@ -208,17 +205,43 @@ class ConvKernel final : public OpKernel {
     k_ = k;
     pixels_ = pixels;
     taps_.clear();
+    offsets_.clear();
     for (int64_t j = 0; j < g_.kw; ++j) taps_.push_back(make_tap(j * g_.dw - g_.pl, g_.sw, g_.w, g_.ow));
 
     if (g_.cg == 1 && g_.mg == 1) {
       path_ = Path::kDepthwise;  // reads the weights in place: [C, 1, kh, kw] is already per channel
       return Status::Ok();
     }
+    // Weights [M, Cg, kh, kw] are, per group, a row-major Mg x K matrix: pack each one.
+    int64_t per_group = 0, total = 0;
+    if (!gemm::checked_mul(gemm::panels_a(g_.mg) * gemm::kTileM, k_, &per_group) ||
+        !gemm::checked_mul(gemm::whole_lines(per_group), g_.group, &total))
+      return bad(op, "weight " + w.shape_str() + " is too large");
+    packed_a_floats_ = gemm::whole_lines(per_group);
+    if (!packed_.resize(total))
+      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+    for (int64_t grp = 0; grp < g_.group; ++grp)
+      gemm::pack_a(w.as<const float>() + grp * g_.mg * k_, k_, 1, g_.mg, k_, 0, gemm::panels_a(g_.mg),
+                   packed_.data() + grp * packed_a_floats_);
+
     const bool stride1 = g_.sh == 1 && g_.sw == 1;
     const bool pointwise = stride1 && g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
     path_ = pointwise ? Path::kPointwise : stride1 ? Path::kShifted : Path::kIm2col;
-    int64_t image_scratch = 0;  // per-image scratch besides the packed B operands
-    if (path_ == Path::kShifted) EP_RETURN_IF_ERROR(prepare_shifted(op, &image_scratch));
+    int64_t scratch = 0;
+    if (path_ == Path::kShifted) {
+      EP_RETURN_IF_ERROR(prepare_shifted(op, &scratch));
+    } else {
+      // One packed B (the input, or its im2col) per group: groups may run concurrently.
+      int64_t panel_b = 0;
+      if (!gemm::checked_mul(gemm::panels_b(pixels_) * gemm::kTileN, k_, &panel_b) ||
+          !gemm::checked_mul(gemm::whole_lines(panel_b), g_.group, &scratch))
+        return bad(op, "input " + x.shape_str() + " and output " + y.shape_str() + " are too large");
+      packed_b_floats_ = gemm::whole_lines(panel_b);
+    }
+    if (path_ == Path::kPointwise && g_.mg <= gemm::kInPlaceMaxRows) {
+      for (int64_t c = 0; c < g_.cg; ++c) offsets_.push_back(c * pixels_);  // input row c of the group
+      scratch = 0;
+    }
     if (path_ == Path::kIm2col) {
       im2col_.c = g_.cg;
       im2col_.h = g_.h;
@@ -233,23 +256,6 @@ class ConvKernel final : public OpKernel {
       im2col_.ow = g_.ow;
       im2col_.col_taps = taps_;
     }
-
-    // Weights [M, Cg, kh, kw] are, per group, a row-major Mg x K matrix: pack each one.
-    int64_t per_group = 0, total = 0, panel_b = 0, scratch = 0;
-    if (!gemm::checked_mul(gemm::panels_a(g_.mg) * gemm::kTileM, k_, &per_group) ||
-        !gemm::checked_mul(lines(per_group), g_.group, &total) ||
-        !gemm::checked_mul(gemm::panels_b(pixels_) * gemm::kTileN, k_, &panel_b) ||
-        !gemm::checked_mul(lines(panel_b), g_.group, &scratch))
-      return bad(op, "weight " + w.shape_str() + " and output " + y.shape_str() + " are too large");
-    packed_a_floats_ = lines(per_group);
-    packed_b_floats_ = lines(panel_b);
-    if (path_ == Path::kShifted) scratch = image_scratch;  // B is read in place: no packed B
-    if (!packed_.resize(total))
-      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
-    for (int64_t grp = 0; grp < g_.group; ++grp)
-      gemm::pack_a(w.as<const float>() + grp * g_.mg * k_, k_, 1, g_.mg, k_, 0, gemm::panels_a(g_.mg),
-                   packed_.data() + grp * packed_a_floats_);
-    // One packed B per group: groups may run concurrently.
     scratch_bytes = static_cast<size_t>(scratch) * sizeof(float);
     return Status::Ok();
   }
@@ -278,7 +284,9 @@ class ConvKernel final : public OpKernel {
         p->k = k_;
         p->a = gemm::Operand::prepacked(packed_.data() + grp * packed_a_floats_);
         float* panels = scratch + grp * packed_b_floats_;
-        if (path_ == Path::kPointwise) {
+        if (path_ == Path::kPointwise && !offsets_.empty()) {
+          p->b = gemm::Operand::in_place(xn + grp * in_group, offsets_.data());
+        } else if (path_ == Path::kPointwise) {
           p->b = gemm::Operand::strided(xn + grp * in_group, pixels_, 1, panels);
         } else {
           p->b = gemm::Operand::custom(&Im2col::pack, &im2col_, xn + grp * in_group, panels);
@@ -295,7 +303,7 @@ class ConvKernel final : public OpKernel {
  private:
   enum class Path { kDepthwise, kPointwise, kShifted, kIm2col };
 
-  // The geometry of the shifted path; sets the per-image scratch it needs (floats).
+  // The geometry of the shifted path, and the scratch it needs (floats).
   Status prepare_shifted(const OpInfo& op, int64_t* scratch_floats) {
     const int64_t ph = g_.h + g_.pt + g_.pb;
     pw_ = g_.w + g_.pl + g_.pr;
@@ -303,12 +311,11 @@ class ConvKernel final : public OpKernel {
     if (!gemm::checked_mul(ph, pw_, &plane_) || !gemm::checked_mul(g_.oh, pw_, &grid_) ||
         !gemm::checked_mul(g_.c, plane_, &padded) || !gemm::checked_mul(g_.m, grid_, &out))
       return bad(op, "the padded input is too large");
-    // In-place B reads whole panels: up to the end of the last panel past the last pixel, plus the
-    // widest tap shift, beyond the padded planes (see gemm::Operand::in_place).
-    padded_floats_ = lines(padded + (g_.kw - 1) * g_.dw + gemm::kTileN);
+    // The last row of the grid, shifted by the widest tap, reads (kw - 1) * dw floats (for dropped
+    // columns only) past the padded planes.
+    padded_floats_ = gemm::whole_lines(padded + (g_.kw - 1) * g_.dw);
     compact_ = pw_ != g_.ow;
-    *scratch_floats = padded_floats_ + (compact_ ? lines(out) : 0);
-    offsets_.clear();
+    *scratch_floats = padded_floats_ + (compact_ ? gemm::whole_lines(out) : 0);
     for (int64_t c = 0; c < g_.cg; ++c)
       for (int64_t i = 0; i < g_.kh; ++i)
         for (int64_t j = 0; j < g_.kw; ++j) offsets_.push_back(c * plane_ + i * g_.dh * pw_ + j * g_.dw);
@@ -411,11 +418,12 @@ class ConvKernel final : public OpKernel {
   int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
   std::vector<Tap> taps_;       // per kernel column
   Im2col im2col_;
-  // The shifted path: padded planes of plane_ = PH x PW floats, a GEMM over the OH x PW grid whose
-  // B row k starts at offsets_[k] in the padded planes of the group.
+  // In-place B: row k of the group's B starts at offsets_[k] (in the input for the pointwise path,
+  // in the padded planes for the shifted one); empty when B is packed.
+  std::vector<int64_t> offsets_;
+  // The shifted path: padded planes of plane_ = PH x PW floats, a GEMM over the OH x PW grid.
   int64_t pw_ = 0, plane_ = 0, grid_ = 0, padded_floats_ = 0;
   bool compact_ = false;
-  std::vector<int64_t> offsets_;
   gemm::AlignedFloats packed_;  // per group: packed Mg x K weights
   int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per group, rounded to 64-byte lines
   gemm::Epilogue epilogue_;
@@ -455,13 +463,13 @@ class ConvTransposeKernel final : public OpKernel {
     int64_t rows = 0, pixels = 0, per_group = 0, total = 0, col = 0, panel_b = 0;
     if (!gemm::checked_mul(g_.mg, g_.kh * g_.kw, &rows) || !gemm::checked_mul(g_.h, g_.w, &pixels) ||
         !gemm::checked_mul(gemm::panels_a(rows) * gemm::kTileM, g_.cg, &per_group) ||
-        !gemm::checked_mul(lines(per_group), g_.group, &total) || !gemm::checked_mul(rows, pixels, &col) ||
+        !gemm::checked_mul(gemm::whole_lines(per_group), g_.group, &total) || !gemm::checked_mul(rows, pixels, &col) ||
         !gemm::checked_mul(gemm::panels_b(pixels) * gemm::kTileN, g_.cg, &panel_b))
       return bad(op, "weight " + w.shape_str() + " and input " + x.shape_str() + " are too large");
     rows_ = rows;
     pixels_ = pixels;
-    packed_a_floats_ = lines(per_group);
-    col_floats_ = lines(col);
+    packed_a_floats_ = gemm::whole_lines(per_group);
+    col_floats_ = gemm::whole_lines(col);
     if (!packed_.resize(total))
       return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
     for (int64_t grp = 0; grp < g_.group; ++grp)

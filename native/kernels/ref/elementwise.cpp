@@ -460,14 +460,11 @@ Status plan_broadcast(const OpInfo& op, const std::vector<const Tensor*>& inputs
 }
 
 // ---- binary ops -----------------------------------------------------------------------------------
-// The integer parameters of int8 / uint8 Add, Sub and Mul, fixed at prepare(). Tables are indexed by
-// the operand's byte (an int8 code's two's-complement byte).
+// The integer parameters of int8 / uint8 Add, Sub and Mul, fixed at prepare().
 struct QuantArithmetic {
-  // Add / Sub: each operand's term apply((x - z) << L, M(s / t)) per code; Sub stores b's negated.
-  int32_t a_term[256] = {}, b_term[256] = {};
-  int32_t a_zero = 0, b_zero = 0;  // Mul
-  Multiplier out;                  // Add / Sub: M(t / (2^L s_y)); Mul: M(s_a s_b / s_y)
-  int32_t y_zero = 0, lo = 0, hi = 0;
+  int32_t a_zero = 0, b_zero = 0, y_zero = 0, lo = 0, hi = 0;
+  Multiplier a, b;  // Add / Sub: M(s_a / t), M(s_b / t) with t = 2 max(s_a, s_b)
+  Multiplier out;   // Add / Sub: M(t / (2^L s_y)); Mul: M(s_a s_b / s_y)
 };
 
 // A row of a binary op; a and b advance by sa / sb (0 or 1, never both 0). Returns false when an
@@ -546,13 +543,16 @@ struct GreaterOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { 
 struct AndOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a != 0 && b != 0; } };
 struct OrOp : Arithmetic { template <class T> static uint8_t f(T a, T b) { return a != 0 || b != 0; } };
 
-// int8 / uint8 codes: y = clamp(zy + apply(a' + b', M_out)) with a', b' from the tables (Add, Sub),
-// or clamp(zy + apply((a - za)(b - zb), M)) (Mul); the sums and products fit int32 and apply() widens.
-template <class T> uint8_t code_byte(T x) { return static_cast<uint8_t>(x); }
-
-struct QuantAddOp {
+// int8 / uint8 codes (TFLite's reference arithmetic): Add / Sub rescale each operand to a common
+// scale with L bits of headroom, a' = apply((a - za) 2^L, M_a), and y = clamp(zy + apply(a' ± b', M_out));
+// Mul is y = clamp(zy + apply((a - za)(b - zb), M)). Plain arithmetic rather than per-code tables, so
+// the loops vectorise; every intermediate fits int64 (|a - za| 2^L M_a < 2^59).
+template <bool kSubtract> struct QuantAddOp {
   template <class T> static T f(T a, T b, const QuantArithmetic& q) {
-    const int32_t sum = q.a_term[code_byte(a)] + q.b_term[code_byte(b)];
+    constexpr int64_t kHeadroom = int64_t{1} << kAddLeftShift;
+    const int64_t a_term = apply_multiplier((static_cast<int32_t>(a) - q.a_zero) * kHeadroom, q.a);
+    const int64_t b_term = apply_multiplier((static_cast<int32_t>(b) - q.b_zero) * kHeadroom, q.b);
+    const int64_t sum = kSubtract ? a_term - b_term : a_term + b_term;
     return static_cast<T>(clamp_i32(q.y_zero + apply_multiplier(sum, q.out), q.lo, q.hi));
   }
 };
@@ -565,10 +565,11 @@ struct QuantMulOp {
 
 template <class T, class Op>
 bool quant_row(const void* pa, int64_t sa, const void* pb, int64_t sb, void* py, int64_t n,
-               const QuantArithmetic& params) {
+               const QuantArithmetic& p) {
   const T* a = static_cast<const T*>(pa);
   const T* b = static_cast<const T*>(pb);
   T* y = static_cast<T*>(py);
+  const QuantArithmetic params = p;  // a local copy: the output cannot alias it, so the loops vectorise
   if (sa && sb) {
     for (int64_t i = 0; i < n; ++i) y[i] = Op::f(a[i], b[i], params);
   } else if (sb) {
@@ -583,7 +584,8 @@ bool quant_row(const void* pa, int64_t sa, const void* pb, int64_t sb, void* py,
 
 template <class T> BinaryFn pick_quant_binary(OpCode code) {
   switch (code) {
-    case OpCode::kAdd: case OpCode::kSub: return quant_row<T, QuantAddOp>;
+    case OpCode::kAdd: return quant_row<T, QuantAddOp<false>>;
+    case OpCode::kSub: return quant_row<T, QuantAddOp<true>>;
     case OpCode::kMul: return quant_row<T, QuantMulOp>;
     default: return nullptr;
   }
@@ -603,20 +605,9 @@ Status plan_quant_arithmetic(const OpInfo& op, const Tensor& a, const Tensor& b,
   q->y_zero = tensor_zero_point(y);
   if (op.code == OpCode::kMul) return make_multiplier(op, sa * sb / sy, "s_a * s_b / s_y", &q->out);
   const double twice_max = 2 * std::max(sa, sb);
-  Multiplier ma, mb;
-  EP_RETURN_IF_ERROR(make_multiplier(op, sa / twice_max, "s_a / (2 max(s_a, s_b))", &ma));
-  EP_RETURN_IF_ERROR(make_multiplier(op, sb / twice_max, "s_b / (2 max(s_a, s_b))", &mb));
-  EP_RETURN_IF_ERROR(make_multiplier(op, twice_max / ((1 << kAddLeftShift) * sy),
-                                     "2 max(s_a, s_b) / (2^20 s_y)", &q->out));
-  const int32_t sign = op.code == OpCode::kSub ? -1 : 1;
-  for (int byte = 0; byte < 256; ++byte) {
-    // the byte's code; the left shift is a multiplication because shifting a negative is undefined
-    const int32_t code = a.dtype == DType::kInt8 && byte >= 128 ? byte - 256 : byte;
-    const int64_t shift = int64_t{1} << kAddLeftShift;
-    q->a_term[byte] = static_cast<int32_t>(apply_multiplier((code - q->a_zero) * shift, ma));
-    q->b_term[byte] = sign * static_cast<int32_t>(apply_multiplier((code - q->b_zero) * shift, mb));
-  }
-  return Status::Ok();
+  EP_RETURN_IF_ERROR(make_multiplier(op, sa / twice_max, "s_a / (2 max(s_a, s_b))", &q->a));
+  EP_RETURN_IF_ERROR(make_multiplier(op, sb / twice_max, "s_b / (2 max(s_a, s_b))", &q->b));
+  return make_multiplier(op, twice_max / ((1 << kAddLeftShift) * sy), "2 max(s_a, s_b) / (2^20 s_y)", &q->out);
 }
 
 bool is_comparison(OpCode code) {

@@ -95,7 +95,7 @@ struct Isa {
 };
 #else
 // Portable: one float per "vector". The fully unrolled tile is plain scalar code that compilers
-// vectorize for the target (NEON on aarch64, SSE on baseline x86-64).
+// vectorize for the target (e.g. SSE on baseline x86-64).
 struct Isa {
   using V = float;
   static constexpr int kWidth = 1;
@@ -122,11 +122,14 @@ static_assert(kVecs * Isa::kWidth == kTileN, "kTileN must be a whole number of v
 
 // ---- cache blocking (see the loop nest at the top) ----
 // Tuned on Zen 5 (48 KiB L1d, 1 MiB L2); the measured optimum is flat around these values.
-constexpr int64_t kKc = 256;                   // B micro-panel of 256 x 32 floats = 32 KiB, in L1
+constexpr int64_t kKc = 256;                   // B micro-panel of 256 x kTileN floats (32 KiB at 8x32), in L1
 constexpr int64_t kMcPanels = 512 / kTileM;    // A block of 512 x 256 floats = 512 KiB, in L2
 constexpr int64_t kNcPanels = 1024 / kTileN;   // B block of 256 x 1024 floats = 1 MiB, in L2/L3
-// M*N*K below which waking another thread (tens of microseconds on a VM) costs more than it saves.
-constexpr int64_t kSerialWork = int64_t{1} << 22;
+// M*N*K (~2^21: about 10 us of work) below which waking another thread costs more than it saves.
+constexpr double kSerialWork = 2.0e6;
+// Floats of the shared operand that the calling thread packs itself rather than in a parallel pass
+// (a pass costs a wake-up and a barrier; e.g. the one row of A of a classifier layer).
+constexpr int64_t kInlinePackFloats = 32 * 1024;
 
 // K is summed in even blocks (300 -> 150 + 150, not 256 + 44), so no block is too short to amortise
 // its C traffic. There is one (empty) block when K == 0, so that C still gets the bias and clamp.
@@ -150,9 +153,10 @@ using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile&
 
 // The register-tiled micro-kernel: a kRows x (kV * kWidth) block of C held in registers across the
 // K loop; each k step is kV panel loads of B, kRows broadcasts of A and kRows * kV FMAs. Edge tiles
-// use the instantiation with just the rows and vectors they need; the zero padding of the panels
-// covers a partial last vector, and only the stores are masked.
-// With kInPlaceB, B is not packed: row k of the tile's columns starts at b + b_offsets[k].
+// use the instantiation with just the rows and vectors they need. A partial last vector of a packed
+// B is loaded whole (from the panel's zero padding) and only its stores are masked. With kInPlaceB,
+// B is not packed: row k of the tile starts at b + b_offsets[k], and a partial last vector is a
+// masked load, so no row is read past its last column.
 template <int kRows, int kV, bool kInPlaceB>
 void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   using V = Isa::V;
@@ -163,11 +167,13 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
 #pragma GCC unroll 16
     for (int v = 0; v < kV; ++v) acc[r][v] = Isa::zero();
   }
+  const int tail = t.cols - (kV - 1) * W;  // valid lanes of the last vector, 1..W
   for (int64_t k = 0; k < kc; ++k) {
     const float* brow = kInPlaceB ? b + t.b_offsets[k] : b + k * kTileN;
     V bv[kV];
 #pragma GCC unroll 16
-    for (int v = 0; v < kV; ++v) bv[v] = Isa::load(brow + v * W);
+    for (int v = 0; v < kV; ++v)
+      bv[v] = !kInPlaceB || v + 1 < kV || tail == W ? Isa::load(brow + v * W) : Isa::load_n(brow + v * W, tail);
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       const V av = Isa::broadcast(a + r);
@@ -178,7 +184,6 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   }
 
   const V lo = Isa::set1(t.lo), hi = Isa::set1(t.hi);
-  const int tail = t.cols - (kV - 1) * W;  // valid lanes of the last vector, 1..W
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
     float* crow = t.c + r * t.ldc;
@@ -325,7 +330,7 @@ void sgemm_serial(const Problem& p) {
 void sgemm(const Problem& p, ThreadPool* pool) {
   if (p.m <= 0 || p.n <= 0) return;
   const int threads = pool != nullptr ? pool->num_threads() : 1;
-  if (threads == 1 || p.m * p.n * std::max<int64_t>(p.k, 1) < kSerialWork) {
+  if (threads == 1 || static_cast<double>(p.m) * static_cast<double>(p.n) * std::max<int64_t>(p.k, 1) < kSerialWork) {
     sgemm_serial(p);
     return;
   }
@@ -335,11 +340,23 @@ void sgemm(const Problem& p, ThreadPool* pool) {
   const int64_t cost_n = (pn + threads - 1) / threads * kTileN * pm * kTileM;
   const int64_t cost_m = (pm + threads - 1) / threads * kTileM * pn * kTileN;
   if (cost_n <= cost_m) {
-    if (p.a.needs_packing()) pool->parallel_for(pm, [&](int64_t b, int64_t e) { pack_operand_a(p, b, e); });
+    if (p.a.needs_packing()) {
+      if (packed_a_floats(p.m, p.k) <= kInlinePackFloats) {
+        pack_operand_a(p, 0, pm);
+      } else {
+        pool->parallel_for(pm, [&](int64_t b, int64_t e) { pack_operand_a(p, b, e); });
+      }
+    }
     const bool own_b = p.b.needs_packing();
     pool->parallel_for(pn, [&](int64_t b, int64_t e) { compute_rect(p, 0, pm, b, e, false, own_b); });
   } else {
-    if (p.b.needs_packing()) pool->parallel_for(pn, [&](int64_t b, int64_t e) { pack_operand_b(p, b, e); });
+    if (p.b.needs_packing()) {
+      if (packed_b_floats(p.k, p.n) <= kInlinePackFloats) {
+        pack_operand_b(p, 0, pn);
+      } else {
+        pool->parallel_for(pn, [&](int64_t b, int64_t e) { pack_operand_b(p, b, e); });
+      }
+    }
     const bool own_a = p.a.needs_packing();
     pool->parallel_for(pm, [&](int64_t b, int64_t e) { compute_rect(p, b, e, 0, pn, own_a, false); });
   }

@@ -46,6 +46,10 @@ inline int64_t panels_b(int64_t n) { return (n + kTileN - 1) / kTileN; }
 inline int64_t packed_a_floats(int64_t m, int64_t k) { return panels_a(m) * kTileM * k; }
 inline int64_t packed_b_floats(int64_t k, int64_t n) { return panels_b(n) * kTileN * k; }
 
+// Floats rounded up to whole 64-byte lines: sub-buffers carved out of 64-byte aligned scratch or
+// packed storage at such sizes stay aligned.
+inline int64_t whole_lines(int64_t floats) { return (floats + 15) & ~int64_t{15}; }
+
 // Packs panels [first, end) of a strided matrix whose element (row, col) is src[row * rs + col * cs]:
 // pack_a for a left operand of `rows` x `k`, pack_b for a right operand of `k` x `cols`.
 // `dst` is the start of the whole packed operand.
@@ -89,10 +93,10 @@ struct Operand {
     o.scratch = scratch;
     return o;
   }
-  // B read where it lies, with no packing: row k of B is the contiguous run at src + row_offsets[k]
-  // (e.g. a stride-1 convolution over a padded input, where row (c, i, j) is the input shifted by
-  // tap (i, j)). Full vectors are read, so src + row_offsets[k] + panels_b(n) * kTileN must stay
-  // inside readable memory for every k.
+  // B read where it lies, with no packing: row k of B is the n floats at src + row_offsets[k] (a
+  // row-major matrix, or a stride-1 convolution over a padded input, where row (c, i, j) is the
+  // input shifted by tap (i, j)). Packing costs a pass over B that only pays off when enough rows
+  // of A reuse the packed panels; see kInPlaceMaxRows.
   static Operand in_place(const float* src, const int64_t* row_offsets) {
     Operand o;
     o.src = src;
@@ -102,6 +106,10 @@ struct Operand {
   bool needs_packing() const { return packed == nullptr && row_offsets == nullptr; }
   const float* panels() const { return packed != nullptr ? packed : scratch; }
 };
+
+// Up to this many rows of A, reading a run-time B in place beats packing it (measured on 1x1 convs:
+// packing wins from ~256 rows on, where unaligned in-place loads cost more than the one pass).
+inline constexpr int64_t kInPlaceMaxRows = 128;
 
 enum class BiasKind : uint8_t { kNone, kPerRow, kPerColumn };
 

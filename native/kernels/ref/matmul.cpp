@@ -7,6 +7,7 @@
 // once in prepare(); a run-time one is packed per run into scratch.
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "edgepack/kernel.h"
 #include "kernels/ref/gemm.h"
@@ -20,9 +21,6 @@ constexpr int kMaxBatchRank = kMaxRank - 2;
 Status bad(const OpInfo& op, const std::string& what) {
   return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
 }
-
-// Floats rounded up to a whole number of 64-byte lines, so scratch sub-buffers stay aligned.
-int64_t lines(int64_t floats) { return (floats + 15) & ~int64_t{15}; }
 
 class MatMulKernel final : public OpKernel {
  public:
@@ -87,13 +85,17 @@ class MatMulKernel final : public OpKernel {
     // An empty constant has nothing to pack (and K == 0 still yields bias + activation in run()).
     a_const_ = a.storage == Storage::kWeight && a.numel > 0;
     b_const_ = b.storage == Storage::kWeight && b.numel > 0;
+    // A run-time B is read in place (row k at k * N) when too few rows of A would reuse its packing.
+    b_rows_.clear();
+    if (!b_const_ && rows_ <= gemm::kInPlaceMaxRows)
+      for (int64_t k = 0; k < k_; ++k) b_rows_.push_back(k * n_);
 
     int64_t pa = 0, pb = 0;  // packed floats per A / B matrix
     if (!gemm::checked_mul(gemm::panels_a(rows_) * gemm::kTileM, k_, &pa) ||
         !gemm::checked_mul(gemm::panels_b(n_) * gemm::kTileN, k_, &pb))
       return bad(op, "operands are too large");
-    pa = lines(pa);
-    pb = lines(pb);
+    pa = gemm::whole_lines(pa);
+    pb = gemm::whole_lines(pb);
     packed_a_floats_ = pa;
     packed_b_floats_ = pb;
     // Constants are packed once, one packed matrix per batch matrix of the operand.
@@ -114,7 +116,7 @@ class MatMulKernel final : public OpKernel {
                      packed_.data() + packed_b_offset_ + i * pb);
 
     // Scratch: the packed run-time operands of every item (items may run concurrently).
-    const int64_t per_item = (a_const_ ? 0 : pa) + (b_const_ ? 0 : pb);
+    const int64_t per_item = (a_const_ ? 0 : pa) + (b_const_ || !b_rows_.empty() ? 0 : pb);
     int64_t scratch_floats = 0;
     if (!gemm::checked_mul(count_, per_item, &scratch_floats)) return bad(op, "scratch would be too large");
     scratch_per_item_ = per_item;
@@ -152,6 +154,8 @@ class MatMulKernel final : public OpKernel {
       }
       if (b_const_) {
         p->b = gemm::Operand::prepacked(packed_.data() + packed_b_offset_ + b_off / (k_ * n_) * packed_b_floats_);
+      } else if (!b_rows_.empty()) {
+        p->b = gemm::Operand::in_place(b + b_off, b_rows_.data());
       } else {
         p->b = gemm::Operand::strided(b + b_off, n_, 1, item_scratch);
       }
@@ -175,6 +179,7 @@ class MatMulKernel final : public OpKernel {
   int64_t packed_b_offset_ = 0;
   int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per matrix, rounded to 64-byte lines
   int64_t scratch_per_item_ = 0;
+  std::vector<int64_t> b_rows_;  // in-place run-time B: the offset of each row; empty when B is packed
   gemm::Epilogue epilogue_;
 };
 

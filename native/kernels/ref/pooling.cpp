@@ -3,6 +3,7 @@
 // codes). The int8 semantics are those of docs/quantization.md.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -118,9 +119,10 @@ class PoolKernel final : public OpKernel {
     if (codes && include_pad && padded)
       return Unsupported("op '" + op.name + "' (AveragePool): count_include_pad with padding is not supported on " +
                          dtype_name(x.dtype) + " (padded cells would have to hold the zero point)");
-    // int32 sums of codes: at most every cell of the input, or of the window, is inside at once
+    // int32 sums of codes, plus half the count when rounding: at most every cell of the input, or of
+    // the window, is inside at once
     const int64_t max_cells = std::min(kernel[0], x.dims[2]) * std::min(kernel[1], x.dims[3]);
-    if (codes && average_ && max_cells > std::numeric_limits<int32_t>::max() / 255)
+    if (codes && average_ && max_cells > std::numeric_limits<int32_t>::max() / 256)
       return Unsupported("op '" + op.name + "' (AveragePool): windows of " + std::to_string(max_cells) +
                          " cells are too large for the int32 sum of " + dtype_name(x.dtype) + " codes");
 
@@ -197,43 +199,56 @@ class PoolKernel final : public OpKernel {
       std::fill(acc, acc + (c1 - c0), kAverage ? Acc(0) : lowest<Acc>());
       for (int64_t i = r.k0; i < r.k1; ++i) {
         const T* row = plane + (r.first + (i - r.k0) * dilation_h_) * width_;
-        for (const ColumnTap& t : taps_) pool_taps<T, Acc, kAverage>(row, t, c0, c1, acc);
+        for (const ColumnTap& t : taps_) {
+          const int64_t lo = std::max(t.lo, c0), hi = std::min(t.hi, c1);
+          if (lo < hi)
+            pool_columns<T, Acc, kAverage>(row + lo * stride_w_ + t.offset, stride_w_, hi - lo, acc + (lo - c0));
+        }
       }
-      for (int64_t ow = c0; ow < c1; ++ow) {
-        if constexpr (!kAverage) out[ow] = acc[ow - c0];
-        else out[ow] = average<T>(acc[ow - c0], r.k1 - r.k0, ow);
-      }
+      const int64_t rows = r.k1 - r.k0;
+      if constexpr (!kAverage) std::copy(acc, acc + (c1 - c0), out + c0);
+      else if constexpr (std::is_floating_point_v<T>) float_averages(acc, rows, c0, c1, out);
+      else code_averages(acc, column_counts_.data() + c0, rows, c1 - c0, out + c0);
     }
   }
 
-  // Output columns [max(t.lo, c0), min(t.hi, c1)) read input column ow * stride + t.offset.
+  // acc[j] = max or sum of acc[j] and in[j * stride], j < n. Everything the loop reads is a parameter:
+  // a store through an int8 pointer may alias any object, so members would be reloaded every
+  // iteration and the loop would not vectorise.
   template <class T, class Acc, bool kSum>
-  void pool_taps(const T* row, const ColumnTap& t, int64_t c0, int64_t c1, Acc* acc) const {
+  static void pool_columns(const T* in, int64_t stride, int64_t n, Acc* acc) {
     // A NaN input wins the max, as np.max.
     auto combine = [](Acc a, T v) -> Acc { return kSum ? a + v : (v > a || is_nan(v) ? v : a); };
-    const int64_t lo = std::max(t.lo, c0), hi = std::min(t.hi, c1);
-    if (stride_w_ == 1) {
-      for (int64_t ow = lo; ow < hi; ++ow) acc[ow - c0] = combine(acc[ow - c0], row[ow + t.offset]);
+    if (stride == 1) {
+      for (int64_t j = 0; j < n; ++j) acc[j] = combine(acc[j], in[j]);
     } else {
-      for (int64_t ow = lo; ow < hi; ++ow) acc[ow - c0] = combine(acc[ow - c0], row[ow * stride_w_ + t.offset]);
+      for (int64_t j = 0; j < n; ++j) acc[j] = combine(acc[j], in[j * stride]);
     }
   }
 
-  // The mean of one window from its sum and the kernel rows inside the input.
-  template <class T, class Acc> T average(Acc sum, int64_t rows, int64_t ow) const {
-    if constexpr (std::is_floating_point_v<T>) {
+  // Output columns [c0, c1) from their sums, `rows` kernel rows being inside the input.
+  void float_averages(const float* sums, int64_t rows, int64_t c0, int64_t c1, float* out) const {
+    for (int64_t ow = c0; ow < c1; ++ow) {
       // Without count_include_pad a window entirely in the padding divides 0 by 0, as the reference.
       const float divisor = count_include_pad_ ? static_cast<float>(kernel_area_)
                                                : static_cast<float>(rows) * static_cast<float>(column_counts_[ow]);
-      return sum / divisor;
-    } else {
-      // Rounded half away from zero; a window wholly in the padding averages to 0, as numpy's
-      // integer 0 // 0 does in the reference.
-      const int64_t n = rows * column_counts_[ow];
-      if (n == 0) return 0;
-      const int64_t s = sum;
-      const int64_t mean = s >= 0 ? (s + n / 2) / n : -((-s + n / 2) / n);
-      return static_cast<T>(mean);  // within the codes' range: a mean of codes
+      out[ow] = sums[ow - c0] / divisor;
+    }
+  }
+
+  // The mean of each of n windows of codes, rounded half away from zero: floor((|s| + c/2) / c) with
+  // the sign of s, for c = rows * counts[j] cells inside. The division is in double so that it
+  // vectorises: s and c are below 2^31, so a quotient just under an integer is at least 1/c under,
+  // far more than double's rounding, and its floor is exact. A window wholly in the padding sums
+  // nothing and, divided by 1, averages to 0, as numpy's integer 0 // 0 does in the reference.
+  template <class T>
+  static void code_averages(const int32_t* sums, const int32_t* counts, int64_t rows, int64_t n, T* out) {
+    const int32_t r = static_cast<int32_t>(rows);
+    for (int64_t j = 0; j < n; ++j) {
+      const int32_t cells = r * counts[j], s = sums[j];
+      const double divisor = static_cast<double>(std::max(cells, 1));
+      const int32_t mean = static_cast<int32_t>((std::abs(s) + cells / 2) / divisor);  // >= 0: truncation floors
+      out[j] = static_cast<T>(s < 0 ? -mean : mean);  // a mean of codes: within their range
     }
   }
 
@@ -246,7 +261,7 @@ class PoolKernel final : public OpKernel {
   bool average_ = false, count_include_pad_ = false;
   std::vector<Window> rows_;
   std::vector<ColumnTap> taps_;
-  std::vector<int64_t> column_counts_;
+  std::vector<int32_t> column_counts_;  // per output column, the kernel columns inside the input
   size_t element_size_ = 0;
   int64_t planes_ = 0, height_ = 0, width_ = 0, out_w_ = 0, dilation_h_ = 1, stride_w_ = 1, kernel_area_ = 1;
 };

@@ -23,7 +23,8 @@ Status expect_per_tensor(const OpInfo& op, const Tensor& t, const char* role);
 Status expect_per_channel(const OpInfo& op, const Tensor& t, const char* role);
 
 // Present and block-wise: blocks of quant.block_size along quant.axis, one scale per block (the
-// scales laid out like the tensor with that axis divided by the block size), zero points 0.
+// scales laid out like the tensor with that axis divided by the block size). The zero points are
+// ignored, as in the reference; for int4, the only block-wise dtype, they must be 0 anyway.
 Status expect_blockwise(const OpInfo& op, const Tensor& t, const char* role);
 
 // For ops that move codes: `to` carries exactly `from`'s parameters, per tensor, or neither is

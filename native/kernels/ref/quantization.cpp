@@ -29,11 +29,15 @@ Status expect_outputs(const OpInfo& op, const std::vector<const Tensor*>& outs, 
   return Status::Ok();
 }
 
-// An int8 or uint8 tensor, with its code range.
-Status expect_codes(const OpInfo& op, const Tensor& t, const char* role, int32_t* lo, int32_t* hi) {
-  if (!code_range(t.dtype, lo, hi))
+// An int8 or uint8 tensor; its code range goes to *lo and *hi when they are given.
+Status expect_codes(const OpInfo& op, const Tensor& t, const char* role, int32_t* lo = nullptr,
+                    int32_t* hi = nullptr) {
+  int32_t min = 0, max = 0;
+  if (!code_range(t.dtype, &min, &max))
     return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): " + role + " '" + t.name + "' is " +
                        dtype_name(t.dtype) + ", expected int8 or uint8");
+  if (lo) *lo = min;
+  if (hi) *hi = max;
   return Status::Ok();
 }
 
@@ -223,9 +227,8 @@ class LutKernel final : public ByteMapKernel {
     EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 2));
     EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
     const Tensor &x = *ins[0], &table = *ins[1], &y = *outs[0];
-    int32_t lo = 0, hi = 0;
-    EP_RETURN_IF_ERROR(expect_codes(op, x, "input", &lo, &hi));
-    EP_RETURN_IF_ERROR(expect_codes(op, y, "output", &lo, &hi));
+    EP_RETURN_IF_ERROR(expect_codes(op, x, "input"));
+    EP_RETURN_IF_ERROR(expect_codes(op, y, "output"));
     EP_RETURN_IF_ERROR(expect_dtype(op, table, y.dtype, "table"));
     EP_RETURN_IF_ERROR(expect_same_shape(op, x, y));
     if (table.rank != 1 || table.dims[0] != 256)

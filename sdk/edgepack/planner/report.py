@@ -116,6 +116,7 @@ def format_table(plan: Plan, model: str = "", all_nodes: bool = False) -> str:
         lines.append(f"{'+ ' + str(conversions['count']) + ' precision conversions (Quantize/Dequantize)':<71} "
                      f"{format_figure('latency', conversions['latency_s']):>10} "
                      f"{format_figure('energy', conversions['energy_j']):>10}")
+    lines.append("(SQNR dB: the model output's SQNR with only that node at its precision)")
     lines += ["", "budgets:"] + _budget_lines(plan)
     if plan.upgrades:
         lines.append("upgrades after measuring: " + "; ".join(plan.upgrades))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -73,6 +74,7 @@ ENERGY_BUDGET = Dimension("energy", {"nJ": (10, -9), "uJ": (10, -6), "mJ": (10, 
 # Below this output SQNR at its most accurate lower precision, a node kept in fp32 is called fragile.
 FRAGILE_DB = 30.0
 MAX_SOLVES = 8
+EXACT_GRAPHS_KEPT = 3
 # The manifest entries besides the per-node precisions: versions, hashes, budgets, predicted cost, op counts.
 MANIFEST_BYTES = 2048
 
@@ -199,7 +201,7 @@ class BudgetError(PlanError):
         for miss in self.misses:
             share = abs(miss.margin) / miss.limit * 100 if miss.limit else math.inf
             figure = ("measured" if miss.budget == "accuracy" else "predicted") if chosen else \
-                "best achievable within the other budgets" if miss.budget == "accuracy" else "best achievable"
+                "best reached within the other budgets" if miss.budget == "accuracy" else "best achievable"
             lines.append(f"  {miss.name}: {figure} {miss.figure(miss.value)}, budget {miss.figure(miss.limit)}: "
                          f"misses by {miss.figure(abs(miss.margin))} ({share:.1f}%)")
         headline = "the chosen precisions miss" if chosen else "no precision assignment meets"
@@ -529,10 +531,6 @@ class _Exact:
     def totals(self) -> dict[str, float]:
         return _totals(self.cost, self.artifact_bytes)
 
-    def fits(self, budgets: Budgets) -> bool:
-        totals = self.totals()
-        return all(totals[name] <= limit for name, limit in budgets.limits().items())
-
 
 class _Planner:
     """State of one planning run (see the module docstring for the method)."""
@@ -568,7 +566,9 @@ class _Planner:
         self.followers = [node.name for node in graph.nodes
                           if node.op in FOLLOWERS and node.name not in self.pinned
                           and node_precisions(graph, node) == ["fp32"]]
-        self.exact_cache: dict[tuple[tuple[str, str], ...], _Exact] = {}
+        # each quantized graph is a copy of the weights: keep the latest few, and every assignment's totals
+        self.exact_cache: OrderedDict[tuple[tuple[str, str], ...], _Exact] = OrderedDict()
+        self.totals_cache: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
 
     # ---- exact evaluation ---------------------------------------------------------------------------
     def asked(self, assignment: Assignment) -> dict[str, str]:
@@ -580,12 +580,26 @@ class _Planner:
         return asked
 
     def exact(self, assignment: Assignment) -> _Exact:
+        """The assignment applied by the quantizer and priced exactly."""
         key = _key(assignment)
-        if key not in self.exact_cache:
+        if key in self.exact_cache:
+            self.exact_cache.move_to_end(key)
+        else:
             result = quantize_graph(self.graph, self.asked(assignment), self.stats, self.observer)
             self.exact_cache[key] = _Exact(result.graph, result.decisions, estimate(result.graph, self.profile),
                                            estimate_artifact_bytes(result.graph, assignment))
+            self.totals_cache[key] = self.exact_cache[key].totals()
+            if len(self.exact_cache) > EXACT_GRAPHS_KEPT:
+                self.exact_cache.popitem(last=False)
         return self.exact_cache[key]
+
+    def totals(self, assignment: Assignment) -> dict[str, float]:
+        key = _key(assignment)
+        return self.totals_cache[key] if key in self.totals_cache else self.exact(assignment).totals()
+
+    def fits(self, assignment: Assignment) -> bool:
+        totals = self.totals(assignment)
+        return all(totals[r] <= limit for r, limit in self.limits.items())
 
     # ---- options --------------------------------------------------------------------------------------
     def measure_options(self, executor: _Executor | None) -> Options:
@@ -625,7 +639,7 @@ class _Planner:
         """Solve, check with the exact estimate, correct the linear model and solve again (module
         docstring, step 3). Returns the least-loss assignment that fits exactly (or None) and the base
         costs of the last model."""
-        exact_reference = self.exact(reference).totals()
+        exact_reference = self.totals(reference)
         linear_reference = self.model(reference, options)
         base = {r: exact_reference[r] - linear_reference[r] for r in RESOURCES}
         best: Assignment | None = None
@@ -646,8 +660,8 @@ class _Planner:
             if key in tried:
                 break
             tried.add(key)
-            totals = self.exact(assignment).totals()
-            if self.exact(assignment).fits(self.budgets) and (
+            totals = self.totals(assignment)
+            if self.fits(assignment) and (
                     best is None or self.loss(assignment, options) < self.loss(best, options)):
                 best = assignment
             linear = self.model(assignment, options)
@@ -670,7 +684,7 @@ class _Planner:
             candidates = [cheapest]
             if r == "ram" and self.stats is not None:   # int8 activations shrink the arena: try them too
                 candidates.append({n: "int8" if "int8" in opts else cheapest[n] for n, opts in self.precisions.items()})
-            best = min(self.exact(a).totals()[r] for a in candidates)
+            best = min(self.totals(a)[r] for a in candidates)
             if best > limit:
                 found.append(BudgetCheck(r, limit, best))
         if found:
@@ -683,7 +697,7 @@ class _Planner:
     # ---- the run --------------------------------------------------------------------------------------
     def run(self) -> Plan:
         reference = {name: options[0] if name in self.pinned else "fp32" for name, options in self.precisions.items()}
-        fits = self.exact(reference).fits(self.budgets)
+        fits = self.fits(reference)
         pinned_low = any(p != "fp32" for p in reference.values())
         if fits or not self.decision:
             if not fits and not self.allow_over_budget:
@@ -714,7 +728,7 @@ class _Planner:
         return self.finish(assignment, options, method, _Executor(self.graph, self.evaluation, keep=False))
 
     def _checks(self, assignment: Assignment) -> list[BudgetCheck]:
-        totals = self.exact(assignment).totals()
+        totals = self.totals(assignment)
         return [BudgetCheck(r, limit, totals[r]) for r, limit in self.limits.items()]
 
     def finish(self, assignment: Assignment, options: Options, method: str,
@@ -768,7 +782,7 @@ class _Planner:
                 continue
             step = max(better, key=lambda o: o.loss)   # the next more accurate option, not the best
             trial = {**assignment, node: step.precision}
-            if self.exact(trial).fits(self.budgets):
+            if self.fits(trial):
                 before = assignment[node]
                 assignment[node] = step.precision
                 return node, before
@@ -834,7 +848,8 @@ class _Planner:
         if "int8" in could and "int8" in runtime_precisions(self.profile) and "int8" not in self.allowed \
                 and all(p not in self.allowed for p in could[1:]):
             return "fp32: static int8 needs calibration data"
-        return f"fp32: the {self.profile.runtime} runtime on {self.profile.target.name} runs no lower precision of {node.op}"
+        runtime = f"the {self.profile.runtime} runtime on {self.profile.target.name}"
+        return f"fp32: {runtime} runs no lower precision of {node.op}"
 
 
 def plan_precisions(graph: Graph, profile: Profile, budgets: Budgets | None = None, *,

@@ -158,8 +158,8 @@ def average_pool_int8(attrs, x):
     ones = np.ones((1, 1) + x.shape[2:], np.int64)
     counts = float_ops._windows(ones, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"],
                                 1 if attrs["count_include_pad"] else 0).sum(axis=(4, 5))
-    if attrs["count_include_pad"]:
-        raise ValueError("int8 AveragePool with count_include_pad needs the zero point in padding: not supported")
+    if attrs["count_include_pad"] and any(attrs["pads"]):
+        raise ValueError("int8 AveragePool with count_include_pad and padding is not supported")
     mean = np.where(total >= 0, (total + counts // 2) // counts, -((-total + counts // 2) // counts))
     return [np.clip(mean, lo, hi).astype(x.dtype)]
 
@@ -215,7 +215,7 @@ def run_quantized(op: str, attrs: dict[str, Any], inputs: list[np.ndarray | None
     if op == "Lut":
         offset = 128 if x.dtype == np.int8 else 0
         return [inputs[1][x.astype(np.int32) + offset]]
-    if op == "Gather" and in_q[0] is not None:
+    if op == "Gather" and in_q[0] is not None and np.dtype(out_dtypes[0]) == np.float32:
         return gather_dequant(attrs, x, inputs[1], in_q)
     if op in ("MatMul", "Conv", "ConvTranspose") and inputs[1] is not None and in_q[1] is not None:
         if x.dtype in _INT:
