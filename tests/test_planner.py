@@ -375,7 +375,7 @@ def test_cli_compile_writes_reports(tmp_path, board, capsys):
 @pytest.fixture(scope="module")
 def digits(request):
     """The trained digits CNN as ONNX (exported once; the weights are cached across runs by pytest) and its data."""
-    torch = pytest.importorskip("torch")
+    import torch
     from edgepack.frontends.torch import to_onnx
     from edgepack.models.digits import train_digits_cnn
     model, data = train_digits_cnn(cache_dir=request.config.cache.mkdir("edgepack-digits"))
