@@ -90,7 +90,9 @@ const char* op_name(OpCode code) {
 
 bool op_code_valid(uint32_t code) { return op_name(static_cast<OpCode>(code)) != nullptr; }
 
-std::unique_ptr<OpKernel> make_kernel(OpCode code) {
+std::unique_ptr<OpKernel> make_kernel(OpCode code, const std::vector<const Tensor*>& ins) {
+  // MatMul / Conv on quantized or low-precision operands have their own kernels (qlinear.cpp).
+  if (auto kernel = make_quantized_compute_kernel(code, ins)) return kernel;
   for (Factory factory : kFactories)
     if (auto kernel = factory(code)) return kernel;
   return nullptr;

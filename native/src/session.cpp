@@ -51,11 +51,11 @@ Status Session::open(const std::string& path, const SessionOptions& options, std
 Status Session::prepare() {
   kernels_.reserve(ops_.size());
   for (const OpInfo& op : ops_) {
-    std::unique_ptr<OpKernel> kernel = make_kernel(op.code);
-    EP_CHECK(kernel, Unsupported(std::string("op '") + op.name + "': no kernel for " + op_name(op.code) + " in this build"));
     std::vector<const Tensor*> ins, outs;
     for (int32_t id : op.inputs) ins.push_back(id >= 0 ? &tensors_[id] : nullptr);
     for (int32_t id : op.outputs) outs.push_back(&tensors_[id]);
+    std::unique_ptr<OpKernel> kernel = make_kernel(op.code, ins);
+    EP_CHECK(kernel, Unsupported(std::string("op '") + op.name + "': no kernel for " + op_name(op.code) + " in this build"));
     EP_RETURN_IF_ERROR(kernel->prepare(op, ins, outs));
     scratch_bytes_ = std::max<uint64_t>(scratch_bytes_, align_up(kernel->scratch_bytes));
     kernels_.push_back(std::move(kernel));

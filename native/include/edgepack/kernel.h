@@ -74,7 +74,8 @@ class OpKernel {
 };
 
 // The registry: one factory per opcode, listed in native/src/registry.cpp.
-std::unique_ptr<OpKernel> make_kernel(OpCode code);
+// `ins` (the op's inputs, null for absent ones) lets dtype-specific variants be chosen at load.
+std::unique_ptr<OpKernel> make_kernel(OpCode code, const std::vector<const Tensor*>& ins);
 const char* op_name(OpCode code);     // "Conv"; nullptr for an unknown code
 bool op_code_valid(uint32_t code);
 

@@ -15,4 +15,8 @@ std::unique_ptr<OpKernel> make_pooling_kernel(OpCode code);      // pooling.cpp
 std::unique_ptr<OpKernel> make_movement_kernel(OpCode code);     // movement.cpp
 std::unique_ptr<OpKernel> make_quantization_kernel(OpCode code); // quantization.cpp
 
+// MatMul / Conv whose input is int8 or whose weight is int8, int4 or float16 (qlinear.cpp); nullptr
+// for float operands, which the float factories handle.
+std::unique_ptr<OpKernel> make_quantized_compute_kernel(OpCode code, const std::vector<const Tensor*>& ins);
+
 }  // namespace edgepack

@@ -17,8 +17,8 @@ _CONVERSIONS = ("Quantize", "Dequantize", "Requantize")
 
 
 def _shown(choice: NodeChoice) -> bool:
-    """Rows worth a line: nodes that had a choice, hold weights, or run below fp32."""
-    return bool(choice.options) or choice.precision != "fp32" or choice.weight_bytes > 0
+    """Rows worth a line: nodes with quantizable weights, and nodes that run below fp32."""
+    return choice.weighted or choice.precision != "fp32"
 
 
 def _db(value: float | None) -> str:
@@ -95,6 +95,7 @@ def format_table(plan: Plan, model: str = "", all_nodes: bool = False) -> str:
     """The terminal report. Without `all_nodes`, the fixed fp32 nodes are summed up in one line."""
     header = f"{'node':<36} {'op':<10} {'precision':<12} {'SQNR dB':>8} {'weights':>10} {'latency':>10} " \
              f"{'energy':>10}  reason"
+    ram = plan.budgets.ram_bytes   # byte figures in the unit family the RAM budget is written in
     lines = [f"compile report: {model + ' ' if model else ''}for profile '{plan.profile.name}' "
              f"({plan.profile.runtime} runtime)", f"method: {plan.method}", "", header, "-" * len(header)]
     hidden = []
@@ -103,14 +104,14 @@ def format_table(plan: Plan, model: str = "", all_nodes: bool = False) -> str:
             hidden.append(c)
             continue
         lines.append(f"{c.node[:36]:<36} {c.op[:10]:<10} {c.precision:<12} {_db(c.sqnr_db):>8} "
-                     f"{format_figure('ram', c.weight_bytes):>10} {format_figure('latency', c.latency_s):>10} "
+                     f"{format_figure('ram', c.weight_bytes, ram):>10} {format_figure('latency', c.latency_s):>10} "
                      f"{format_figure('energy', c.energy_j):>10}  {c.reason}")
     if hidden:
-        lines.append(f"{'+ ' + str(len(hidden)) + ' nodes at fp32 without a choice':<60} "
-                     f"{format_figure('ram', sum(c.weight_bytes for c in hidden)):>10} "
+        lines.append(f"{'+ ' + str(len(hidden)) + ' other nodes at fp32':<60} "
+                     f"{format_figure('ram', sum(c.weight_bytes for c in hidden), ram):>10} "
                      f"{format_figure('latency', sum(c.latency_s for c in hidden)):>10} "
-                     f"{format_figure('energy', sum(c.energy_j for c in hidden)):>10}  no weights, fragile, "
-                     "or no lower precision on this runtime")
+                     f"{format_figure('energy', sum(c.energy_j for c in hidden)):>10}  no weights to quantize "
+                     "(activations, normalisation, data movement)")
     conversions = _conversions(plan)
     if conversions["count"]:
         lines.append(f"{'+ ' + str(conversions['count']) + ' precision conversions (Quantize/Dequantize)':<71} "
@@ -156,7 +157,7 @@ def _budget_svg(plan: Plan) -> str:
             + "".join(parts) + "</svg>")
 
 
-def _nodes_svg(choices: list[NodeChoice]) -> str:
+def _nodes_svg(choices: list[NodeChoice], ram: int) -> str:
     """Weight bytes per node, coloured by precision, labelled with the node's single-node SQNR."""
     top = max((c.weight_bytes for c in choices), default=1) or 1
     width, label, row = 420, 260, 16
@@ -169,7 +170,7 @@ def _nodes_svg(choices: list[NodeChoice]) -> str:
             f'<rect x="{label}" y="{y + 2}" width="{bar}" height="{row - 4}" '
             f'fill="{PRECISION_COLORS.get(c.precision, "#999")}"><title>{html.escape(c.reason)}</title></rect>'
             f'<text x="{label + bar + 4}" y="{y + 12}" font-size="10">{c.precision} '
-            f'{html.escape(format_figure("ram", c.weight_bytes))}, {_db(c.sqnr_db)} dB</text>')
+            f'{html.escape(format_figure("ram", c.weight_bytes, ram))}, {_db(c.sqnr_db)} dB</text>')
     legend = "".join(f'<rect x="{label + 90 * i}" y="{len(choices) * row + 6}" width="10" height="10" fill="{color}"/>'
                      f'<text x="{label + 90 * i + 14}" y="{len(choices) * row + 15}" font-size="10">{p}</text>'
                      for i, (p, color) in enumerate(PRECISION_COLORS.items()))
@@ -180,10 +181,11 @@ def _nodes_svg(choices: list[NodeChoice]) -> str:
 def write_html(plan: Plan, path: str | Path, model: str = "") -> None:
     """A self-contained page: budget bars, weight bytes per node by precision, the node table."""
     shown = [c for c in plan.nodes if _shown(c)]
+    ram = plan.budgets.ram_bytes
     rows = "".join(
         f"<tr><td>{html.escape(c.node)}</td><td>{c.op}</td>"
         f"<td style='color:{PRECISION_COLORS.get(c.precision, '#000')}'>{c.precision}</td>"
-        f"<td>{_db(c.sqnr_db)}</td><td>{html.escape(format_figure('ram', c.weight_bytes))}</td>"
+        f"<td>{_db(c.sqnr_db)}</td><td>{html.escape(format_figure('ram', c.weight_bytes, ram))}</td>"
         f"<td>{html.escape(format_figure('latency', c.latency_s))}</td>"
         f"<td>{html.escape(format_figure('energy', c.energy_j))}</td>"
         f"<td>{' '.join(f'{p}: {_db(o.sqnr_db)}' for p, o in c.options.items() if p != 'fp32')}</td>"
@@ -203,8 +205,8 @@ def write_html(plan: Plan, path: str | Path, model: str = "") -> None:
         f"<p>{html.escape(plan.profile.description)} &mdash; {plan.profile.runtime} runtime</p>"
         f"<p>Method: {html.escape(plan.method)}</p>{over}"
         f"<h2>Budgets</h2>{_budget_svg(plan)}<ul>{budget_items}</ul>{upgrades}"
-        f"<h2>Weights per node, by precision</h2>{_nodes_svg(shown)}"
+        f"<h2>Weights per node, by precision</h2>{_nodes_svg(shown, ram)}"
         "<h2>Nodes with a choice of precision</h2><table><tr><th>node</th><th>op</th><th>precision</th>"
         "<th>SQNR dB (alone)</th><th>weights</th><th>latency</th><th>energy</th><th>options (SQNR dB)</th>"
         f"<th>reason</th></tr>{rows}</table>"
-        f"<p>{len(plan.nodes) - len(shown)} other nodes run at fp32 without a choice.</p>")
+        f"<p>{len(plan.nodes) - len(shown)} other nodes (no weights to quantize) run at fp32.</p>")

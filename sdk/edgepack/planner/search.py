@@ -140,16 +140,29 @@ class Budgets:
                 "latency_p95_s": self.p95_s, "energy_j": self.energy_j, "accuracy": self.accuracy}
 
 
+def _unit_power(value: float, base: int, count: int) -> int:
+    power = 0
+    while power < count - 1 and value >= base ** (power + 1):
+        power += 1
+    return power
+
+
+def _decimal_bytes(value: float) -> bool:
+    """Whether a byte count reads as a whole number in decimal units but not in binary ones (64 MB,
+    not 61.04 MiB; but 512 KiB, not 524.3 kB)."""
+    def whole(base: int) -> bool:
+        return value > 0 and (value / base ** _unit_power(value, base, 4)).is_integer()
+    return whole(1000) and not whole(1024)
+
+
 def format_figure(resource: str, value: float, like: float | None = None) -> str:
     """A budget figure for people: bytes in the unit family of `like` (beside a budget written "20 MB",
     decimal units; beside "512 KiB", binary), seconds in ms, energy in mJ / J, accuracy as a plain number."""
     if resource in ("ram", "storage"):
         reference = like if like is not None else value
-        decimal = reference >= 1000 and reference % 1000 == 0 and reference % 1024 != 0
+        decimal = _decimal_bytes(reference)
         base, units = (1000, ("B", "kB", "MB", "GB")) if decimal else (1024, ("B", "KiB", "MiB", "GiB"))
-        power = 0
-        while power < len(units) - 1 and value >= base ** (power + 1):
-            power += 1
+        power = _unit_power(value, base, len(units))
         number = value / base ** power
         return f"{number:.0f} {units[power]}" if power == 0 else f"{number:.4g} {units[power]}"
     if resource in ("latency", "p95"):
@@ -435,6 +448,7 @@ class NodeChoice:
     precision: str                     # as executed (after any quantizer fallback)
     reason: str
     options: dict[str, Option] = field(default_factory=dict)   # measured options (decision nodes)
+    weighted: bool = False             # holds weights some precision below fp32 applies to
     weight_bytes: int = 0              # resident weights at the chosen precision
     latency_s: float = 0.0             # from the exact estimate of the quantized graph
     energy_j: float = 0.0
@@ -759,10 +773,9 @@ class _Planner:
         if all(loss is not None for loss in losses):
             total = sum(losses)
             predicted = math.inf if total <= 0 else -10.0 * math.log10(total)
-        plan = Plan(self.profile, self.budgets, exact.graph, exact.decisions, exact.cost, exact.artifact_bytes, [],
-                    method,
-                    metric_name=self.metric_name, metric=metric, output_sqnr_db=sqnr_db, predicted_sqnr_db=predicted,
-                    evaluation_samples=len(executor.samples) if executor is not None else 0,
+        plan = Plan(self.profile, self.budgets, exact.graph, exact.decisions, exact.cost, exact.artifact_bytes,
+                    nodes=[], method=method, metric_name=self.metric_name, metric=metric, output_sqnr_db=sqnr_db,
+                    predicted_sqnr_db=predicted, evaluation_samples=len(executor.samples) if executor else 0,
                     upgrades=upgrades, allow_over_budget=self.allow_over_budget)
         plan.nodes = self.explain(assignment, options, exact, reasons)
         return plan
@@ -812,6 +825,7 @@ class _Planner:
             row = rows.get(name)
             choices.append(NodeChoice(name, node.op, precision, reason,
                                       options[name] if name in self.decision or name in self.pinned else {},
+                                      len(node_precisions(self.graph, node)) > 1,
                                       option.ram_bytes if option is not None else 0,
                                       row.latency_s if row is not None else 0.0,
                                       row.energy_j if row is not None else 0.0))
@@ -825,7 +839,8 @@ class _Planner:
             best = min(lower, key=lambda o: o.loss)
             if best.sqnr_db < FRAGILE_DB:
                 return f"fp32: fragile (at best {best.precision}: {best.sqnr_db:.1f} dB output SQNR)"
-            return f"fp32: kept; the budgets hold without lowering it ({best.precision}: {best.sqnr_db:.1f} dB alone)"
+            alone = ", ".join(f"{o.precision} {o.sqnr_db:.1f}" for o in lower)
+            return f"fp32: kept; the budgets hold without lowering it (alone: {alone} dB)"
         better = [o for o in options.values() if o.loss < current.loss]
         step = max(better, key=lambda o: o.loss) if better else None
         if step is not None:
@@ -845,8 +860,7 @@ class _Planner:
         could = node_precisions(self.graph, node)
         if len(could) == 1:
             return "fp32: fragile under int8, kept in float" if node.op in FRAGILE else "fp32: no weights to quantize"
-        if "int8" in could and "int8" in runtime_precisions(self.profile) and "int8" not in self.allowed \
-                and all(p not in self.allowed for p in could[1:]):
+        if "int8" in could and "int8" in runtime_precisions(self.profile) and "int8" not in self.allowed:
             return "fp32: static int8 needs calibration data"
         runtime = f"the {self.profile.runtime} runtime on {self.profile.target.name}"
         return f"fp32: {runtime} runs no lower precision of {node.op}"
@@ -898,7 +912,8 @@ def assess(graph: Graph, quantized: Graph, decisions: list[Decision], profile: P
         row = cost.by_name.get(node.name)
         option = _option_costs(graph, node, decision.used, profile, None)
         nodes.append(NodeChoice(node.name, node.op, decision.used, f"{decision.used}: {decision.note or 'asked'}", {},
-                                option.ram_bytes, row.latency_s if row else 0.0, row.energy_j if row else 0.0))
+                                len(node_precisions(graph, node)) > 1, option.ram_bytes,
+                                row.latency_s if row else 0.0, row.energy_j if row else 0.0))
     size = estimate_artifact_bytes(quantized, {d.node: d.used for d in decisions})
     plan = Plan(profile, budgets, quantized, decisions, cost, size, nodes, method,
                 metric_name=getattr(metric, "__name__", "metric") if metric else "mean cosine",

@@ -29,6 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 NATIVE_DIR = REPO_ROOT / "native"
 TARGETS_DIR = REPO_ROOT / "targets"
 BENCH_NAME = "edgepack-bench"
+# Debian packages of the command prefixes run_bench accepts (qemu-* come from qemu-user-static).
+_PREFIX_PACKAGES = {"taskset": "util-linux"}
 # Sources that go into the bench; native/python/ is the extension's alone.
 _SOURCE_SUFFIXES = {".cpp", ".h", ".txt", ".cmake"}
 
@@ -157,13 +159,14 @@ def run_bench(binary: str | Path, artifact: str | Path, *, runs: int | None = No
 
     inputs: a raw inputs file, or arrays in model input order (written to a temporary file); default
     random. outputs: where the bench writes the last run's raw outputs (decode with read_outputs).
-    emulator: a command prefix, e.g. ["qemu-aarch64-static", "-cpu", "max"] for an aarch64 binary.
-    Flags left at None take the bench's defaults.
+    emulator: a command prefix, e.g. ["qemu-aarch64-static", "-cpu", "max"] for an aarch64 binary, or
+    ["taskset", "-c", "0"] to pin it. Flags left at None take the bench's defaults.
     """
     if emulator:
         if shutil.which(emulator[0]) is None:
-            package = "qemu-user-static" if emulator[0].startswith("qemu-") else emulator[0]
-            raise BenchError(f"emulator '{emulator[0]}' not found on PATH: install the Debian package '{package}' "
+            package = "qemu-user-static" if emulator[0].startswith("qemu-") else _PREFIX_PACKAGES.get(emulator[0],
+                                                                                                   emulator[0])
+            raise BenchError(f"'{emulator[0]}' not found on PATH: install the Debian package '{package}' "
                              f"(apt-get install {package})")
     flags = {"--runs": runs, "--warmup": warmup, "--min-seconds": min_seconds, "--threads": threads,
              "--seed": seed, "--int-high": int_high, "--outputs": outputs}
