@@ -373,12 +373,15 @@ def test_cli_compile_writes_reports(tmp_path, board, capsys):
 # ---- the digits CNN on a microcontroller -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def digits(request):
-    """The trained digits CNN as ONNX (exported once; the weights are cached across runs by pytest) and its data."""
+def digits(request, tmp_path_factory):
+    """The trained digits CNN as ONNX (exported once) and its data. The weights are kept in pytest's cache
+    across runs when the cache is on (training is seeded, so they are the same either way)."""
     import torch
     from edgepack.frontends.torch import to_onnx
     from edgepack.models.digits import train_digits_cnn
-    model, data = train_digits_cnn(cache_dir=request.config.cache.mkdir("edgepack-digits"))
+    cache = (request.config.cache.mkdir("edgepack-digits") if request.config.pluginmanager.hasplugin("cacheprovider")
+             else tmp_path_factory.mktemp("digits"))
+    model, data = train_digits_cnn(cache_dir=cache)
     # the TorchScript exporter: a second where dynamo takes ten, and the same graph for this CNN
     return to_onnx(model, torch.from_numpy(data.x_train[:1]), dynamo=False), data
 

@@ -146,6 +146,26 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Measure an artifact on a device and check it against a profile: exit 1 when a budget fails."""
+    from .profiler import make_runner, parse_cpus, profile_artifact
+    from .profiles import load_profile
+    profile = load_profile(args.profile)
+    runner = make_runner(args.device, cpus=parse_cpus(args.pin) if args.pin else None, cooldown_s=args.cooldown,
+                         identity_file=args.ssh_identity, known_hosts=args.ssh_known_hosts,
+                         bench_target=args.bench_target)
+    report = profile_artifact(args.artifact, runner, profile, runs=args.runs, warmup=args.warmup,
+                              threads=args.threads, per_op=args.per_op, seed=args.seed, min_seconds=args.min_seconds,
+                              budgets=_parse_budgets(args.budget), compare_onnx=args.compare_onnx,
+                              compare_tflite=args.compare_tflite)
+    print(report.table())
+    if args.json:
+        print(f"  profile report: {report.write_json(args.json)}")
+    if args.html:
+        print(f"  profile report: {report.write_html(args.html)}")
+    return 0 if report.verdict == "PASS" else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(Path(args.workdir) if args.workdir else None)
@@ -192,6 +212,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("--json", action="store_true", help="print JSON instead of a listing")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("profile", help="measure an artifact on a device and check it against a profile's budgets",
+                       description="Measure latency, memory and energy of an artifact on a device, beside the cost "
+                                   "model's predictions, and check them against the profile's budgets (exit 1 on a "
+                                   "FAIL). See docs/profiler.md.")
+    p.add_argument("artifact", help="the .epk artifact")
+    p.add_argument("--device", default="local",
+                   help="local (in this process, default) | bench (edgepack-bench subprocess) | ssh://user@host[:port] "
+                        "| qemu-aarch64 (the ARM build emulated: correctness, emulated timings)")
+    p.add_argument("--profile", default="host", help="device profile whose budgets to check (default: host)")
+    p.add_argument("--runs", type=int, default=50, help="measured runs (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="unmeasured runs first (default 5)")
+    p.add_argument("--min-seconds", type=float, default=0.0,
+                   help="keep measuring until the measured runs add up to this many seconds")
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: one per core)")
+    p.add_argument("--per-op", action="store_true", help="also time every op")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--pin", metavar="CPUS", help="pin to these CPUs, e.g. 0 or 0-3 (local and bench devices)")
+    p.add_argument("--cooldown", type=float, default=0.0, metavar="SECONDS",
+                   help="pause between measured runs (local device)")
+    p.add_argument("--budget", action="append", metavar="KEY=VALUE",
+                   help="override a budget: ram, latency, p95, energy (with units, e.g. latency='5 ms', "
+                        "energy='30 mJ'); repeatable")
+    p.add_argument("--ssh-identity", metavar="KEY", help="private key for ssh:// devices (ssh -i)")
+    p.add_argument("--ssh-known-hosts", metavar="FILE", help="known-hosts file to check an ssh:// device's host key")
+    p.add_argument("--bench-target", metavar="TARGET",
+                   help="edgepack-bench build to copy to an ssh:// device (default: by its uname -m; x86_64: host, "
+                        "aarch64: linux-aarch64)")
+    p.add_argument("--json", metavar="REPORT.json", help="write the report as JSON")
+    p.add_argument("--html", metavar="REPORT.html", help="write the report as a self-contained HTML page")
+    p.add_argument("--compare-onnx", metavar="MODEL.onnx", help="also time this model in ONNX Runtime on this host")
+    p.add_argument("--compare-tflite", metavar="MODEL.tflite", help="also time this model in LiteRT on this host")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("devices", help="list the device profiles")
     p.set_defaults(func=cmd_devices)

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/quant_check.h"
 #include "kernels/ref/quant_util.h"
@@ -20,22 +21,6 @@
 namespace edgepack {
 namespace {
 
-constexpr int64_t kGrain = 16384;  // elements below which waking another thread does not pay
-
-Status bad(const OpInfo& op, const std::string& what) {
-  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
-}
-
-Status expect_outputs(const OpInfo& op, const std::vector<const Tensor*>& outs, size_t n) {
-  if (outs.size() != n)
-    return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n));
-  return Status::Ok();
-}
-
-Status unsupported_dtype(const OpInfo& op, DType dtype) {
-  return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): dtype " + dtype_name(dtype) +
-                     " is not supported");
-}
 
 // ---- scalar helpers -------------------------------------------------------------------------------
 // Signed integer overflow is undefined in C++; numpy wraps, so integer arithmetic goes through the
@@ -45,15 +30,6 @@ template <class T> using Unsigned = std::make_unsigned_t<T>;
 template <class T> T negate(T x) {
   if constexpr (std::is_integral_v<T>) return static_cast<T>(Unsigned<T>(0) - static_cast<Unsigned<T>>(x));
   else return -x;
-}
-
-// float -> integer truncating toward zero; out-of-range values saturate and NaN becomes 0, because a
-// plain static_cast is undefined there.
-template <class I> I trunc_saturate(double x) {
-  if (!(x == x)) return 0;
-  if (x <= static_cast<double>(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
-  if (x >= static_cast<double>(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
-  return static_cast<I>(x);
 }
 
 // IEEE binary16 <-> binary32, round to nearest even (what numpy's astype does).
@@ -95,38 +71,6 @@ uint16_t float_to_half(float f) {
 // std::exp / tanh / erf are library calls that loops cannot vectorise. These are branch-free
 // (selects only) and accurate to ~2 ulp (exp) and ~3e-7 relative (tanh, erfc), well inside the
 // tolerance of transcendental ops.
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-uint32_t to_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-// exp(x) = 2^n * exp(r) with n = round(x / ln2), |r| <= ln2 / 2, exp(r) by Cephes' expf polynomial.
-float exp_fast(float x) {
-  constexpr float kLo = -86.0f, kHi = 88.72283905f;  // below: < 4e-38, flushed to 0; above: inf
-  constexpr float kRound = 12582912.0f;              // 1.5 * 2^23: adding it rounds to an integer
-  const float c = std::min(std::max(x, kLo), kHi);   // keeps NaN
-  const float shifted = c * 1.44269504088896341f + kRound;
-  const float n = shifted - kRound;
-  const float r = (c - n * 0.693359375f) - n * -2.12194440e-4f;  // ln2 split in two for precision
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  // 2^(n-1) * 2: n reaches 128 at the top of the range, one more than a float exponent holds
-  const float half_scale = from_bits((to_bits(shifted) - to_bits(kRound) + 126u) << 23);
-  const float y = p * half_scale * 2.0f;
-  return x < kLo ? 0.0f : (x > kHi ? std::numeric_limits<float>::infinity() : y);
-}
-
 // Cephes' odd polynomial near 0 (where 1 - 2 / (e^2x + 1) would cancel), that formula elsewhere.
 float tanh_fast(float x) {
   const float z = x * x;

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/quant_check.h"
 #include "kernels/ref/quant_util.h"
@@ -22,10 +23,6 @@ namespace edgepack {
 namespace {
 
 constexpr int64_t kGrainBytes = 64 * 1024;  // bytes below which waking another thread does not pay
-
-Status bad(const OpInfo& op, const std::string& what) {
-  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
-}
 
 // Checks the input and output counts, that every input is present and that every output has the
 // dtype and quantization parameters of input 0, with a byte size; returns that size.
@@ -55,21 +52,6 @@ std::vector<int64_t> contiguous_strides(const Tensor& t) {
     s *= t.dims[i];
   }
   return strides;
-}
-
-int64_t product(const Tensor& t, int begin, int end) {
-  int64_t p = 1;
-  for (int i = begin; i < end; ++i) p *= t.dims[i];
-  return p;
-}
-
-// float -> integer truncating toward zero; out-of-range values saturate and NaN becomes 0, because a
-// plain static_cast is undefined there.
-template <class I> I trunc_saturate(double x) {
-  if (!(x == x)) return 0;
-  if (x <= static_cast<double>(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
-  if (x >= static_cast<double>(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
-  return static_cast<I>(x);
 }
 
 int64_t grain_rows(int64_t row_bytes) { return std::max<int64_t>(1, kGrainBytes / std::max<int64_t>(1, row_bytes)); }

@@ -9,17 +9,13 @@
 #include <string>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 
 namespace edgepack {
 namespace {
 
-constexpr int64_t kGrain = 16384;  // elements below which waking another thread does not pay
 constexpr int64_t kBlock = 64;     // columns processed together when the reduced axis is strided
-
-Status bad(const OpInfo& op, const std::string& what) {
-  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
-}
 
 // A float32 input 0 and one output of the same shape and dtype (the shape of every op in this file).
 Status expect_float_io(const OpInfo& op, const std::vector<const Tensor*>& ins,
@@ -52,42 +48,10 @@ template <class F> double lane_sum(int64_t n, const F& term) {
   return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
 }
 
-int64_t product(const Tensor& t, int begin, int end) {
-  int64_t p = 1;
-  for (int i = begin; i < end; ++i) p *= t.dims[i];
-  return p;
-}
-
 // ---- Softmax / LogSoftmax -------------------------------------------------------------------------
-// y = exp(y), as elementwise.cpp's exp_fast: 2^n * exp(r) with n = round(x / ln2), |r| <= ln2 / 2,
-// exp(r) by Cephes' expf polynomial, ~2 ulp. Branch-free and written out in the loop (std::exp is a
-// call, and so would be a helper the inliner skips) so that the loop vectorises.
+// y = exp(y) with kernel_util.h's branch-free exp_fast, inlined so that the loop vectorises.
 void exp_in_place(float* y, int64_t n) {
-  constexpr float kLo = -86.0f, kHi = 88.72283905f;  // below: < 4e-38, flushed to 0; above: inf
-  constexpr float kRound = 12582912.0f;              // 1.5 * 2^23: adding it rounds to an integer
-  constexpr uint32_t kRoundBits = 0x4b400000u;
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = y[i];
-    const float c = std::min(std::max(x, kLo), kHi);  // keeps NaN
-    const float shifted = c * 1.44269504088896341f + kRound;
-    const float k = shifted - kRound;
-    const float r = (c - k * 0.693359375f) - k * -2.12194440e-4f;  // ln2 split in two for precision
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    // 2^(k-1) * 2: k reaches 128 at the top of the range, one more than a float exponent holds
-    uint32_t bits;
-    std::memcpy(&bits, &shifted, 4);
-    bits = (bits - kRoundBits + 126u) << 23;
-    float half_scale;
-    std::memcpy(&half_scale, &bits, 4);
-    const float e = p * half_scale * 2.0f;
-    y[i] = x < kLo ? 0.0f : (x > kHi ? std::numeric_limits<float>::infinity() : e);
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = exp_fast(y[i]);
 }
 
 // The max in 8 independent lanes: a single running max is a serial chain that does not vectorise.

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/quant_check.h"
 #include "kernels/ref/quant_util.h"
@@ -16,19 +17,9 @@
 namespace edgepack {
 namespace {
 
-constexpr int64_t kGrain = 16384;  // elements below which waking another thread does not pay
 constexpr int64_t kBlock = 64;     // output columns accumulated together when the input row is strided
 // Bound on window attributes: keeps their products from overflowing and the per-tap table small.
 constexpr int64_t kMaxAttr = 65535;
-
-Status bad(const OpInfo& op, const std::string& what) {
-  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
-}
-
-Status unsupported_dtype(const OpInfo& op, DType dtype) {
-  return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): dtype " + dtype_name(dtype) +
-                     " is not supported");
-}
 
 Status expect_single_io(const OpInfo& op, const std::vector<const Tensor*>& ins,
                         const std::vector<const Tensor*>& outs) {

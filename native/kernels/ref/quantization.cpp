@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/quant_check.h"
 #include "kernels/ref/quant_util.h"
@@ -17,17 +18,6 @@
 namespace edgepack {
 namespace {
 
-constexpr int64_t kGrain = 16384;  // elements below which waking another thread does not pay
-
-Status bad(const OpInfo& op, const std::string& what) {
-  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
-}
-
-Status expect_outputs(const OpInfo& op, const std::vector<const Tensor*>& outs, size_t n) {
-  if (outs.size() != n)
-    return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n));
-  return Status::Ok();
-}
 
 // An int8 or uint8 tensor; its code range goes to *lo and *hi when they are given.
 Status expect_codes(const OpInfo& op, const Tensor& t, const char* role, int32_t* lo = nullptr,

@@ -57,9 +57,12 @@ def graph_from_artifact(artifact: Artifact) -> Graph:
     return graph
 
 
-def predict(artifact_path: str | Path, profile: Profile) -> Prediction:
-    """Predicted latency, energy and memory of an artifact on `profile`, totals and per op."""
-    artifact = read_epk(artifact_path)
+def predict(artifact: Artifact | str | Path, profile: Profile) -> Prediction:
+    """Predicted latency, energy and memory of an artifact (read_epk's, or a path) on `profile`, totals and
+    per op. Raises ValueError when the artifact has no planned figures for this profile and the cost model
+    cannot price one of its ops."""
+    if not isinstance(artifact, Artifact):
+        artifact = read_epk(artifact)
     notes = []
     try:
         cost = estimate(graph_from_artifact(artifact), profile)
@@ -73,7 +76,7 @@ def predict(artifact_path: str | Path, profile: Profile) -> Prediction:
         return Prediction(f"artifact manifest (compiled for {profile.name})", planned["latency_s"],
                           planned["energy_j"], planned["ram_bytes"], planned["arena_bytes"], per_op, tuple(notes))
     if cost is None:
-        raise ValueError(f"cannot predict '{artifact_path}' on {profile.name}: {notes[0]}")
+        raise ValueError(f"no prediction for '{artifact.path}' on {profile.name}: {notes[0]}")
     if manifest.get("profile") not in (None, profile.name):
         notes.append(f"compiled for profile '{manifest['profile']}': predictions recomputed for '{profile.name}'")
     return Prediction("cost model (recomputed)", cost.latency_s, cost.energy_j, cost.ram_bytes, cost.arena_bytes,

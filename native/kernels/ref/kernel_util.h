@@ -1,0 +1,83 @@
+// Helpers shared by the portable kernels: error messages, threading grain, small numeric utilities.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "edgepack/kernel.h"
+
+namespace edgepack {
+
+inline constexpr int64_t kGrain = 16384;  // elements below which waking another thread does not pay
+
+// An InvalidArtifact status naming the op and what is wrong with it.
+inline Status bad(const OpInfo& op, const std::string& what) {
+  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
+}
+
+inline Status unsupported_dtype(const OpInfo& op, DType dtype) {
+  return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): dtype " + dtype_name(dtype) +
+                     " is not supported");
+}
+
+inline Status expect_outputs(const OpInfo& op, const std::vector<const Tensor*>& outs, size_t n) {
+  if (outs.size() != n)
+    return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected " + std::to_string(n));
+  return Status::Ok();
+}
+
+// Product of dims [begin, end).
+inline int64_t product(const Tensor& t, int begin, int end) {
+  int64_t p = 1;
+  for (int i = begin; i < end; ++i) p *= t.dims[i];
+  return p;
+}
+
+// float -> integer truncating toward zero, saturating at the type's range, NaN -> 0.
+template <class I> I trunc_saturate(double x) {
+  if (!(x == x)) return 0;
+  if (x <= static_cast<double>(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
+  if (x >= static_cast<double>(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
+  return static_cast<I>(x);
+}
+
+// ---- vectorisable float math ----------------------------------------------------------------------
+// std::exp is a library call that loops cannot vectorise. This is branch-free (selects only) and
+// accurate to ~2 ulp, well inside the tolerance of transcendental ops.
+inline float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t to_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// exp(x) = 2^n * exp(r) with n = round(x / ln2), |r| <= ln2 / 2, exp(r) by Cephes' expf polynomial.
+inline float exp_fast(float x) {
+  constexpr float kLo = -86.0f, kHi = 88.72283905f;  // below: < 4e-38, flushed to 0; above: inf
+  constexpr float kRound = 12582912.0f;              // 1.5 * 2^23: adding it rounds to an integer
+  const float c = std::min(std::max(x, kLo), kHi);   // keeps NaN
+  const float shifted = c * 1.44269504088896341f + kRound;
+  const float n = shifted - kRound;
+  const float r = (c - n * 0.693359375f) - n * -2.12194440e-4f;  // ln2 split in two for precision
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  // 2^(n-1) * 2: n reaches 128 at the top of the range, one more than a float exponent holds
+  const float half_scale = from_bits((to_bits(shifted) - to_bits(kRound) + 126u) << 23);
+  const float y = p * half_scale * 2.0f;
+  return x < kLo ? 0.0f : (x > kHi ? std::numeric_limits<float>::infinity() : y);
+}
+
+}  // namespace edgepack
