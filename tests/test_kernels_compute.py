@@ -346,8 +346,9 @@ def test_run_time_conv_weight_is_unsupported():
 
 
 @pytest.mark.parametrize("op,attrs,inputs", [
-    ("MatMul", NO_ACT, [randn(5, 7).astype(np.float16), randn(7, 3).astype(np.float16)]),
-    ("Conv", CONV, [X.astype(np.float16), W.astype(np.float16)]),
+    ("MatMul", NO_ACT, [np.arange(35, dtype=np.int32).reshape(5, 7), np.arange(21, dtype=np.int32).reshape(7, 3)]),
+    ("Conv", CONV, [X.astype(np.int32), W.astype(np.int32)]),
 ])
-def test_non_float32_is_unsupported(op, attrs, inputs):
-    rejected(op, attrs, inputs, "float16", kinds=edgepack.UnsupportedError)
+def test_unsupported_dtype_is_rejected(op, attrs, inputs):
+    # (int8 / float16 operands belong to the quantized kernels, not to these float ones)
+    rejected(op, attrs, inputs, "int32", kinds=edgepack.UnsupportedError)

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from .api import CompiledModel, analyze, compile  # noqa: E402
 from .errors import ArtifactError, EdgepackError, RunError, UnsupportedError  # noqa: E402
+from .planner.search import BudgetError  # noqa: E402
 
 
 def load(path, num_threads=None):
@@ -17,5 +18,5 @@ def load(path, num_threads=None):
     return _load(path, num_threads)
 
 
-__all__ = ["compile", "analyze", "load", "CompiledModel", "ArtifactError", "EdgepackError", "RunError", "UnsupportedError",
+__all__ = ["compile", "analyze", "load", "CompiledModel", "ArtifactError", "EdgepackError", "RunError", "UnsupportedError", "BudgetError",
            "__version__"]

@@ -53,7 +53,8 @@ def _time(call: Callable[[], Any], runs: int, warmup: int) -> list[float]:
     return latencies
 
 
-def _resolve_shape(name: str, shape: Sequence[Any], known: Mapping[str, tuple[int, ...]], runtime: str) -> tuple[int, ...]:
+def _resolve_shape(name: str, shape: Sequence[Any], known: Mapping[str, tuple[int, ...]],
+                   runtime: str) -> tuple[int, ...]:
     """A static shape for an input that may have dynamic dimensions, from the artifact's input of the same name."""
     if all(isinstance(d, int) and d > 0 for d in shape):
         return tuple(int(d) for d in shape)

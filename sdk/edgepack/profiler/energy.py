@@ -123,23 +123,26 @@ def _choose(rapl: list[Sensor], energy: list[Sensor], power: list[Sensor]) -> Se
     return None
 
 
-# A POSIX sh script printing the same candidates from a remote machine, one per line:
-#   powercap <zone dir> <max_energy_range_uj or -> <name...>
-#   hwmon <file> <chip name...>
-REMOTE_DISCOVERY_SCRIPT = r"""
-for z in /sys/class/powercap/*; do
+def remote_discovery_script(sysfs: str = "/sys") -> str:
+    """A POSIX sh script printing the readable sensor candidates of the machine it runs on, one a line:
+        powercap <zone dir> <max_energy_range_uj or -> <name...>
+        hwmon <file> <chip name...>"""
+    root = shlex.quote(sysfs)
+    return f"""
+for z in {root}/class/powercap/*; do
   [ -r "$z/energy_uj" ] && cat "$z/energy_uj" >/dev/null 2>&1 &&
     echo "powercap $z $(cat "$z/max_energy_range_uj" 2>/dev/null || echo -) $(cat "$z/name" 2>/dev/null)"
 done
-for f in /sys/class/hwmon/hwmon*/energy*_input /sys/class/hwmon/hwmon*/power*_input /sys/class/hwmon/hwmon*/power*_average; do
-  [ -r "$f" ] && cat "$f" >/dev/null 2>&1 && echo "hwmon $f $(cat "${f%/*}/name" 2>/dev/null)"
+for f in {root}/class/hwmon/hwmon*/energy*_input {root}/class/hwmon/hwmon*/power*_input \\
+         {root}/class/hwmon/hwmon*/power*_average; do
+  [ -r "$f" ] && cat "$f" >/dev/null 2>&1 && echo "hwmon $f $(cat "${{f%/*}}/name" 2>/dev/null)"
 done
 true
 """
 
 
 def parse_remote_sensors(text: str) -> SensorSet | None:
-    """Choose sensors from REMOTE_DISCOVERY_SCRIPT's output with the same preferences as discover_sensors."""
+    """Choose sensors from remote_discovery_script's output with the same preferences as discover_sensors."""
     rapl, energy, power = [], [], []
     for line in text.splitlines():
         parts = line.split(maxsplit=3)
@@ -162,7 +165,8 @@ def remote_sampler_script(sensors: SensorSet, interval_s: float = 0.1) -> tuple[
     while the command between them runs; /proc/uptime is the clock (10 ms resolution) since busybox
     date has no sub-second format."""
     files = " ".join(shlex.quote(s.path) for s in sensors.sensors)
-    sample = f'{{ read up _ < /proc/uptime; printf "%s" "$up"; for f in {files}; do printf " %s" "$(cat "$f")"; done; echo; }}'
+    sample = (f'{{ read up _ < /proc/uptime; printf "%s" "$up"; '
+              f'for f in {files}; do printf " %s" "$(cat "$f")"; done; echo; }}')
     start = f'( while :; do {sample}; sleep {interval_s}; done ) >> "$ENERGY_LOG" 2>/dev/null & SAMPLER=$!'
     stop = f'kill $SAMPLER 2>/dev/null; wait $SAMPLER 2>/dev/null; {sample} >> "$ENERGY_LOG"'
     return start, stop
@@ -236,7 +240,12 @@ class EnergyMeter:
         while not self._stop.wait(self.interval_s):
             with self._lock:
                 if self._active:
-                    self._record()
+                    # A failed read in between is skipped: the boundary samples, taken by the caller, carry
+                    # the result, and a sensor that really stopped working fails those.
+                    try:
+                        self._record()
+                    except (OSError, ValueError):
+                        continue
 
     def start(self) -> None:
         with self._lock:

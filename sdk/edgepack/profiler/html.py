@@ -180,7 +180,8 @@ def render_html(report: "ProfileReport") -> str:
         rows.append([escape(check.name), escape(_fmt(check.measured, check.unit)),
                      escape(_fmt(check.predicted, check.unit)), escape(_fmt(check.budget, check.unit)),
                      f'<span class="status" style="color:{colour}">{check.status}</span>', escape(check.note)])
-    body += ["<h2>Budgets</h2>", _table(["check", "measured", "predicted", "budget", "status", "note"], rows, (1, 2, 3))]
+    body += ["<h2>Budgets</h2>",
+             _table(["check", "measured", "predicted", "budget", "status", "note"], rows, (1, 2, 3))]
     body.append(f"<p>Energy: <b>{escape(report.energy.source)}</b> ({escape(report.energy.how)}). Predictions: "
                 f"{escape(report.prediction.source if report.prediction else 'none')}.</p>")
     if report.warnings:

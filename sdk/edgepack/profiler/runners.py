@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..runtime import Session, TensorSpec, load
-from .energy import SYSFS, EnergyMeter, EnergyReading, discover_sensors
+from .energy import SYSFS, EnergyMeter, EnergyReading, SensorSet, discover_sensors
 from .native_build import build_bench, read_outputs, run_bench
 
 QEMU_AARCH64 = ["qemu-aarch64-static", "-cpu", "max"]
@@ -46,7 +46,7 @@ class OpTime:
 class OutputCheck:
     """The runner's outputs against the host's native runtime on the same inputs."""
     reference: str
-    max_abs_diff: float
+    max_abs_diff: float | None     # None when the outputs cannot be compared (other names)
     passed: bool
     detail: str
 
@@ -219,13 +219,13 @@ class LocalRunner(Runner):
                                                                       min_seconds, sensors)
             peak = _proc_status_kib("VmHWM" if reset else "VmRSS")
         notes = [] if reset else ["/proc/self/clear_refs is not writable: peak memory is the RSS growth at the end"]
-        native = session._native
         per_op_times = [OpTime(name, op, total / len(latencies))
                         for (name, op), total in zip(session.ops, op_totals)] if per_op else []
         return Measurement(
             device=self.device, runner=self.kind, arch=platform.machine(), threads=session.num_threads,
             warmup=warmup, latencies_s=latencies, load_s=load_s, first_run_s=first_run_s,
-            arena_bytes=session.arena_bytes, weights_bytes=native.weights_bytes,
+            # Session has no weights_bytes of its own; the bindings' session has.
+            arena_bytes=session.arena_bytes, weights_bytes=session._native.weights_bytes,
             peak_memory_bytes=(peak - rss_before) * 1024 if peak is not None and rss_before is not None else None,
             memory_how="peak RSS growth of this process from before load to the end of the runs "
                        "(weights paged in, arena, runtime threads)",
@@ -233,7 +233,9 @@ class LocalRunner(Runner):
             cooldown_s=self.cooldown_s, notes=notes)
 
     def _measure(self, session: Session, feeds: dict[str, np.ndarray], runs: int, warmup: int, per_op: bool,
-                 min_seconds: float, sensors) -> tuple[float, list[float], list[float], EnergyReading | None]:
+                 min_seconds: float, sensors: SensorSet | None
+                 ) -> tuple[float, list[float], list[float], EnergyReading | None]:
+        """(first run, measured latencies, per-op totals, energy) of warm-up then measured runs."""
         run = session.run_profiled if per_op else session.run
         first_run_s = 0.0
         for i in range(warmup):
@@ -242,15 +244,17 @@ class LocalRunner(Runner):
             if i == 0:
                 first_run_s = time.perf_counter() - started
         latencies: list[float] = []
+        measured_s = 0.0
         op_totals = [0.0] * len(session.ops)
         meter = EnergyMeter(sensors) if sensors is not None else None
+        energy = None
         # The collector would stop the loop at random runs; timeit switches it off for the same reason.
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        if meter is not None:
+            meter.start()
         try:
-            if meter is not None:
-                meter.start()
-            while len(latencies) < runs or sum(latencies) < min_seconds:
+            while len(latencies) < runs or measured_s < min_seconds:
                 if self.cooldown_s and latencies:
                     if meter is not None:
                         meter.pause()
@@ -259,12 +263,15 @@ class LocalRunner(Runner):
                         meter.resume()
                 started = time.perf_counter()
                 result = run(feeds)
-                latencies.append(time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                latencies.append(seconds)
+                measured_s += seconds
                 if per_op:
-                    for i, seconds in enumerate(result[1]):
-                        op_totals[i] += seconds
-            energy = meter.stop() if meter is not None else None
+                    for i, op_seconds in enumerate(result[1]):
+                        op_totals[i] += op_seconds
         finally:
+            if meter is not None:
+                energy = meter.stop()
             if gc_was_enabled:
                 gc.enable()
         if warmup == 0:
@@ -364,24 +371,28 @@ class QemuAarch64Runner(Runner):
 
 
 def compare_outputs(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> OutputCheck:
-    """Outputs of another build against the host runtime's: same names, shapes and dtypes, values within
-    OUTPUT_RTOL / OUTPUT_ATOL (exact for integers)."""
+    """Outputs of another build against the host runtime's: same names, shapes and dtypes, non-finite
+    values in the same places, the rest within OUTPUT_RTOL / OUTPUT_ATOL (exact for integers)."""
     reference = "the host's native runtime on the same inputs"
     if list(got) != list(expected):
-        return OutputCheck(reference, float("inf"), False, f"output names differ: {list(got)} vs {list(expected)}")
+        return OutputCheck(reference, None, False, f"output names differ: {list(got)} vs {list(expected)}")
     worst, failures = 0.0, []
     for name, want in expected.items():
         have = got[name]
         if have.shape != want.shape or have.dtype != want.dtype:
             failures.append(f"'{name}' is {have.dtype}{list(have.shape)}, expected {want.dtype}{list(want.shape)}")
             continue
-        diff = np.abs(have.astype(np.float64) - want.astype(np.float64))
+        have64, want64 = have.astype(np.float64), want.astype(np.float64)
+        finite = np.isfinite(want64)
+        same_specials = np.array_equal(have64[~finite], want64[~finite], equal_nan=True)
+        if not np.array_equal(np.isfinite(have64), finite) or not same_specials:
+            failures.append(f"'{name}' has NaN or infinity where the host has not (or the reverse)")
+            continue
+        diff = np.abs(have64[finite] - want64[finite])
         worst = max(worst, float(diff.max()) if diff.size else 0.0)
-        tolerance = OUTPUT_ATOL + OUTPUT_RTOL * np.abs(want.astype(np.float64))
-        if want.dtype.kind != "f":
-            tolerance = 0
-        if np.any(diff > tolerance) or not np.array_equal(np.isfinite(have), np.isfinite(want)):
-            failures.append(f"'{name}' differs by up to {float(np.nanmax(diff)):.3g}")
+        tolerance = OUTPUT_ATOL + OUTPUT_RTOL * np.abs(want64[finite]) if want.dtype.kind == "f" else 0.0
+        if np.any(diff > tolerance):
+            failures.append(f"'{name}' differs by up to {float(diff.max()):.3g}")
     detail = "; ".join(failures) if failures else (f"all {len(expected)} outputs within rtol {OUTPUT_RTOL} / "
                                                   f"atol {OUTPUT_ATOL}")
     return OutputCheck(reference, worst, not failures, detail)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import EdgepackError
-from .energy import REMOTE_DISCOVERY_SCRIPT, SensorSet, integrate, parse_remote_sensors, parse_samples, \
+from .energy import SensorSet, integrate, parse_remote_sensors, parse_samples, remote_discovery_script, \
     remote_sampler_script
 from .native_build import BENCH_NAME, build_bench
 from .runners import Measurement, Runner, check_run_arguments, measurement_from_bench
@@ -35,6 +35,8 @@ CONNECT_TIMEOUT_S = 10
 _UNREACHABLE = ("connection refused", "no route to host", "connection timed out", "could not resolve hostname",
                 "network is unreachable", "name or service not known", "operation timed out",
                 "connection closed by", "connection reset by")
+# What scp says when the server has no SFTP subsystem.
+_NO_SFTP = ("connection closed", "subsystem request failed")
 # The bench's own exit statuses (native/tools/edgepack_bench.cpp), and a shell's for a signal.
 _BENCH_FAILED, _BENCH_USAGE, _SIGILL = 1, 2, 128 + 4
 
@@ -65,12 +67,17 @@ class SshTarget:
         """user@host for ssh."""
         return f"{self.user}@{self.host}" if self.user else self.host
 
-    def scp_path(self, path: str) -> str:
+    @property
+    def _bracketed(self) -> str:
+        """The host as URLs and scp write it: an IPv6 address in brackets."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.user + '@' if self.user else ''}{host}:{path}"
+        return f"{self.user + '@' if self.user else ''}{host}"
+
+    def scp_path(self, path: str) -> str:
+        return f"{self._bracketed}:{path}"
 
     def __str__(self) -> str:
-        return f"ssh://{self.destination}" + (f":{self.port}" if self.port else "")
+        return f"ssh://{self._bracketed}" + (f":{self.port}" if self.port else "")
 
 
 class SshRunner(Runner):
@@ -127,8 +134,13 @@ class SshRunner(Runner):
         command = [self._tool("scp"), "-q", *self._options(), *port, *map(str, files), self.target.scp_path(remote_dir)]
         what = "copying the bench and the artifact"
         result = self._call(command, what)
+        if result.returncode != 0 and any(s in result.stderr.lower() for s in _NO_SFTP):
+            # scp from OpenSSH 9 speaks SFTP, which servers without an sftp subsystem (dropbear on many
+            # boards) refuse; -O is the original scp protocol they do speak.
+            result = self._call(command[:1] + ["-O"] + command[1:], what)
         if result.returncode != 0:
-            if result.returncode == 255 or any(s in result.stderr.lower() for s in ("permission denied", *_UNREACHABLE)):
+            lower = result.stderr.lower()
+            if result.returncode == 255 or any(s in lower for s in ("permission denied", *_UNREACHABLE)):
                 raise self._connection_error(result.stderr, what)
             raise SshError(f"{what} to {self.device}:{remote_dir} failed: {result.stderr.strip()}")
 
@@ -162,7 +174,7 @@ class SshRunner(Runner):
     # ---- the run ---------------------------------------------------------------------------------------------
     def probe(self) -> tuple[str, SensorSet | None]:
         """The remote architecture (uname -m) and its power sensors."""
-        result = self._ssh("uname -m; " + REMOTE_DISCOVERY_SCRIPT, "connecting (uname -m)")
+        result = self._ssh("uname -m; " + remote_discovery_script(), "connecting (uname -m)")
         lines = result.stdout.splitlines()
         if not lines:
             raise SshError(f"uname -m on {self.device} printed nothing")

@@ -1,0 +1,296 @@
+"""Latency, cold start, peak memory and artifact size: edgepack's native runtime next to ONNX Runtime
+(fp32 and quantize_dynamic int8) and LiteRT (fp32 and dynamic-range int8), two threads each.
+
+Models: the digits CNN, the resnet50 and squeezenet light models (ONNX only: no LiteRT variant), the
+MobileNet-style digits model, and all-MiniLM-L6-v2 at batch 1, seq 128.
+
+Latency is measured in this one process, in one run: every iteration runs each runtime once, in an order
+rotated per iteration, so all of them share the machine's noise. Cold start and peak RSS come from a fresh
+Python subprocess per runtime (import, load, one run). See README.md for the details.
+
+    python benchmarks/compare.py            # everything (~10 min; rewrites the README tables)
+    python benchmarks/compare.py --quick    # digits CNN only, few iterations (a smoke test)
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common import ALL_MODELS, BENCH_DIR, DEFAULT_CACHE, LIGHT_MODELS, LITERT_RECIPE, ORT_DYNAMIC_OPTIONS, README, \
+    RESULTS_DIR, RUNNERS, THREADS, ModelFiles, bench_feeds, calibration_feeds, cosine, ensure_onnx, \
+    ensure_ort_int8, litert_missing, machine, markdown_table, onnx_inputs, update_readme, versions, write_json
+
+# Timed iterations per model in a full run: about the same wall time for each (resnet50's ORT ConvInteger
+# path takes the better part of a second per call).
+ITERATIONS = {"digits_cnn": 300, "mobilenet": 300, "squeezenet": 60, "resnet50": 20, "minilm": 60}
+WARMUP = 5
+COLD_REPEATS = 3
+CALIBRATION = {"digits_cnn": 64, "mobilenet": 64, "resnet50": 8, "squeezenet": 8}
+# The issue's figures for MiniLM seq 128, measured earlier on this machine: shown beside this run's.
+ANCHORS_MS = {"litert int8": 5.9, "onnxruntime int8": 8.6, "litert fp32": 15.2, "onnxruntime fp32": 28.6}
+
+# Run in a fresh interpreter per runtime: argv = t0 runtime path feeds.npz threads bench_dir. t0 is the
+# parent's time.perf_counter() just before the spawn; perf_counter is CLOCK_MONOTONIC on Linux, one clock for
+# every process, so the difference covers interpreter start-up, imports, load and the first run.
+# Peak RSS is VmHWM, the high-water mark of the child's own address space. getrusage's ru_maxrss would be
+# wrong here: Linux carries the forking process's high-water mark into the child's maxrss at exec, so every
+# child would report at least this (large) benchmark process's peak.
+COLD_START = """
+import sys, time
+t0 = float(sys.argv[1])
+runtime, path, feeds_path, threads, bench_dir = sys.argv[2:7]
+import json
+import numpy as np
+feeds = dict(np.load(feeds_path))
+if runtime != "baseline":
+    sys.path.insert(0, bench_dir)
+    from common import RUNNERS
+    RUNNERS[runtime](path, int(threads)).run(feeds)
+seconds = time.perf_counter() - t0
+with open("/proc/self/status") as status:
+    hwm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": seconds, "peak_rss_kib": hwm_kib}))
+"""
+
+
+@dataclass
+class Variant:
+    """One runtime x precision of one model."""
+    runtime: str
+    precision: str            # "fp32" or "int8": the class ratios compare within
+    method: str               # how the file was made
+    path: Path
+    runner: object = None
+    reason: str = ""          # why it is absent, when runner is None
+    times: list[float] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- building the variants ---------------------------------------------------------------------------------
+def compile_edgepack(name: str, onnx_path: Path, inputs: list[str], workdir: Path) -> list[Variant]:
+    import edgepack
+    int8 = "int8-dynamic" if name == "minilm" else "int8"
+    variants = []
+    for precision, edgepack_precision in (("fp32", "fp32"), ("int8", int8)):
+        calibration = calibration_feeds(name, inputs, CALIBRATION[name]) if edgepack_precision == "int8" else None
+        method = f"edgepack.compile(precision='{edgepack_precision}'" + (
+            f", {len(calibration)} calibration samples)" if calibration else ")")
+        compiled = edgepack.compile(onnx_path, output=workdir / f"{name}.{edgepack_precision}.epk",
+                                    precision=edgepack_precision, calibration_data=calibration, progress=False)
+        variants.append(Variant("edgepack", precision, method, compiled.path))
+    return variants
+
+
+def variants_of(name: str, cache: Path, workdir: Path) -> tuple[list[Variant], dict[str, np.ndarray]]:
+    onnx_fp32, onnx_int8 = ensure_onnx(name, cache), ensure_ort_int8(name, cache)
+    inputs = onnx_inputs(onnx_fp32)
+    variants = compile_edgepack(name, onnx_fp32, inputs, workdir) + [
+        Variant("onnxruntime", "fp32", "ONNX export", onnx_fp32),
+        Variant("onnxruntime", "int8", "quantize_dynamic (ORT defaults)", onnx_int8)]
+    files = ModelFiles(cache, name)
+    missing = litert_missing(name, cache)
+    variants += [Variant("litert", "fp32", "litert_torch.convert", files.tflite, reason=missing or ""),
+                 Variant("litert", "int8", "ai-edge-quantizer dynamic_wi8_afp32", files.tflite_int8,
+                         reason=missing or "")]
+    for variant in variants:
+        if variant.reason:
+            continue
+        try:
+            variant.runner = RUNNERS[variant.runtime](variant.path, THREADS)
+        except Exception as error:  # e.g. edgepack.UnsupportedError: a kernel not written yet
+            variant.reason = f"{type(error).__name__}: {error}"
+    return variants, bench_feeds(name, inputs)
+
+
+# ---- measuring ----------------------------------------------------------------------------------------------
+def time_alternating(variants: list[Variant], feeds: dict[str, np.ndarray], warmup: int, iterations: int) -> None:
+    """Each iteration runs every variant once; the order rotates so none always follows the same one."""
+    for iteration in range(warmup + iterations):
+        shift = iteration % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            started = time.perf_counter()
+            variant.runner.run(feeds)
+            elapsed = time.perf_counter() - started
+            if iteration >= warmup:
+                variant.times.append(elapsed)
+
+
+def cold_starts(variants: list[Variant], feeds_path: Path, repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds to first result and median peak RSS over `repeats` fresh processes per runtime,
+    interleaved; 'baseline' is python + numpy + loading the inputs, the floor of every runtime."""
+    jobs = [("baseline", "baseline", "")] + [(v.label, v.runtime, str(v.path)) for v in variants]
+    samples: dict[str, list[dict]] = {label: [] for label, _, _ in jobs}
+    for _ in range(repeats):
+        for label, runtime, path in jobs:
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", COLD_START, repr(started), runtime, path, str(feeds_path),
+                                   str(THREADS), str(BENCH_DIR)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"cold start of {label} failed:\n{done.stderr[-2000:]}")
+            samples[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {label: {"cold_start_ms": round(1e3 * statistics.median(s["seconds"] for s in runs), 1),
+                    "peak_rss_mb": round(statistics.median(s["peak_rss_kib"] for s in runs) / 1024, 1)}
+            for label, runs in samples.items()}
+
+
+def percentile_ms(times: list[float], q: float) -> float:
+    return round(1e3 * float(np.percentile(times, q)), 3)
+
+
+def ratios(rows: list[dict]) -> dict[str, dict]:
+    """edgepack's p50 over the fastest peer's, within fp32 and within int8."""
+    result = {}
+    for precision in ("fp32", "int8"):
+        ours = [r for r in rows if r["runtime"] == "edgepack" and r["precision"] == precision and r["available"]]
+        peers = [r for r in rows if r["runtime"] != "edgepack" and r["precision"] == precision and r["available"]]
+        if not peers:
+            continue
+        best = min(peers, key=lambda r: r["p50_ms"])
+        entry = {"best_peer": best["label"], "best_peer_p50_ms": best["p50_ms"]}
+        if ours:
+            entry.update(native_p50_ms=ours[0]["p50_ms"], ratio=round(ours[0]["p50_ms"] / best["p50_ms"], 3))
+        else:
+            entry.update(native_p50_ms=None, ratio=None, reason="edgepack variant not available")
+        result[precision] = entry
+    return result
+
+
+def measure(name: str, cache: Path, workdir: Path, iterations: int, warmup: int, repeats: int) -> dict:
+    log(f"{name}: building variants")
+    variants, feeds = variants_of(name, cache, workdir)
+    ready = [v for v in variants if v.runner is not None]
+    for variant in variants:
+        if variant.reason:
+            log(f"  {variant.label}: absent: {variant.reason}")
+    reference = next(v for v in ready if v.label == "onnxruntime fp32").runner.run(feeds)[0]
+    agreement = {v.label: round(cosine(reference, v.runner.run(feeds)[0]), 6) for v in ready}
+    log(f"  timing {len(ready)} runtimes x {iterations} iterations (+{warmup} warm-up), alternating")
+    time_alternating(ready, feeds, warmup, iterations)
+    for variant in ready:
+        variant.runner = None  # free the sessions before the subprocesses measure memory
+    gc.collect()
+    feeds_path = workdir / f"{name}.feeds.npz"
+    np.savez(feeds_path, **feeds)
+    log(f"  cold start: {repeats} fresh process(es) per runtime")
+    cold = cold_starts(ready, feeds_path, repeats)
+    rows = []
+    for variant in variants:
+        entry = {"label": variant.label, "runtime": variant.runtime, "precision": variant.precision,
+                 "method": variant.method, "available": not variant.reason}
+        if variant.reason:
+            entry["reason"] = variant.reason
+        else:
+            entry.update(p50_ms=percentile_ms(variant.times, 50), p95_ms=percentile_ms(variant.times, 95),
+                         iterations=len(variant.times), **cold[variant.label],
+                         size_bytes=variant.path.stat().st_size, file=variant.path.name,
+                         output_cosine_to_ort_fp32=agreement[variant.label])
+        rows.append(entry)
+    result = {"inputs": {k: list(v.shape) for k, v in feeds.items()}, "rows": rows, "ratios": ratios(rows),
+              "baseline": cold["baseline"]}
+    if name == "minilm":
+        result["anchors_ms"] = ANCHORS_MS
+    return result
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+def tables(results: dict) -> str:
+    headers = ["model", "runtime", "p50 ms", "p95 ms", "cold start ms", "peak RSS MB", "size MB"]
+    cells, ratio_cells, notes = [], [], []
+    for name, result in results["models"].items():
+        for r in result["rows"]:
+            if r["available"]:
+                cells.append([name, r["label"], f"{r['p50_ms']:.3f}", f"{r['p95_ms']:.3f}", f"{r['cold_start_ms']:.0f}",
+                              f"{r['peak_rss_mb']:.0f}", f"{r['size_bytes'] / 1e6:.3f}"])
+            else:
+                cells.append([name, r["label"], "—", "—", "—", "—", "—"])
+                notes.append(f"- {name} {r['label']}: absent: {r['reason']}")
+        base = result["baseline"]
+        cells.append([name, "python + numpy (floor)", "", "", f"{base['cold_start_ms']:.0f}", f"{base['peak_rss_mb']:.0f}", ""])
+        ratio_row = [name]
+        for precision in ("fp32", "int8"):
+            entry = result["ratios"].get(precision)
+            if entry is None:
+                ratio_row.append("—")
+            elif entry["ratio"] is None:
+                ratio_row.append(f"— (best peer: {entry['best_peer']} {entry['best_peer_p50_ms']:.3f} ms)")
+            else:
+                ratio_row.append(f"{entry['ratio']:.2f} ({entry['native_p50_ms']:.3f} / {entry['best_peer']} "
+                                 f"{entry['best_peer_p50_ms']:.3f} ms)")
+        ratio_cells.append(ratio_row)
+    parts = [markdown_table(headers, cells),
+             "**edgepack p50 / best peer p50** (same precision class)\n\n"
+             + markdown_table(["model", "fp32", "int8"], ratio_cells)]
+    minilm = results["models"].get("minilm")
+    if minilm:
+        p50 = {r["label"]: r.get("p50_ms") for r in minilm["rows"]}
+        anchor_cells = [[label, f"{ms}", "—" if p50.get(label) is None else f"{p50[label]:.2f}"]
+                        for label, ms in minilm["anchors_ms"].items()]
+        parts.append("**MiniLM seq 128 anchors** (the issue's, measured earlier on this machine) vs this run, p50 ms\n\n"
+                     + markdown_table(["runtime", "anchor", "this run"], anchor_cells))
+    if notes:
+        parts.append("\n".join(notes))
+    return "\n\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                        help="model cache shared with convert_litert.py (default: %(default)s)")
+    parser.add_argument("--models", nargs="+", choices=ALL_MODELS, default=list(ALL_MODELS))
+    parser.add_argument("--quick", action="store_true",
+                        help="digits CNN only, 20 iterations, one cold start each (a smoke test)")
+    parser.add_argument("--iterations", type=int,
+                        help=f"timed iterations for every model (default per model: {ITERATIONS})")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="untimed iterations first (default: %(default)s)")
+    parser.add_argument("--cold-repeats", type=int, default=COLD_REPEATS,
+                        help="fresh processes per runtime for cold start and RSS (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "compare.json", help="default: %(default)s")
+    parser.add_argument("--no-readme", action="store_true", help=f"leave the tables in {README.name} as they are")
+    args = parser.parse_args(argv)
+    models = ["digits_cnn"] if args.quick else args.models
+    iterations = {name: args.iterations or (20 if args.quick else ITERATIONS[name]) for name in models}
+    repeats = 1 if args.quick else args.cold_repeats
+    results = {"machine": machine(), "versions": versions(),
+               "settings": {"threads": THREADS, "warmup": args.warmup, "iterations": iterations,
+                            "cold_start_repeats": repeats, "ort_quantize_dynamic": ORT_DYNAMIC_OPTIONS,
+                            "ort_session": {"intra_op_num_threads": THREADS, "inter_op_num_threads": 1,
+                                            "session.intra_op.allow_spinning": "0"},
+                            "litert_quantizer_recipe": LITERT_RECIPE, "litert_interpreter": f"num_threads={THREADS}",
+                            "edgepack": f"edgepack.load(path, num_threads={THREADS})",
+                            "light_models_without_litert": list(LIGHT_MODELS), "quick": args.quick},
+               "models": {}}
+    with tempfile.TemporaryDirectory(prefix="edgepack-compare-") as workdir:
+        for name in models:
+            results["models"][name] = measure(name, args.cache_dir, Path(workdir), iterations[name], args.warmup,
+                                              repeats)
+    results["machine"]["load_average_at_end"] = machine()["load_average_1_5_15"]
+    write_json(args.output, results)
+    text = tables(results)
+    print(text)
+    if not args.no_readme:
+        m = results["machine"]
+        update_readme("compare", f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {THREADS} threads per "
+                                 f"runtime; load average at start / end: {m['load_average_1_5_15'][0]} / "
+                                 f"{m['load_average_at_end'][0]}).\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

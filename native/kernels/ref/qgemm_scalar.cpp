@@ -1,0 +1,71 @@
+// The integer GEMM core (qgemm.h) in portable C++, for builds without a SIMD implementation (e.g.
+// baseline x86-64, Armv8.0 without the dot-product instructions). Also the plainest statement of what
+// the SIMD versions compute.
+#include "kernels/ref/qgemm.h"
+
+#if defined(EDGEPACK_QGEMM_SCALAR)
+
+#include "kernels/ref/quant_util.h"
+
+namespace edgepack {
+namespace qgemm {
+namespace {
+
+// A tile of 1..kTileM rows. RowT / ColT are the element types of the two operands (Act or Wgt). Sums
+// are kept unsigned: they wrap by design, and signed overflow would be undefined.
+template <class RowT, class ColT, bool kInPlace>
+void qs8_gemm_4x8c4__scalar(int rows, int64_t groups, const RowT* row_panel, const ColT* cols, const int64_t* col_offsets,
+          int32_t* acc) {
+  uint32_t sum[kTileM * kTileN] = {};
+  for (int64_t g = 0; g < groups; ++g) {
+    const ColT* col = kInPlace ? cols + col_offsets[g] * kGroup : cols + g * kTileN * kGroup;
+    const RowT* row = row_panel + g * kTileM * kGroup;
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < kTileN; ++c) {
+        int32_t dot = 0;  // at most 4 * 255 * 128 in magnitude
+        for (int e = 0; e < kGroup; ++e)
+          dot += int32_t{row[r * kGroup + e]} * int32_t{col[c * kGroup + e]};
+        sum[r * kTileN + c] += static_cast<uint32_t>(dot);
+      }
+    }
+  }
+  for (int i = 0; i < rows * kTileN; ++i) acc[i] = static_cast<int32_t>(sum[i]);
+}
+
+inline uint8_t requantize_one(int32_t acc, int32_t offset, int32_t multiplier, int32_t rshift, const OutputRange& r) {
+  const auto x = static_cast<int32_t>(static_cast<uint32_t>(acc) + static_cast<uint32_t>(offset));
+  const int64_t y = (int64_t{x} * multiplier + (int64_t{1} << (rshift - 1))) >> rshift;
+  return static_cast<uint8_t>(clamp_i32(y + r.zero_point, r.lo, r.hi));
+}
+
+}  // namespace
+
+const char* ukernel_name() { return "qs8_gemm_4x8c4__scalar"; }
+
+void tile_act_rows(int rows, int64_t groups, const Act* a_rows, const Wgt* w_cols, int32_t* acc) {
+  qs8_gemm_4x8c4__scalar<Act, Wgt, false>(rows, groups, a_rows, w_cols, nullptr, acc);
+}
+
+void tile_act_cols(int rows, int64_t groups, const Wgt* w_rows, const Act* x_cols, const int64_t* col_offsets,
+                   int32_t* acc) {
+  if (col_offsets != nullptr) {
+    qs8_gemm_4x8c4__scalar<Wgt, Act, true>(rows, groups, w_rows, x_cols, col_offsets, acc);
+  } else {
+    qs8_gemm_4x8c4__scalar<Wgt, Act, false>(rows, groups, w_rows, x_cols, nullptr, acc);
+  }
+}
+
+void requantize_columns(const int32_t* acc, int n, const int32_t* offset, const int32_t* multiplier,
+                        const int32_t* rshift, OutputRange range, uint8_t* out) {
+  for (int i = 0; i < n; ++i) out[i] = requantize_one(acc[i], offset[i], multiplier[i], rshift[i], range);
+}
+
+void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multiplier, int32_t rshift,
+                        OutputRange range, uint8_t* out) {
+  for (int i = 0; i < n; ++i) out[i] = requantize_one(acc[i], offset, multiplier, rshift, range);
+}
+
+}  // namespace qgemm
+}  // namespace edgepack
+
+#endif  // EDGEPACK_QGEMM_SCALAR
