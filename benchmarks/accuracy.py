@@ -30,17 +30,13 @@ import numpy as np
 
 from common import DEFAULT_CACHE, DIGITS_MODELS, LITERT_RECIPE, ORT_DYNAMIC_OPTIONS, README, RESULTS_DIR, \
     THREADS, EdgepackRunner, LiteRTRunner, ModelFiles, OrtRunner, calibration_feeds, ensure_onnx, \
-    ensure_ort_int8, litert_missing, machine, markdown_table, onnx_inputs, update_readme, versions, write_json
+    ensure_ort_int8, litert_missing, log, machine, markdown_table, onnx_inputs, update_readme, versions, write_json
 
 Feeds = Mapping[str, np.ndarray]
 Predict = Callable[[Feeds], np.ndarray]
 NEIGHBOURS = 10
 MINILM_PRECISIONS = ("int8-dynamic", "int8", "int4")
 ACCURACY_MODELS = ("minilm",) + DIGITS_MODELS
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---- executors --------------------------------------------------------------------------------------------

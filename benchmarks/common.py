@@ -11,6 +11,8 @@ import json
 import os
 import platform
 import re
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -244,7 +246,15 @@ def litert_missing(name: str, cache: Path) -> str | None:
     return None
 
 
-# ---- metrics, tables, results ---------------------------------------------------------------------------
+# ---- metrics, tables, results, progress ---------------------------------------------------------------------------
+_STARTED = time.perf_counter()
+
+
+def log(message: str) -> None:
+    """Progress on stderr, stamped with the seconds since the script started."""
+    print(f"[{time.perf_counter() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))

@@ -28,7 +28,7 @@ import numpy as np
 
 from common import ALL_MODELS, BENCH_DIR, DEFAULT_CACHE, LIGHT_MODELS, LITERT_RECIPE, ORT_DYNAMIC_OPTIONS, README, \
     RESULTS_DIR, RUNNERS, THREADS, ModelFiles, bench_feeds, calibration_feeds, cosine, ensure_onnx, \
-    ensure_ort_int8, litert_missing, machine, markdown_table, onnx_inputs, update_readme, versions, write_json
+    ensure_ort_int8, litert_missing, log, machine, markdown_table, onnx_inputs, update_readme, versions, write_json
 
 # Timed iterations per model in a full run: about the same wall time for each (resnet50's ORT ConvInteger
 # path takes the better part of a second per call).
@@ -77,10 +77,6 @@ class Variant:
     @property
     def label(self) -> str:
         return f"{self.runtime} {self.precision}"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---- building the variants ---------------------------------------------------------------------------------

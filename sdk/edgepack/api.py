@@ -1,10 +1,12 @@
 """The public compile API: model + device profile -> .epk artifact."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +34,7 @@ class CompiledModel:
     decisions: list[Decision] = field(default_factory=list)
     float_graph: Graph | None = None
     plan: Plan | None = None      # precisions, predicted cost and budget checks (edgepack.planner.report)
+    artifacts: dict[str, Path] = field(default_factory=dict)   # format -> file written ("epk", "tflite", ...)
 
     @property
     def arena_bytes(self) -> int:
@@ -42,20 +45,71 @@ class CompiledModel:
                 f"file {self.file_bytes} B)")
 
 
-def _check_output_path(output: Path, sources: list[Path]) -> None:
+# output formats: name -> file suffix; and the format of each runtime a target lists
+FORMATS = {"epk": ".epk", "onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
+RUNTIME_FORMATS = {"native": "epk", "onnx": "onnx", "tflite": "tflite", "coreml": "coreml"}
+
+
+def _is_own_artifact(path: Path, fmt: str) -> bool:
+    """Whether an existing output is something edgepack wrote in that format (so it may be replaced)."""
+    if fmt == "coreml":
+        model = path / "Data" / "com.apple.CoreML" / "model.mlmodel"
+        return path.is_dir() and model.is_file() and b"edgepack" in model.read_bytes()
+    if path.is_dir():
+        return False
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if fmt == "epk":
+        return head == MAGIC
+    if fmt == "tflite":
+        return head[4:8] == b"TFL3"
+    import onnx
+    try:
+        return onnx.load_model(str(path), load_external_data=False).producer_name == "edgepack"
+    except Exception:  # noqa: BLE001 - any unreadable file is not ours
+        return False
+
+
+def _check_output_path(output: Path, sources: list[Path], fmt: str = "epk") -> None:
     """Never destroy something the user gave: the model itself, or a file that is not an artifact."""
     for source in sources:
         if source.exists() and output.exists() and output.resolve() == source.resolve():
             raise ValueError(f"output '{output}' is the input model; choose another path")
     if output.exists():
-        if output.is_dir():
+        if output.is_dir() and fmt != "coreml":
             raise ValueError(f"output '{output}' is a directory")
-        with open(output, "rb") as f:
-            if f.read(8) != MAGIC:
-                raise FileExistsError(f"output '{output}' exists and is not an edgepack artifact; "
-                                      "refusing to overwrite it (remove it or choose another path)")
+        if not _is_own_artifact(output, fmt):
+            raise FileExistsError(f"output '{output}' exists and is not an edgepack artifact; "
+                                  "refusing to overwrite it (remove it or choose another path)")
     if not output.parent.exists():
         raise FileNotFoundError(f"output directory '{output.parent}' does not exist")
+
+
+def _output_paths(output: str | Path | None, format: str | Sequence[str] | None, device) -> list[tuple[str, Path]]:
+    """(format, path) of every artifact to write. One format: named, or picked by the output's suffix
+    (.tflite, .onnx, .mlpackage; anything else is .epk). Several formats (a list, or "all": each
+    runtime of the profile's target): `output` is the common stem."""
+    by_suffix = {suffix: fmt for fmt, suffix in FORMATS.items()}
+    if format == "all":
+        format = [RUNTIME_FORMATS[r] for r in device.target.runtimes]
+    if isinstance(format, (list, tuple)):
+        unknown = [f for f in format if f not in FORMATS]
+        if unknown or not format:
+            raise ValueError(f"unknown format(s) {unknown}: choose from {', '.join(FORMATS)}")
+        stem = Path(output) if output is not None else Path("model")
+        if stem.suffix in by_suffix:
+            stem = stem.with_suffix("")
+        return [(f, stem.with_name(stem.name + FORMATS[f])) for f in dict.fromkeys(format)]
+    if format is None:
+        path = Path(output) if output is not None else Path("model.epk")
+        return [(by_suffix.get(path.suffix, "epk"), path)]
+    if format not in FORMATS:
+        raise ValueError(f"unknown format '{format}': choose from {', '.join(FORMATS)}")
+    path = Path(output) if output is not None else Path("model" + FORMATS[format])
+    if path.suffix in by_suffix and by_suffix[path.suffix] != format:
+        raise ValueError(f"output '{path}' has the suffix of format '{by_suffix[path.suffix]}', "
+                         f"but format '{format}' was asked for")
+    return [(format, path)]
 
 
 def to_graph(model: Any, input_shapes: Mapping[str, tuple[int, ...]] | None = None,
@@ -122,12 +176,12 @@ def _pinned(graph: Graph, recipe: Recipe) -> dict[str, tuple[str, str]]:
 
 
 def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-            example_inputs: Any = None, output: str | Path = "model.epk", precision: str = "auto",
+            example_inputs: Any = None, output: str | Path | None = None, precision: str = "auto",
             recipe: Recipe | dict | str | Path | None = None, calibration_data: Any = None,
             evaluation_data: Any = None, metric: Callable[[list, list], float] | None = None,
             budgets: Mapping[str, Any] | None = None, allow_over_budget: bool = False,
-            progress: bool = True) -> CompiledModel:
-    """Compile `model` for the device `profile` into an .epk artifact at `output`.
+            progress: bool = True, format: str | Sequence[str] | None = None) -> CompiledModel:
+    """Compile `model` for the device `profile` into an artifact at `output` (default model.epk).
 
     model: an ONNX file path, an onnx.ModelProto, or a torch.nn.Module (with example_inputs).
     input_shapes: static shapes for inputs whose shape the model leaves dynamic, e.g. {"x": (1, 3, 224, 224)}.
@@ -146,14 +200,19 @@ def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[
         "energy": "30 mJ", "accuracy": 0.995}.
     allow_over_budget: write the artifact even when a budget is missed (flagged in the manifest)
         instead of raising BudgetError.
+    format: "epk" (the native runtime) | "onnx" | "tflite" | "coreml" (.mlpackage); by default the
+        output's suffix picks it. A list of formats, or "all" (every runtime of the profile's target),
+        writes one artifact per format beside `output` (a stem) and `<stem>.manifest.json` tying them
+        together; `CompiledModel.artifacts` lists them (docs/targets.md).
     """
     started = time.perf_counter()
     device = load_profile(profile)
     limits = Budgets.from_profile(device, budgets)
     if metric is not None and "accuracy" not in (budgets or {}):
         raise ValueError("a custom metric needs its tolerance: pass budgets={'accuracy': LEAST_ACCEPTABLE_VALUE}")
-    output = Path(output)
-    _check_output_path(output, [Path(model)] if isinstance(model, (str, Path)) else [])
+    targets = _output_paths(output, format, device)
+    for fmt, path in targets:
+        _check_output_path(path, [Path(model)] if isinstance(model, (str, Path)) else [], fmt)
     float_graph = run_passes(to_graph(model, input_shapes, example_inputs), PIPELINE)
     if precision == "auto":
         chosen = _as_recipe("fp32", recipe)
@@ -189,18 +248,61 @@ def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[
         **plan.manifest(),
     }
     manifest["compile_seconds"] = round(time.perf_counter() - started, 3)
-    data = assemble(encode_sections(graph, memory, manifest))
-    plan.artifact_bytes = len(data)
-    storage = BudgetCheck("storage", limits.storage_bytes, len(data))
-    if not storage.passed:
-        # the plan counted the weights; the headers, op list and manifest tipped the artifact over
-        if not allow_over_budget:
-            raise BudgetError(device.name, [storage], "the whole artifact, headers and manifest included",
-                              chosen=True)
-        manifest["over_budget"] = manifest["over_budget"] + [storage.describe()]
-        data = assemble(encode_sections(graph, memory, manifest))
-    _write_atomically(output, data)
-    return CompiledModel(output, graph, memory, len(data), manifest, plan.decisions, float_graph, plan)
+    sizes: dict[str, int] = {}
+    for fmt, path in targets:
+        if fmt == "epk":
+            data = assemble(encode_sections(graph, memory, manifest))
+            storage = BudgetCheck("storage", limits.storage_bytes, len(data))
+            if not storage.passed:
+                # the plan counted the weights; the headers, op list and manifest tipped the artifact over
+                if not allow_over_budget:
+                    raise BudgetError(device.name, [storage], "the whole artifact, headers and manifest included",
+                                      chosen=True)
+                manifest["over_budget"] = manifest["over_budget"] + [storage.describe()]
+                data = assemble(encode_sections(graph, memory, manifest))
+            _write_atomically(path, data)
+            sizes[fmt] = len(data)
+        else:
+            sizes[fmt] = _write_format(fmt, graph, path, device, manifest)
+    plan.artifact_bytes = sizes[targets[0][0]]
+    artifacts = {fmt: path for fmt, path in targets}
+    if len(targets) > 1:
+        _write_set_manifest(targets[0][1].with_suffix(".manifest.json"), manifest, plan.decisions, artifacts)
+    return CompiledModel(targets[0][1], graph, memory, sizes[targets[0][0]], manifest, plan.decisions, float_graph,
+                         plan, artifacts)
+
+
+def _write_format(fmt: str, graph: Graph, path: Path, device, manifest: dict[str, Any]) -> int:
+    """Write one non-.epk artifact (the backends import their runtimes' packages only when used)."""
+    if fmt == "onnx":
+        from .backends.onnx import write_onnx
+        return write_onnx(graph, path)
+    if fmt == "tflite":
+        from .backends.tflite import write_tflite
+        return write_tflite(graph, path, manifest)
+    from .backends.coreml import write_coreml
+    return write_coreml(graph, path, device, manifest)
+
+
+def _artifact_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()):
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _write_set_manifest(path: Path, manifest: dict[str, Any], decisions: list[Decision],
+                        artifacts: dict[str, Path]) -> None:
+    """The JSON that ties the artifacts of one compile together: same source, profile and precisions."""
+    record = {
+        "edgepack_version": __version__,
+        "source_sha256": manifest["source_sha256"],
+        "profile": manifest["profile"],
+        "precision": manifest["precision"],
+        "precisions": {d.node: d.used for d in decisions},
+        "files": {fmt: {"path": p.name, "sha256": _artifact_sha256(p)} for fmt, p in artifacts.items()},
+    }
+    _write_atomically(path, json.dumps(record, indent=1).encode())
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

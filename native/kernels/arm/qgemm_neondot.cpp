@@ -7,6 +7,7 @@
 
 #include <arm_neon.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <utility>
@@ -142,6 +143,23 @@ void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multi
     const int count = n - i;
     store_bytes(out + i, requantize4(vaddq_s32(load_n(acc + i, count), off), m, s, bounds), count);
   }
+}
+
+void row_range(const float* a, int64_t n, float* lo, float* hi) {
+  float32x4_t l = vdupq_n_f32(0.0f), h = vdupq_n_f32(0.0f);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const float32x4_t v = vld1q_f32(a + i);
+    l = vminq_f32(l, v);
+    h = vmaxq_f32(h, v);
+  }
+  float lo_all = vminvq_f32(l), hi_all = vmaxvq_f32(h);
+  for (; i < n; ++i) {
+    lo_all = std::min(lo_all, a[i]);
+    hi_all = std::max(hi_all, a[i]);
+  }
+  *lo = lo_all;
+  *hi = hi_all;
 }
 
 }  // namespace qgemm

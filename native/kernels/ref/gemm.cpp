@@ -219,12 +219,7 @@ constexpr std::array<UKernel, kTileM * kVecs> kInPlaceBKernels =
     make_ukernels<true>(std::make_index_sequence<kTileM * kVecs>{});
 
 void pack_operand_a(const Problem& p, int64_t first, int64_t end) {
-  const Operand& o = p.a;
-  if (o.pack != nullptr) {
-    o.pack(o.ctx, o.src, first, end, o.scratch);
-  } else {
-    pack_a(o.src, o.rs, o.cs, p.m, p.k, first, end, o.scratch);
-  }
+  pack_a(p.a.src, p.a.rs, p.a.cs, p.m, p.k, first, end, p.a.scratch);
 }
 
 void pack_operand_b(const Problem& p, int64_t first, int64_t end) {

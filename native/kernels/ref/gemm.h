@@ -11,8 +11,9 @@
 // Edge panels are zero-padded, so the micro-kernel never reads past a panel. The layout depends only
 // on the shape, so a constant operand is packed once at prepare.
 //
-// A run-time operand is packed on demand into caller-provided scratch, either from a strided matrix or
-// by a custom packer (e.g. Conv's im2col writes straight into B panels, skipping the column matrix).
+// A run-time operand is packed on demand into caller-provided scratch from a strided matrix; a B can
+// also come from a custom packer (Conv's im2col writes straight into B panels, skipping the column
+// matrix) or be read in place, unpacked, through per-row offsets.
 #pragma once
 
 #include <cstdint>
@@ -58,7 +59,7 @@ void pack_a(const float* src, int64_t rs, int64_t cs, int64_t rows, int64_t k, i
 void pack_b(const float* src, int64_t rs, int64_t cs, int64_t k, int64_t cols, int64_t first, int64_t end,
             float* dst);
 
-// Writes panels [first, end) of an operand into `dst` (the start of the whole packed operand).
+// Writes panels [first, end) of a B operand into `dst` (the start of the whole packed operand).
 using PackFn = void (*)(const void* ctx, const float* src, int64_t first, int64_t end, float* dst);
 
 // One GEMM operand: already packed, packed on demand into `scratch` during sgemm(), or (B only)
@@ -85,6 +86,7 @@ struct Operand {
     o.scratch = scratch;
     return o;
   }
+  // B only (its panels hold all of K, so a packer needs no knowledge of the K blocking).
   static Operand custom(PackFn pack, const void* ctx, const float* src, float* scratch) {
     Operand o;
     o.src = src;

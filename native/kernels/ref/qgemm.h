@@ -94,21 +94,32 @@ void tile_act_cols(int rows, int64_t groups, const Wgt* w_rows, const Act* x_col
 // Bytes rounded up to whole 64-byte lines, so that sub-buffers of aligned memory stay aligned.
 inline size_t whole_lines(size_t bytes) { return (bytes + 63) & ~size_t{63}; }
 
+// ---- operand layout ----
+// Interleaves kGroup rows of n activation codes (int8 or uint8, as bytes) into lanes, stored as Acts:
+// out[i * kGroup + e] = rows[e][i] + act_shift.
+void interleave_codes(const uint8_t* const* rows, bool codes_signed, int64_t n, Act* out);
+
 // ---- requantization (docs/quantization.md), vectorised per ISA ----
-// The output's zero point and the clamp of the fused activation, in codes.
-struct OutputRange {
-  int32_t zero_point = 0, lo = -128, hi = 127;
+// The per-channel parameters (arrays indexed by output channel) and the output's codes.
+struct Requant {
+  const int32_t* offset = nullptr;      // added to a raw sum, wrapping in int32: bias and zero-point terms
+  const int32_t* multiplier = nullptr;  // Multiplier::m
+  const int32_t* rshift = nullptr;      // 31 - Multiplier::shift, in [1, 62]
+  int32_t zero_point = 0, lo = -128, hi = 127;  // the output's zero point; the fused activation's clamp
 };
-// out[i] = clamp(zero_point + apply((acc[i] + offset) wrapped to int32, multiplier, rshift), lo, hi)
-// as a byte (int8 and uint8 codes alike), with apply(x) = (x * multiplier + 2^(rshift-1)) >> rshift
-// in int64; rshift = 31 - Multiplier::shift, in [1, 62]. The offset carries the bias and the
-// zero-point correction.
-// Per column: element i has channel i's parameters (the arrays start at the first column).
-void requantize_columns(const int32_t* acc, int n, const int32_t* offset, const int32_t* multiplier,
-                        const int32_t* rshift, OutputRange range, uint8_t* out);
-// One channel for all n elements.
-void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multiplier, int32_t rshift,
-                        OutputRange range, uint8_t* out);
+// A block of rows x n raw sums acc[r * acc_stride + i] -> codes out[r * out_stride + i] (int8 and
+// uint8 alike, as bytes): clamp(zero_point + apply(acc + offset), lo, hi) with apply(x) =
+// (x * multiplier + 2^(rshift - 1)) >> rshift in int64, for the channel of the element: first + i
+// (per column: MatMul) or first + r (per row: Conv).
+void requantize_per_column(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                           uint8_t* out, int64_t out_stride);
+void requantize_per_row(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                        uint8_t* out, int64_t out_stride);
+
+// ---- dynamic int8 ----
+// *lo = min(0, a[0..n)), *hi = max(0, a[0..n)): the range of a row that dynamic int8 quantizes over.
+// A compiler vectorises a min/max reduction of floats only under -ffast-math, hence one per ISA.
+void row_range(const float* a, int64_t n, float* lo, float* hi);
 
 // 64-byte aligned bytes owned by a kernel object (packed weights, per-channel tables).
 class AlignedBuffer {

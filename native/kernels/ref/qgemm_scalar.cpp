@@ -65,6 +65,16 @@ void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multi
   for (int i = 0; i < n; ++i) out[i] = requantize_one(acc[i], offset, multiplier, rshift, range);
 }
 
+void row_range(const float* a, int64_t n, float* lo, float* hi) {
+  float l = 0.0f, h = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    l = a[i] < l ? a[i] : l;
+    h = a[i] > h ? a[i] : h;
+  }
+  *lo = l;
+  *hi = h;
+}
+
 }  // namespace qgemm
 }  // namespace edgepack
 

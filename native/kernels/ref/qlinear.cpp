@@ -1,13 +1,702 @@
-// MatMul and Conv on quantized or low-precision operands. Until the integer kernels land, every
-// combination falls through to the float kernels (which refuse non-float dtypes at load).
+// MatMul and Conv on quantized or low-precision operands (docs/quantization.md), chosen at load by the
+// dtypes of the input and the weight:
+//   int8 / uint8 input                  static int8:  Int8MatMulKernel below, the int8 Conv in qconv.cpp;
+//   float input, int8 MatMul weight     dynamic int8: DynamicMatMulKernel;
+//   float input, float16 / int4 weight  weight-only:  FloatWeightMatMulKernel, the float-weight Conv in
+//   (or an int8 Conv weight)                           qconv.cpp.
+// The integer kernels run on the packed GEMM core of qgemm.h and are bit-exact to the numpy reference
+// (sdk/edgepack/reference/quantized.py); the dynamic one is too, since its float epilogue does the
+// reference's float32 operations in the reference's order. Weight-only kernels dequantize the weight
+// and run the float GEMM (gemm.h); int4 MatMul weights stay int4 in memory and are dequantized one
+// column panel at a time.
+#include "kernels/ref/qlinear.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kernels/ref/gemm.h"
+#include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
+#include "kernels/ref/quant_check.h"
+#include "kernels/ref/quant_util.h"
 
 namespace edgepack {
+namespace qlinear {
+namespace {
+
+using qgemm::Act;
+using qgemm::kGroup;
+using qgemm::kTileM;
+using qgemm::kTileN;
+using qgemm::Wgt;
+
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+
+std::string subject(const OpInfo& op, const Tensor& t, const char* role) {
+  return "op '" + op.name + "' (" + op_name(op.code) + "): " + role + " '" + t.name + "' ";
+}
+
+Status expect_constant(const OpInfo& op, const Tensor& t, const char* role) {
+  if (t.storage != Storage::kWeight)
+    return Unsupported(subject(op, t, role) + "must be a constant (run-time weights are not supported)");
+  return Status::Ok();
+}
+
+// Sum and sum of magnitudes of an int8 weight over each index of `axis`.
+void channel_sums(const Tensor& w, int axis, std::vector<int64_t>* sum, std::vector<int64_t>* abs_sum) {
+  const int64_t channels = w.dims[axis], inner = product(w, axis + 1, w.rank);
+  sum->assign(static_cast<size_t>(channels), 0);
+  abs_sum->assign(static_cast<size_t>(channels), 0);
+  const int8_t* v = w.as<const int8_t>();
+  for (int64_t i = 0; i < w.numel; ++i) {
+    const int64_t c = i / inner % channels;
+    (*sum)[c] += v[i];
+    (*abs_sum)[c] += std::abs(int32_t{v[i]});
+  }
+}
+
+// The fused activation of the op as a clamp on the output codes (activation_bounds in the reference):
+// relu -> lo = zy; clip(a, b) -> [zy + round(a / s_y), zy + round(b / s_y)], within the dtype's codes.
+Status output_range(const OpInfo& op, AttrReader& attrs, const Tensor& y, qgemm::OutputRange* range) {
+  gemm::Epilogue bounds;
+  EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &bounds));
+  int32_t lo = 0, hi = 0;
+  code_range(y.dtype, &lo, &hi);
+  const int32_t zy = tensor_zero_point(y);
+  const float sy = tensor_scale(y);
+  // round(bound / s_y) in float32 as the reference, saturated far outside any code range.
+  auto code = [&](float bound) {
+    return zy + static_cast<int64_t>(std::min(std::max(std::nearbyint(bound / sy), -1e12f), 1e12f));
+  };
+  range->zero_point = zy;
+  range->lo = std::isfinite(bounds.lo) ? static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(lo, code(bounds.lo)), hi)) : lo;
+  range->hi = std::isfinite(bounds.hi) ? static_cast<int32_t>(std::max<int64_t>(std::min<int64_t>(hi, code(bounds.hi)), lo)) : hi;
+  return Status::Ok();
+}
+
+// A weight's per-channel scales must run along its output channels (the reference broadcasts them
+// there whatever the record says), and int8 weights are symmetric.
+Status expect_weight_channels(const OpInfo& op, const Tensor& w, int channel_axis) {
+  EP_RETURN_IF_ERROR(expect_per_channel(op, w, "weight"));
+  if (w.quant.scales.size() > 1 && w.quant.axis != channel_axis)
+    return InvalidArtifact(subject(op, w, "weight") + "has its scales along axis " + std::to_string(w.quant.axis) +
+                           ", expected axis " + std::to_string(channel_axis) + " (the output channels)");
+  for (size_t i = 0; i < w.quant.zero_points.size(); ++i)
+    if (w.quant.zero_points[i] != 0)
+      return InvalidArtifact(subject(op, w, "weight") + "has zero point " + std::to_string(w.quant.zero_points[i]) +
+                             " at index " + std::to_string(i) + ": int8 weights are symmetric (zero point 0)");
+  return Status::Ok();
+}
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t{h & 0x8000u} << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FFu;
+  if (exponent == 0x1F) return from_bits(sign | 0x7F800000u | (mantissa << 13));  // inf, NaN
+  if (exponent != 0) return from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13));
+  const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;  // subnormal: m * 2^-24
+  return sign != 0 ? -magnitude : magnitude;
+}
+
+}  // namespace
+
+// ---- Requantizer --------------------------------------------------------------------------------------
+
+Status Requantizer::prepare(const OpInfo& op, AttrReader& attrs, const Tensor& x, const Tensor& w,
+                            int channel_axis, const Tensor* bias, const Tensor& y, Sums sums) {
+  int32_t code_lo = 0, code_hi = 0;
+  if (!code_range(x.dtype, &code_lo, &code_hi))
+    return Unsupported(subject(op, x, "input") + "is " + dtype_name(x.dtype) + ", expected int8 or uint8");
+  EP_RETURN_IF_ERROR(expect_dtype(op, y, x.dtype, "output"));
+  EP_RETURN_IF_ERROR(expect_dtype(op, w, DType::kInt8, "weight"));
+  EP_RETURN_IF_ERROR(expect_constant(op, w, "weight"));
+  EP_RETURN_IF_ERROR(expect_per_tensor(op, x, "input"));
+  EP_RETURN_IF_ERROR(expect_per_tensor(op, y, "output"));
+  EP_RETURN_IF_ERROR(expect_weight_channels(op, w, channel_axis));
+  const int64_t channels = w.dims[channel_axis];
+  const float sx = tensor_scale(x), sy = tensor_scale(y);
+  const int32_t zx = tensor_zero_point(x);
+  auto weight_scale = [&](int64_t c) { return w.quant.scales[w.quant.scales.size() == 1 ? 0 : c]; };
+
+  const int32_t* bias_codes = nullptr;
+  if (bias != nullptr) {
+    EP_RETURN_IF_ERROR(expect_dtype(op, *bias, DType::kInt32, "bias"));
+    EP_RETURN_IF_ERROR(expect_constant(op, *bias, "bias"));
+    EP_RETURN_IF_ERROR(expect_shape(op, *bias, {channels}, "bias"));
+    EP_RETURN_IF_ERROR(expect_per_channel(op, *bias, "bias"));
+    // The bias is in units of s_x * s_w[c] (TFLite's tolerance for a scale written in float32).
+    for (int64_t c = 0; c < channels; ++c) {
+      const float expected = static_cast<float>(static_cast<double>(sx) * weight_scale(c));
+      const float actual = bias->quant.scales[bias->quant.scales.size() == 1 ? 0 : c];
+      if (std::abs(actual - expected) > 1e-6f * std::min(actual, expected)) {
+        char numbers[96];
+        std::snprintf(numbers, sizeof(numbers), "%.9g, expected s_x * s_w = %.9g", actual, expected);
+        return InvalidArtifact(subject(op, *bias, "bias") + "has scale " + numbers + " at channel " +
+                               std::to_string(c));
+      }
+    }
+    bias_codes = bias->as<const int32_t>();
+  }
+  EP_RETURN_IF_ERROR(output_range(op, attrs, y, &range_));
+
+  std::vector<int64_t> sum, abs_sum;
+  channel_sums(w, channel_axis, &sum, &abs_sum);
+  // The kernels' int32 sums must hold acc = sum((x - zx) * w) exactly: bound it from the weights.
+  const int64_t max_step = std::max(code_hi - zx, zx - code_lo);
+  const int64_t shift = sums == Sums::kShifted ? qgemm::act_shift(x.dtype) : 0;
+  multiplier_.resize(channels);
+  rshift_.resize(channels);
+  offset_.resize(channels);
+  wide_ = false;
+  for (int64_t c = 0; c < channels; ++c) {
+    Multiplier m;
+    EP_RETURN_IF_ERROR(make_multiplier(op, static_cast<double>(sx) * weight_scale(c) / sy, "s_x * s_w / s_y", &m));
+    multiplier_[c] = m.m;
+    rshift_[c] = 31 - m.shift;
+    const int64_t bound = max_step * abs_sum[c];
+    if (bound > kInt32Max)
+      return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): output channel " + std::to_string(c) +
+                         " can overflow the int32 accumulator (|sum((x - zx) * w)| up to " + std::to_string(bound) +
+                         "): the reduction is too long");
+    const int64_t b = bias_codes != nullptr ? bias_codes[c] : 0;
+    if (bound + std::abs(b) > kInt32Max) wide_ = true;
+  }
+  bias64_.assign(wide_ ? channels : 0, 0);
+  for (int64_t c = 0; c < channels; ++c) {
+    const int64_t b = bias_codes != nullptr ? bias_codes[c] : 0;
+    // Raw shifted sums are sum((x + shift) * w): subtract (zx + shift) * sum(w). Wrapping in int32 is
+    // fine, the result is exact whenever the true value fits, which the bound guarantees.
+    int64_t offset = sums == Sums::kShifted ? -(zx + shift) * sum[c] : 0;
+    if (wide_) {
+      bias64_[c] = b;
+    } else {
+      offset += b;
+    }
+    offset_[c] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(offset)));
+  }
+  return Status::Ok();
+}
+
+void Requantizer::columns(const int32_t* acc, int n, int64_t first, uint8_t* out) const {
+  if (!wide_) {
+    qgemm::requantize_columns(acc, n, offset_.data() + first, multiplier_.data() + first, rshift_.data() + first,
+                              range_, out);
+    return;
+  }
+  for (int i = 0; i < n; ++i) channel(acc + i, 1, first + i, out + i);
+}
+
+void Requantizer::channel(const int32_t* acc, int n, int64_t c, uint8_t* out) const {
+  if (!wide_) {
+    qgemm::requantize_channel(acc, n, offset_[c], multiplier_[c], rshift_[c], range_, out);
+    return;
+  }
+  const Multiplier m{multiplier_[c], 31 - rshift_[c]};
+  for (int i = 0; i < n; ++i) {
+    const auto centred = static_cast<int32_t>(static_cast<uint32_t>(acc[i]) + static_cast<uint32_t>(offset_[c]));
+    const int64_t y = apply_multiplier(int64_t{centred} + bias64_[c], m) + range_.zero_point;
+    out[i] = static_cast<uint8_t>(clamp_i32(y, range_.lo, range_.hi));
+  }
+}
+
+// ---- weight dequantization ------------------------------------------------------------------------------
+
+Status weight_to_float(const OpInfo& op, const Tensor& w, std::vector<float>* out) {
+  out->resize(static_cast<size_t>(w.numel));
+  float* dst = out->data();
+  if (w.dtype == DType::kFloat16) {
+    const uint16_t* src = w.as<const uint16_t>();
+    for (int64_t i = 0; i < w.numel; ++i) dst[i] = half_to_float(src[i]);
+    return Status::Ok();
+  }
+  if (w.dtype != DType::kInt8 && w.dtype != DType::kInt4)
+    return Unsupported(subject(op, w, "weight") + "is " + dtype_name(w.dtype) + ", expected float16, int8 or int4");
+  const QuantInfo& q = w.quant;
+  auto code = [&](int64_t i) { return w.dtype == DType::kInt8 ? int32_t{w.as<const int8_t>()[i]} : int4_at(w.as<const uint8_t>(), i); };
+  if (q.block_size > 0) {
+    // q * scale of its block: blocks of block_size along `axis`, scales shaped like w with that axis
+    // divided by block_size (zero points are 0 by the scheme and ignored, as in the reference).
+    EP_RETURN_IF_ERROR(expect_blockwise(op, w, "weight"));
+    const int64_t length = w.dims[q.axis], inner = product(w, q.axis + 1, w.rank), blocks = length / q.block_size;
+    for (int64_t i = 0; i < w.numel; ++i) {
+      const int64_t outer = i / (length * inner), along = i / inner % length, in = i % inner;
+      dst[i] = static_cast<float>(code(i)) * q.scales[(outer * blocks + along / q.block_size) * inner + in];
+    }
+    return Status::Ok();
+  }
+  EP_RETURN_IF_ERROR(expect_per_channel(op, w, "weight"));
+  const bool per_channel = q.scales.size() > 1;
+  const int64_t channels = per_channel ? w.dims[q.axis] : 1, inner = per_channel ? product(w, q.axis + 1, w.rank) : 1;
+  for (int64_t i = 0; i < w.numel; ++i) {
+    const int64_t c = per_channel ? i / inner % channels : 0;
+    dst[i] = static_cast<float>(code(i) - q.zero_points[c]) * q.scales[c];
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// ---- int8 MatMul: shapes, packed weights, the tile loop --------------------------------------------------
+
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 22;  // ~10 us of int8 work: less is not worth a wake-up
+
+// A [..., M, K] x constant B [K, N] -> Y [..., M, N]: A's batch folds into rows = numel(A) / K.
+Status read_matmul_shapes(const OpInfo& op, const Tensor& a, const Tensor& b, const Tensor& y, int64_t* rows,
+                          int64_t* k, int64_t* n) {
+  if (a.rank < 2) return bad(op, "input A must have rank >= 2, got " + a.shape_str());
+  if (b.rank != 2) return Unsupported(subject(op, b, "weight") + "must be 2-D [K, N], got " + b.shape_str());
+  EP_RETURN_IF_ERROR(expect_constant(op, b, "weight"));
+  *k = a.dim(-1);
+  *n = b.dims[1];
+  if (b.dims[0] != *k) return bad(op, "A " + a.shape_str() + " and B " + b.shape_str() + " do not multiply");
+  *rows = *k > 0 ? a.numel / *k : product(a, 0, a.rank - 1);
+  std::vector<int64_t> out = a.shape();
+  out.back() = *n;
+  EP_RETURN_IF_ERROR(expect_shape(op, y, out, "output"));
+  int64_t bytes = 0;
+  if (!gemm::checked_mul(qgemm::row_panels(*rows) * kTileM, qgemm::k_groups(*k) * 4, &bytes) ||
+      !gemm::checked_mul(qgemm::col_panels(*n) * kTileN, qgemm::k_groups(*k) * 4, &bytes))
+    return bad(op, "A " + a.shape_str() + " and B " + b.shape_str() + " are too large");
+  return Status::Ok();
+}
+
+// B [K, N] int8 in column panels.
+Status pack_weight_columns(const OpInfo& op, const Tensor& b, qgemm::AlignedBuffer* panels) {
+  const int64_t k = b.dims[0], n = b.dims[1], groups = qgemm::k_groups(k);
+  const int64_t size = qgemm::col_panels(n) * qgemm::col_panel_size(groups);
+  if (!panels->resize(static_cast<size_t>(size) * sizeof(Wgt)))
+    return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+  Wgt* dst = panels->as<Wgt>();
+  std::fill(dst, dst + size, Wgt{0});
+  const int8_t* src = b.as<const int8_t>();
+  for (int64_t kk = 0; kk < k; ++kk)
+    for (int64_t c = 0; c < n; ++c) dst[qgemm::col_panel_index(groups, c, kk)] = src[kk * n + c];
+  return Status::Ok();
+}
+
+// Activation codes [rows, K] (int8 or uint8) into row panels [first, end), stored as code + shift.
+template <class Code>
+void pack_code_rows(const Code* a, int64_t rows, int64_t k, int32_t shift, int64_t first, int64_t end, Act* dst) {
+  const int64_t groups = qgemm::k_groups(k), full = k / kGroup;
+  for (int64_t p = first; p < end; ++p) {
+    Act* panel = dst + p * qgemm::row_panel_size(groups);
+    for (int r = 0; r < kTileM && p * kTileM + r < rows; ++r) {
+      const Code* src = a + (p * kTileM + r) * k;
+      Act* lane = panel + r * kGroup;
+      for (int64_t g = 0; g < full; ++g, src += kGroup, lane += kTileM * kGroup)
+        for (int e = 0; e < kGroup; ++e) lane[e] = static_cast<Act>(src[e] + shift);
+      if (full < groups)  // K tail: the weights there are 0, the activations anything
+        for (int e = 0; e < kGroup; ++e) lane[e] = e < k - full * kGroup ? static_cast<Act>(src[e] + shift) : Act{0};
+    }
+  }
+}
+
+// Calls epilogue(acc, rows, row0, col0, cols) for every tile of the product of packed activation rows
+// and packed weight columns, over the pool. Work items are (column panel, block of row panels), column
+// major: a thread's items share weight panels, and there are enough items for every thread.
+template <class Epilogue>
+void for_each_tile(ThreadPool* pool, int64_t rows, int64_t cols, int64_t groups, const Act* a_panels,
+                   const Wgt* w_panels, const Epilogue& epilogue) {
+  const int64_t rp = qgemm::row_panels(rows), cp = qgemm::col_panels(cols);
+  const int64_t wanted_blocks = std::max<int64_t>(1, (4 * pool->num_threads() + cp - 1) / cp);
+  const int64_t per_block = (rp + std::min(rp, wanted_blocks) - 1) / std::min(rp, wanted_blocks);
+  const int64_t blocks = (rp + per_block - 1) / per_block;
+  const int64_t item_macs = per_block * kTileM * kTileN * groups * kGroup;
+  const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, item_macs));
+  const int64_t a_step = qgemm::row_panel_size(groups), w_step = qgemm::col_panel_size(groups);
+  pool->parallel_for(cp * blocks, [&](int64_t begin, int64_t end) {
+    alignas(64) int32_t acc[kTileM * kTileN];
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t c = item / blocks, block = item % blocks;
+      const int64_t col0 = c * kTileN;
+      const int ncols = static_cast<int>(std::min<int64_t>(kTileN, cols - col0));
+      for (int64_t p = block * per_block; p < std::min(rp, (block + 1) * per_block); ++p) {
+        const int nrows = static_cast<int>(std::min<int64_t>(kTileM, rows - p * kTileM));
+        qgemm::tile_act_rows(nrows, groups, a_panels + p * a_step, w_panels + c * w_step, acc);
+        epilogue(acc, nrows, p * kTileM, col0, ncols);
+      }
+    }
+  }, grain);
+}
+
+// ---- static int8 MatMul ---------------------------------------------------------------------------------
+
+class Int8MatMulKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
+    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
+    const Tensor &a = *ins[0], &b = *ins[1], &y = *outs[0];
+    EP_RETURN_IF_ERROR(read_matmul_shapes(op, a, b, y, &rows_, &k_, &n_));
+    AttrReader attrs(op);
+    EP_RETURN_IF_ERROR(requant_.prepare(op, attrs, a, b, 1, ins.size() > 2 ? ins[2] : nullptr, y,
+                                        Requantizer::Sums::kShifted));
+    EP_RETURN_IF_ERROR(pack_weight_columns(op, b, &weights_));
+    signed_ = a.dtype == DType::kInt8;
+    shift_ = qgemm::act_shift(a.dtype);
+    groups_ = qgemm::k_groups(k_);
+    scratch_bytes = static_cast<size_t>(qgemm::row_panels(rows_) * qgemm::row_panel_size(groups_)) * sizeof(Act);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    if (outs[0]->numel == 0) return Status::Ok();
+    Act* a_panels = reinterpret_cast<Act*>(ctx.scratch);
+    const int64_t panels = qgemm::row_panels(rows_);
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, kTileM * k_));
+    ctx.pool->parallel_for(panels, [&](int64_t first, int64_t end) {
+      if (signed_) {
+        pack_code_rows(ins[0]->as<const int8_t>(), rows_, k_, shift_, first, end, a_panels);
+      } else {
+        pack_code_rows(ins[0]->as<const uint8_t>(), rows_, k_, shift_, first, end, a_panels);
+      }
+    }, grain);
+    uint8_t* y = outs[0]->as<uint8_t>();  // int8 and uint8 codes alike
+    for_each_tile(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(),
+                  [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
+                    for (int r = 0; r < rows; ++r)
+                      requant_.columns(acc + r * kTileN, cols, col0, y + (row0 + r) * n_ + col0);
+                  });
+    return Status::Ok();
+  }
+
+ private:
+  int64_t rows_ = 0, k_ = 0, n_ = 0, groups_ = 0;
+  bool signed_ = true;
+  int32_t shift_ = 0;
+  qgemm::AlignedBuffer weights_;  // B in column panels
+  Requantizer requant_;
+};
+
+// ---- dynamic int8 MatMul --------------------------------------------------------------------------------
+
+// quantize_rows of the reference for one row of A, in float32 as there: lo = min(row, 0), hi =
+// max(row, 0), s = (hi - lo) / 255 (1 for a zero row), z = round(-lo / s), q = clamp(round(a / s) + z,
+// 0, 255); each q is stored (as q + shift) into the row's lanes of its row panel.
+void quantize_row(const float* a, int64_t k, int32_t shift, Act* lanes, float* scale, int32_t* zero_point) {
+  float lo = 0.0f, hi = 0.0f;
+  qgemm::row_range(a, k, &lo, &hi);
+  const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  const float z = std::min(std::max(std::nearbyint(-lo / s), 0.0f), 255.0f);
+  *scale = s;
+  *zero_point = static_cast<int32_t>(z);
+  constexpr int64_t kChunk = 256;  // a multiple of kGroup
+  int32_t q[kChunk];
+  for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
+    const int64_t n = std::min(kChunk, k - k0);
+    for (int64_t i = 0; i < n; ++i) {  // vectorises: division, round, clamp, convert
+      float v = std::nearbyint(a[k0 + i] / s) + z;
+      v = v < 0.0f ? 0.0f : v;
+      q[i] = static_cast<int32_t>(v > 255.0f ? 255.0f : v);
+    }
+    for (int64_t i = n; i < (n + kGroup - 1) / kGroup * kGroup; ++i) q[i] = -shift;  // K tail: stored as 0
+    Act* lane = lanes + k0 / kGroup * kTileM * kGroup;
+    for (int64_t g = 0; g * kGroup < n; ++g, lane += kTileM * kGroup)
+      for (int e = 0; e < kGroup; ++e) lane[e] = static_cast<Act>(q[g * kGroup + e] + shift);
+  }
+}
+
+class DynamicMatMulKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
+    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
+    const Tensor &a = *ins[0], &b = *ins[1], &y = *outs[0];
+    const Tensor* bias = ins.size() > 2 ? ins[2] : nullptr;
+    EP_RETURN_IF_ERROR(expect_dtype(op, a, DType::kFloat32, "input A"));
+    EP_RETURN_IF_ERROR(expect_dtype(op, b, DType::kInt8, "weight"));
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
+    EP_RETURN_IF_ERROR(read_matmul_shapes(op, a, b, y, &rows_, &k_, &n_));
+    EP_RETURN_IF_ERROR(expect_weight_channels(op, b, 1));
+    if (bias != nullptr) {
+      EP_RETURN_IF_ERROR(expect_dtype(op, *bias, DType::kFloat32, "bias"));
+      EP_RETURN_IF_ERROR(expect_shape(op, *bias, {n_}, "bias"));
+    }
+    AttrReader attrs(op);
+    EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &bounds_));
+
+    std::vector<int64_t> sum, abs_sum;
+    channel_sums(b, 1, &sum, &abs_sum);
+    col_sums_.resize(n_);
+    w_scales_.resize(n_);
+    for (int64_t c = 0; c < n_; ++c) {
+      if (255 * abs_sum[c] > kInt32Max)  // |q - z| <= 255
+        return Unsupported("op '" + op.name + "' (MatMul): output column " + std::to_string(c) +
+                           " can overflow the int32 accumulator: the reduction is too long");
+      col_sums_[c] = static_cast<int32_t>(sum[c]);
+      w_scales_[c] = b.quant.scales[b.quant.scales.size() == 1 ? 0 : c];
+    }
+    EP_RETURN_IF_ERROR(pack_weight_columns(op, b, &weights_));
+    groups_ = qgemm::k_groups(k_);
+    shift_ = qgemm::act_shift(DType::kUInt8);
+    // Scratch: A's row panels, then each row's scale and zero point.
+    panels_bytes_ = qgemm::whole_lines(static_cast<size_t>(qgemm::row_panels(rows_) * qgemm::row_panel_size(groups_)) *
+                                       sizeof(Act));
+    scales_bytes_ = qgemm::whole_lines(static_cast<size_t>(rows_) * sizeof(float));
+    scratch_bytes = panels_bytes_ + scales_bytes_ + static_cast<size_t>(rows_) * sizeof(int32_t);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    if (outs[0]->numel == 0) return Status::Ok();
+    const float* a = ins[0]->as<const float>();
+    const float* bias = ins.size() > 2 && ins[2] != nullptr ? ins[2]->as<const float>() : nullptr;
+    float* y = outs[0]->as<float>();
+    Act* a_panels = reinterpret_cast<Act*>(ctx.scratch);
+    float* row_scale = reinterpret_cast<float*>(ctx.scratch + panels_bytes_);
+    int32_t* row_zero = reinterpret_cast<int32_t*>(ctx.scratch + panels_bytes_ + scales_bytes_);
+
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, kTileM * k_));
+    ctx.pool->parallel_for(qgemm::row_panels(rows_), [&](int64_t first, int64_t end) {
+      for (int64_t p = first; p < end; ++p) {
+        Act* panel = a_panels + p * qgemm::row_panel_size(groups_);
+        for (int r = 0; r < kTileM && p * kTileM + r < rows_; ++r) {
+          const int64_t row = p * kTileM + r;
+          quantize_row(a + row * k_, k_, shift_, panel + r * kGroup, row_scale + row, row_zero + row);
+        }
+      }
+    }, grain);
+
+    const float lo = bounds_.lo, hi = bounds_.hi;
+    for_each_tile(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(),
+                  [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
+      const int32_t* col_sum = col_sums_.data() + col0;
+      const float* w_scale = w_scales_.data() + col0;
+      const float* b = bias != nullptr ? bias + col0 : nullptr;
+      for (int r = 0; r < rows; ++r) {
+        const int64_t row = row0 + r;
+        // The raw sums are sum((q + shift) * w); acc = raw - (z + shift) * sum(w), wrapping in int32.
+        const auto correction = static_cast<uint32_t>(row_zero[row] + shift_);
+        const float s = row_scale[row];
+        const int32_t* raw = acc + r * kTileN;
+        float* out = y + row * n_ + col0;
+        // y = float(acc) * (s * s_w) + bias, then the clamp: the reference's float32 operations in its order.
+        for (int c = 0; c < cols; ++c) {
+          const auto sum = static_cast<int32_t>(static_cast<uint32_t>(raw[c]) - correction * static_cast<uint32_t>(col_sum[c]));
+          out[c] = static_cast<float>(sum) * (s * w_scale[c]);
+        }
+        if (b != nullptr)
+          for (int c = 0; c < cols; ++c) out[c] += b[c];
+        for (int c = 0; c < cols; ++c) {
+          float v = out[c] < lo ? lo : out[c];
+          out[c] = v > hi ? hi : v;
+        }
+      }
+    });
+    return Status::Ok();
+  }
+
+ private:
+  int64_t rows_ = 0, k_ = 0, n_ = 0, groups_ = 0;
+  int32_t shift_ = 0;
+  qgemm::AlignedBuffer weights_;  // B in column panels
+  std::vector<int32_t> col_sums_;
+  std::vector<float> w_scales_;
+  gemm::Epilogue bounds_;  // the fused activation's clamp
+  size_t panels_bytes_ = 0, scales_bytes_ = 0;
+};
+
+// ---- weight-only MatMul (float16 / int4 / dequantized weights, float GEMM) -------------------------------
+
+constexpr int kMaxBatchRank = kMaxRank - 2;
+// Int4 weights are dequantized one column panel at a time into one of this many slot buffers, each
+// slot owning a contiguous range of panels: at most this many threads share a MatMul.
+constexpr int64_t kInt4Slots = 8;
+
+class FloatWeightMatMulKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
+    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
+    const Tensor &a = *ins[0], &b = *ins[1], &y = *outs[0];
+    const Tensor* bias = ins.size() > 2 ? ins[2] : nullptr;
+    EP_RETURN_IF_ERROR(expect_dtype(op, a, DType::kFloat32, "input A"));
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
+    EP_RETURN_IF_ERROR(expect_constant(op, b, "weight"));
+    if (a.rank < 2 || b.rank < 2)
+      return bad(op, "inputs must have rank >= 2, got A " + a.shape_str() + " and B " + b.shape_str());
+    m_ = a.dim(-2);
+    k_ = a.dim(-1);
+    n_ = b.dim(-1);
+    if (b.dim(-2) != k_) return bad(op, "A " + a.shape_str() + " and B " + b.shape_str() + " do not multiply");
+    int64_t mk = 0, kn = 0;
+    if (!gemm::checked_mul(m_, k_, &mk) || !gemm::checked_mul(k_, n_, &kn))
+      return bad(op, "A " + a.shape_str() + " and B " + b.shape_str() + " are too large");
+    EP_RETURN_IF_ERROR(read_batch(op, a, b, y));
+    if (bias != nullptr) {
+      EP_RETURN_IF_ERROR(expect_dtype(op, *bias, DType::kFloat32, "bias"));
+      EP_RETURN_IF_ERROR(expect_shape(op, *bias, {n_}, "bias"));
+    }
+    AttrReader attrs(op);
+    EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &epilogue_));
+    epilogue_.bias_kind = bias != nullptr ? gemm::BiasKind::kPerColumn : gemm::BiasKind::kNone;
+
+    int64_t pa = 0, pb = 0, a_scratch = 0;
+    if (!gemm::checked_mul(gemm::panels_a(rows_) * gemm::kTileM, k_, &pa) ||
+        !gemm::checked_mul(gemm::panels_b(n_) * gemm::kTileN, k_, &pb) ||
+        !gemm::checked_mul(gemm::whole_lines(pa), count_, &a_scratch))
+      return bad(op, "operands are too large");
+    packed_a_floats_ = gemm::whole_lines(pa);
+    packed_b_floats_ = gemm::whole_lines(pb);
+
+    // Int4 weights [K, N] with blocks along K stay int4: run() dequantizes them panel by panel.
+    stream_int4_ = b.dtype == DType::kInt4 && b.rank == 2 && b.quant.block_size > 0 && b.quant.axis == 0;
+    if (stream_int4_) {
+      EP_RETURN_IF_ERROR(expect_blockwise(op, b, "weight"));
+      slots_ = std::min(kInt4Slots, gemm::panels_b(n_));
+      slot_floats_ = gemm::whole_lines(k_ * gemm::kTileN);
+      scratch_bytes = static_cast<size_t>(a_scratch + slots_ * slot_floats_) * sizeof(float);
+      return Status::Ok();
+    }
+    std::vector<float> weights;
+    EP_RETURN_IF_ERROR(weight_to_float(op, b, &weights));
+    const int64_t mats = b.numel / std::max<int64_t>(1, kn);
+    if (!packed_b_.resize(mats * packed_b_floats_))
+      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+    for (int64_t i = 0; i < mats; ++i)
+      gemm::pack_b(weights.data() + i * kn, n_, 1, k_, n_, 0, gemm::panels_b(n_), packed_b_.data() + i * packed_b_floats_);
+    scratch_bytes = static_cast<size_t>(a_scratch) * sizeof(float);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    if (outs[0]->numel == 0) return Status::Ok();
+    const float* a = ins[0]->as<const float>();
+    float* y = outs[0]->as<float>();
+    gemm::Epilogue epilogue = epilogue_;
+    if (ins.size() > 2 && ins[2] != nullptr) epilogue.bias = ins[2]->as<const float>();
+    float* scratch = reinterpret_cast<float*>(ctx.scratch);
+    if (stream_int4_) {
+      run_int4(a, *ins[1], epilogue, y, scratch, ctx.pool);
+      return Status::Ok();
+    }
+    gemm::sgemm_batch(count_, [&](int64_t item, gemm::Problem* p) {
+      int64_t a_off = 0, b_mat = 0;  // A's element offset and B's matrix index for this output batch item
+      for (int64_t d = batch_rank_ - 1, rest = item; d >= 0 && count_ > 1; --d) {
+        const int64_t i = rest % batch_dims_[d];
+        rest /= batch_dims_[d];
+        a_off += i * a_strides_[d];
+        b_mat += i * b_strides_[d];
+      }
+      p->m = rows_;
+      p->n = n_;
+      p->k = k_;
+      p->a = gemm::Operand::strided(a + a_off, k_, 1, scratch + item * packed_a_floats_);
+      p->b = gemm::Operand::prepacked(packed_b_.data() + b_mat * packed_b_floats_);
+      p->c = y + item * rows_ * n_;
+      p->ldc = n_;
+      p->epilogue = epilogue;
+    }, ctx.pool);
+    return Status::Ok();
+  }
+
+ private:
+  // Output batch dims from A's and B's (numpy broadcasting); A's element strides and B's matrix strides
+  // along them. When B has no batch, A's batch folds into the rows of a single GEMM.
+  Status read_batch(const OpInfo& op, const Tensor& a, const Tensor& b, const Tensor& y) {
+    batch_rank_ = std::max(a.rank, b.rank) - 2;
+    std::vector<int64_t> out_shape(batch_rank_);
+    int64_t a_stride = m_ * k_, b_stride = 1, a_batch = 1, b_batch = 1, out_batch = 1;
+    for (int d = batch_rank_ - 1; d >= 0; --d) {
+      const int ad = d - (batch_rank_ - (a.rank - 2)), bd = d - (batch_rank_ - (b.rank - 2));
+      const int64_t da = ad >= 0 ? a.dims[ad] : 1, db = bd >= 0 ? b.dims[bd] : 1;
+      if (da != db && da != 1 && db != 1)
+        return bad(op, "batch dimensions of A " + a.shape_str() + " and B " + b.shape_str() + " do not broadcast");
+      out_shape[d] = batch_dims_[d] = std::max(da, db);
+      a_strides_[d] = da == 1 ? 0 : a_stride;
+      b_strides_[d] = db == 1 ? 0 : b_stride;
+      if (!gemm::checked_mul(a_batch, da, &a_batch) || !gemm::checked_mul(b_batch, db, &b_batch) ||
+          !gemm::checked_mul(out_batch, batch_dims_[d], &out_batch) || !gemm::checked_mul(a_stride, da, &a_stride))
+        return bad(op, "A " + a.shape_str() + " and B " + b.shape_str() + " are too large");
+      b_stride *= db;
+    }
+    out_shape.push_back(m_);
+    out_shape.push_back(n_);
+    EP_RETURN_IF_ERROR(expect_shape(op, y, out_shape, "output"));
+    if (b_batch == 1) {
+      count_ = 1;
+      rows_ = a_batch * m_;
+    } else {
+      count_ = out_batch;
+      rows_ = m_;
+    }
+    return Status::Ok();
+  }
+
+  // B = int4 [K, N], blocks of block_size along K. A is packed once; then each slot dequantizes its
+  // column panels one at a time (K x kTileN floats, in the packed-B layout) and multiplies A with it.
+  void run_int4(const float* a, const Tensor& b, const gemm::Epilogue& epilogue, float* y, float* scratch,
+                ThreadPool* pool) const {
+    float* a_panels = scratch;
+    float* slots = scratch + packed_a_floats_;
+    const int64_t a_grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, gemm::kTileM * k_));
+    pool->parallel_for(gemm::panels_a(rows_), [&](int64_t first, int64_t end) {
+      gemm::pack_a(a, k_, 1, rows_, k_, first, end, a_panels);
+    }, a_grain);
+    const uint8_t* codes = b.as<const uint8_t>();
+    const float* scales = b.quant.scales.data();
+    const int64_t block = b.quant.block_size, panels = gemm::panels_b(n_);
+    pool->parallel_for(slots_, [&](int64_t first_slot, int64_t end_slot) {
+      for (int64_t s = first_slot; s < end_slot; ++s) {
+        float* panel = slots + s * slot_floats_;
+        for (int64_t p = s * panels / slots_; p < (s + 1) * panels / slots_; ++p) {
+          const int64_t col0 = p * gemm::kTileN;
+          const int cols = static_cast<int>(std::min<int64_t>(gemm::kTileN, n_ - col0));
+          for (int64_t k = 0; k < k_; ++k) {
+            const float* scale = scales + k / block * n_ + col0;
+            float* out = panel + k * gemm::kTileN;
+            for (int c = 0; c < cols; ++c) out[c] = static_cast<float>(int4_at(codes, k * n_ + col0 + c)) * scale[c];
+            std::fill(out + cols, out + gemm::kTileN, 0.0f);
+          }
+          gemm::Problem prob;
+          prob.m = rows_;
+          prob.n = cols;
+          prob.k = k_;
+          prob.a = gemm::Operand::prepacked(a_panels);
+          prob.b = gemm::Operand::prepacked(panel);
+          prob.c = y + col0;
+          prob.ldc = n_;
+          prob.epilogue = epilogue;
+          if (epilogue.bias != nullptr) prob.epilogue.bias = epilogue.bias + col0;
+          gemm::sgemm_serial(prob);
+        }
+      }
+    }, 1);
+  }
+
+  int64_t m_ = 0, k_ = 0, n_ = 0;
+  int64_t rows_ = 0, count_ = 1;  // rows per GEMM and GEMMs per run (see read_batch)
+  int batch_rank_ = 0;
+  int64_t batch_dims_[kMaxBatchRank] = {}, a_strides_[kMaxBatchRank] = {}, b_strides_[kMaxBatchRank] = {};
+  gemm::Epilogue epilogue_;
+  int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per matrix, whole 64-byte lines
+  gemm::AlignedFloats packed_b_;                       // the dequantized B matrices, packed
+  bool stream_int4_ = false;
+  int64_t slots_ = 0, slot_floats_ = 0;
+};
+
+}  // namespace
+}  // namespace qlinear
 
 std::unique_ptr<OpKernel> make_quantized_compute_kernel(OpCode code, const std::vector<const Tensor*>& ins) {
-  (void)code;
-  (void)ins;
-  return nullptr;
+  if ((code != OpCode::kMatMul && code != OpCode::kConv) || ins.size() < 2 || ins[0] == nullptr || ins[1] == nullptr)
+    return nullptr;
+  const DType x = ins[0]->dtype, w = ins[1]->dtype;
+  if (x == DType::kInt8 || x == DType::kUInt8) {
+    if (code == OpCode::kConv) return make_int8_conv_kernel();
+    return std::make_unique<qlinear::Int8MatMulKernel>();
+  }
+  if (w != DType::kInt8 && w != DType::kInt4 && w != DType::kFloat16) return nullptr;
+  if (code == OpCode::kConv) return make_float_weight_conv_kernel();
+  // The reference runs float x int8 (not block-wise) as dynamic int8, any other weight as weight-only.
+  if (w == DType::kInt8 && ins[1]->quant.block_size == 0) return std::make_unique<qlinear::DynamicMatMulKernel>();
+  return std::make_unique<qlinear::FloatWeightMatMulKernel>();
 }
 
 }  // namespace edgepack

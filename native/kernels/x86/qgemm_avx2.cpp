@@ -7,6 +7,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <utility>
@@ -172,6 +173,30 @@ void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multi
     const __m256i hi = requantize4(_mm256_extracti128_si256(x, 1), params, bounds);
     store_bytes(out + i, narrow8(lo, hi), count);
   }
+}
+
+void row_range(const float* a, int64_t n, float* lo, float* hi) {
+  __m256 l = _mm256_setzero_ps(), h = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m256 v = _mm256_loadu_ps(a + i);
+    l = _mm256_min_ps(l, v);
+    h = _mm256_max_ps(h, v);
+  }
+  float lanes_lo[kLanes], lanes_hi[kLanes];
+  _mm256_storeu_ps(lanes_lo, l);
+  _mm256_storeu_ps(lanes_hi, h);
+  float lo_all = 0.0f, hi_all = 0.0f;
+  for (int j = 0; j < kLanes; ++j) {
+    lo_all = std::min(lo_all, lanes_lo[j]);
+    hi_all = std::max(hi_all, lanes_hi[j]);
+  }
+  for (; i < n; ++i) {
+    lo_all = std::min(lo_all, a[i]);
+    hi_all = std::max(hi_all, a[i]);
+  }
+  *lo = lo_all;
+  *hi = hi_all;
 }
 
 }  // namespace qgemm

@@ -6,6 +6,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <utility>
@@ -68,33 +69,45 @@ constexpr auto kActRowTiles = make_tiles<true, false>(std::make_index_sequence<k
 constexpr auto kActColTiles = make_tiles<false, false>(std::make_index_sequence<kTileM>{});
 constexpr auto kActColInPlaceTiles = make_tiles<false, true>(std::make_index_sequence<kTileM>{});
 
+// GCC 12 warns (-Wmaybe-uninitialized, falsely) on the unmasked forms of these AVX-512 intrinsics,
+// which it implements with an undefined pass-through operand: the zero-masked forms with every lane
+// selected are the same instructions.
+constexpr __mmask8 kAll8 = 0xFF;
+inline __m512i widen64(__m256i x) { return _mm512_maskz_cvtepi32_epi64(kAll8, x); }
+inline __m256i low_half(__m512i x) { return _mm512_maskz_extracti64x4_epi64(0xF, x, 0); }
+inline __m256i high_half(__m512i x) { return _mm512_maskz_extracti64x4_epi64(0xF, x, 1); }
+
 // Per-lane requantization parameters, widened to int64 for one half (8 lanes) of a vector.
 struct Half64 {
   __m512i multiplier, rshift, rounding;
 };
 
 inline Half64 widen(__m256i multiplier, __m256i rshift) {
-  const __m512i shift = _mm512_cvtepi32_epi64(rshift);
-  return {_mm512_cvtepi32_epi64(multiplier), shift,
-          _mm512_sllv_epi64(_mm512_set1_epi64(1), _mm512_sub_epi64(shift, _mm512_set1_epi64(1)))};
+  const __m512i shift = widen64(rshift), one = _mm512_set1_epi64(1);
+  return {widen64(multiplier), shift, _mm512_maskz_sllv_epi64(kAll8, one, _mm512_sub_epi64(shift, one))};
 }
 
 // The clamp relative to the zero point, so it runs on the int64 result before it is narrowed.
 struct Bounds64 {
   __m512i zero_point, lo, hi;
-  explicit Bounds64(const OutputRange& r)
-      : zero_point(_mm512_set1_epi64(r.zero_point)),
-        lo(_mm512_set1_epi64(int64_t{r.lo} - r.zero_point)),
-        hi(_mm512_set1_epi64(int64_t{r.hi} - r.zero_point)) {}
+  explicit Bounds64(const Requant& q)
+      : zero_point(_mm512_set1_epi64(q.zero_point)),
+        lo(_mm512_set1_epi64(int64_t{q.lo} - q.zero_point)),
+        hi(_mm512_set1_epi64(int64_t{q.hi} - q.zero_point)) {}
 };
 
 // Eight int32 values (already offset) -> eight output bytes in the low half of the result.
 inline __m128i requantize8(__m256i x, const Half64& p, const Bounds64& b) {
   // vpmuldq multiplies the sign-extended low halves of the 64-bit lanes: exact 32 x 32 -> 64 bits.
-  const __m512i product = _mm512_mul_epi32(_mm512_cvtepi32_epi64(x), p.multiplier);
-  __m512i y = _mm512_srav_epi64(_mm512_add_epi64(product, p.rounding), p.rshift);
-  y = _mm512_min_epi64(_mm512_max_epi64(y, b.lo), b.hi);
-  return _mm512_cvtepi64_epi8(_mm512_add_epi64(y, b.zero_point));
+  const __m512i product = _mm512_maskz_mul_epi32(kAll8, widen64(x), p.multiplier);
+  __m512i y = _mm512_maskz_srav_epi64(kAll8, _mm512_add_epi64(product, p.rounding), p.rshift);
+  y = _mm512_maskz_min_epi64(kAll8, _mm512_maskz_max_epi64(kAll8, y, b.lo), b.hi);
+  return _mm512_maskz_cvtepi64_epi8(kAll8, _mm512_add_epi64(y, b.zero_point));
+}
+
+// Sixteen int32 values (already offset) -> sixteen output bytes.
+inline __m128i requantize16(__m512i x, const Half64& lo, const Half64& hi, const Bounds64& b) {
+  return _mm_unpacklo_epi64(requantize8(low_half(x), lo, b), requantize8(high_half(x), hi, b));
 }
 
 inline __mmask16 first_lanes(int n) { return n >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
@@ -117,34 +130,71 @@ void tile_act_cols(int rows, int64_t groups, const Wgt* w_rows, const Act* x_col
   }
 }
 
-void requantize_columns(const int32_t* acc, int n, const int32_t* offset, const int32_t* multiplier,
-                        const int32_t* rshift, OutputRange range, uint8_t* out) {
-  const Bounds64 bounds(range);
+void interleave_codes(const uint8_t* const* rows, bool codes_signed, int64_t n, Act* out) {
+  // Acts are unsigned: int8 codes + 128, i.e. the byte with its top bit flipped.
+  const uint8_t flip = codes_signed ? 0x80 : 0x00;
+  const __m128i flip16 = _mm_set1_epi8(static_cast<char>(flip));
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16, out += 64) {
+    __m128i x[4];
+    for (int e = 0; e < 4; ++e)
+      x[e] = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[e] + i)), flip16);
+    const __m128i r01lo = _mm_unpacklo_epi8(x[0], x[1]), r01hi = _mm_unpackhi_epi8(x[0], x[1]);
+    const __m128i r23lo = _mm_unpacklo_epi8(x[2], x[3]), r23hi = _mm_unpackhi_epi8(x[2], x[3]);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi16(r01lo, r23lo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm_unpackhi_epi16(r01lo, r23lo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 32), _mm_unpacklo_epi16(r01hi, r23hi));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 48), _mm_unpackhi_epi16(r01hi, r23hi));
+  }
+  for (; i < n; ++i, out += 4)
+    for (int e = 0; e < 4; ++e) out[e] = rows[e][i] ^ flip;
+}
+
+void requantize_per_column(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                           uint8_t* out, int64_t out_stride) {
+  const Bounds64 bounds(q);
   for (int i = 0; i < n; i += kLanes) {
     const __mmask16 mask = first_lanes(n - i);
-    const __m512i x = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, acc + i), _mm512_maskz_loadu_epi32(mask, offset + i));
-    const __m512i m = _mm512_maskz_loadu_epi32(mask, multiplier + i);
-    const __m512i s = _mm512_maskz_loadu_epi32(mask, rshift + i);
-    const __m128i lo = requantize8(_mm512_castsi512_si256(x),
-                                   widen(_mm512_castsi512_si256(m), _mm512_castsi512_si256(s)), bounds);
-    const __m128i hi = requantize8(_mm512_extracti64x4_epi64(x, 1),
-                                   widen(_mm512_extracti64x4_epi64(m, 1), _mm512_extracti64x4_epi64(s, 1)), bounds);
-    _mm_mask_storeu_epi8(out + i, mask, _mm_unpacklo_epi64(lo, hi));
+    const __m512i offset = _mm512_maskz_loadu_epi32(mask, q.offset + first + i);
+    const __m512i m = _mm512_maskz_loadu_epi32(mask, q.multiplier + first + i);
+    const __m512i s = _mm512_maskz_loadu_epi32(mask, q.rshift + first + i);
+    const Half64 lo = widen(low_half(m), low_half(s)), hi = widen(high_half(m), high_half(s));
+    for (int r = 0; r < rows; ++r) {
+      const __m512i x = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, acc + r * acc_stride + i), offset);
+      _mm_mask_storeu_epi8(out + r * out_stride + i, mask, requantize16(x, lo, hi, bounds));
+    }
   }
 }
 
-void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multiplier, int32_t rshift,
-                        OutputRange range, uint8_t* out) {
-  const Bounds64 bounds(range);
-  const Half64 params = widen(_mm256_set1_epi32(multiplier), _mm256_set1_epi32(rshift));
-  const __m512i off = _mm512_set1_epi32(offset);
-  for (int i = 0; i < n; i += kLanes) {
-    const __mmask16 mask = first_lanes(n - i);
-    const __m512i x = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, acc + i), off);
-    const __m128i lo = requantize8(_mm512_castsi512_si256(x), params, bounds);
-    const __m128i hi = requantize8(_mm512_extracti64x4_epi64(x, 1), params, bounds);
-    _mm_mask_storeu_epi8(out + i, mask, _mm_unpacklo_epi64(lo, hi));
+void requantize_per_row(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                        uint8_t* out, int64_t out_stride) {
+  const Bounds64 bounds(q);
+  for (int r = 0; r < rows; ++r) {
+    const int64_t c = first + r;
+    const Half64 p = widen(_mm256_set1_epi32(q.multiplier[c]), _mm256_set1_epi32(q.rshift[c]));
+    const __m512i offset = _mm512_set1_epi32(q.offset[c]);
+    for (int i = 0; i < n; i += kLanes) {
+      const __mmask16 mask = first_lanes(n - i);
+      const __m512i x = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, acc + r * acc_stride + i), offset);
+      _mm_mask_storeu_epi8(out + r * out_stride + i, mask, requantize16(x, p, p, bounds));
+    }
   }
+}
+
+void row_range(const float* a, int64_t n, float* lo, float* hi) {
+  constexpr __mmask16 kAll16 = 0xFFFF;
+  __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += kLanes) {
+    // Lanes past n load 0, which the range includes anyway.
+    const __m512 v = _mm512_maskz_loadu_ps(first_lanes(static_cast<int>(std::min<int64_t>(n - i, kLanes))), a + i);
+    l = _mm512_maskz_min_ps(kAll16, l, v);
+    h = _mm512_maskz_max_ps(kAll16, h, v);
+  }
+  float lanes_lo[kLanes], lanes_hi[kLanes];
+  _mm512_storeu_ps(lanes_lo, l);
+  _mm512_storeu_ps(lanes_hi, h);
+  *lo = *std::min_element(lanes_lo, lanes_lo + kLanes);
+  *hi = *std::max_element(lanes_hi, lanes_hi + kLanes);
 }
 
 }  // namespace qgemm

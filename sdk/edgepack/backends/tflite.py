@@ -379,7 +379,7 @@ class _Emitter:
             raise UnsupportedError(f"node '{node.name}': no TFLite form for IR op '{node.op}'")
         handler(self, node)
 
-    def finish(self) -> bytes:
+    def finish(self, manifest: dict[str, Any]) -> bytes:
         inputs = []
         for name in self.graph.inputs:
             index = self.fb.tensor(name, self.value(name).dtype, self.value(name).shape, exact=True)
@@ -393,7 +393,7 @@ class _Emitter:
         orders = {self.fb.tensors[self.stored[name][0]].name: order.tolist()
                   for name, order in self.feature_order.items()}
         metadata = {"producer": f"edgepack {__version__}", "layouts": layouts, "feature_orders": orders,
-                    "source_sha256": self.graph.metadata.get("source_sha256", "")}
+                    "manifest": manifest}
         return self.fb.finish(self.graph.name, inputs, outputs, metadata)
 
     def output(self, name: str) -> int:
@@ -1067,14 +1067,15 @@ def _lut(e: _Emitter, node: Node) -> None:
 
 
 # ---- entry points ---------------------------------------------------------------------------------
-def to_tflite(graph: Graph) -> bytes:
-    """The graph as a .tflite flatbuffer (int8 where the graph is quantized)."""
-    return _Emitter(graph).finish()
+def to_tflite(graph: Graph, manifest: dict[str, Any] | None = None) -> bytes:
+    """The graph as a .tflite flatbuffer (int8 where the graph is quantized); `manifest` (the compile
+    facts: source hash, profile, precisions) goes into the "edgepack" metadata."""
+    return _Emitter(graph).finish(manifest or {})
 
 
-def write_tflite(graph: Graph, path: str | Path) -> int:
+def write_tflite(graph: Graph, path: str | Path, manifest: dict[str, Any] | None = None) -> int:
     """Write `graph` to `path` atomically; returns the file size."""
-    data = to_tflite(graph)
+    data = to_tflite(graph, manifest)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)

@@ -1,0 +1,579 @@
+// Conv (NCHW) on quantized or low-precision operands; qlinear.cpp chooses the kernel at load:
+//   Int8ConvKernel         int8 / uint8 input, int8 weight per output channel, optional int32 bias ->
+//                          codes, bit-exact to conv_int8 of the reference;
+//   FloatWeightConvKernel  float input, float16 / int8 / int4 weight (dequantized once at load) ->
+//                          float, on the float GEMM.
+//
+// Int8ConvKernel has two paths:
+//   depthwise (C/group == 1, M/group == 1): a direct kernel. The image is first copied, centred
+//     (x - zx) and zero padded, into int16 planes, so that every tap of every output row is one
+//     branch-free multiply-add loop over the row; then the requantization;
+//   GEMM (all others), per group Y_g[Mg, pixels] = W_g[Mg, K] . X_g[K, pixels] on the qgemm core with
+//     the weights as packed row panels. The input is first copied, once per image, into zero-point
+//     padded planes whose lanes interleave kGroup channels ("channel groups"): the lane of channel
+//     group cq at padded position (py, px) holds channels cq*kGroup .. +kGroup-1, and K is ordered
+//     (channel group, tap row i, tap column j). Then
+//       stride 1: output pixel (y, x) and tap (i, j) read the lane at (y + i*dh, x + j*dw), so over a
+//         grid of OH x PW columns (PW the padded width) the column operand is the padded planes
+//         themselves, shifted by cq*plane + i*dh*PW + j*dw: read in place, no im2col. The PW - OW
+//         extra columns per row are computed and dropped;
+//       strides > 1: each column panel is gathered from the padded planes, one 32-bit lane per
+//         (k-group, pixel), by the thread that then uses it.
+//     Padding holds the input zero point, so it contributes (zx - zx) * w = 0 as the spec requires.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/ref/gemm.h"
+#include "kernels/ref/kernel_util.h"
+#include "kernels/ref/qlinear.h"
+#include "kernels/ref/quant_util.h"
+
+namespace edgepack {
+namespace qlinear {
+namespace {
+
+using qgemm::Act;
+using qgemm::kGroup;
+using qgemm::kTileM;
+using qgemm::kTileN;
+using qgemm::Wgt;
+
+constexpr int64_t kMaxAttr = int64_t{1} << 30;  // bound on attributes and dims: products stay in int64
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 22;
+constexpr int64_t kMaxBlockPanels = 16;         // column panels per work item of the GEMM path
+
+// Shapes and window attributes shared by both kernels.
+struct Geometry {
+  int64_t n = 0, c = 0, h = 0, w = 0;  // input
+  int64_t m = 0, oh = 0, ow = 0;       // output channels and plane
+  int64_t kh = 0, kw = 0;
+  int64_t sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t pt = 0, pl = 0, pb = 0, pr = 0;
+  int64_t group = 1, cg = 0, mg = 0;  // channels per group: input, output
+  bool depthwise() const { return cg == 1 && mg == 1; }
+};
+
+Status read_geometry(const OpInfo& op, AttrReader& attrs, const Tensor& x, const Tensor& w, const Tensor& y,
+                     Geometry* g) {
+  if (x.rank != 4) return bad(op, "input must be NCHW (rank 4), got " + x.shape_str());
+  if (w.rank != 4) return bad(op, "weight must have rank 4, got " + w.shape_str());
+  if (w.storage != Storage::kWeight)
+    return Unsupported("op '" + op.name + "' (Conv): weight '" + w.name +
+                       "' must be a constant (run-time weights are not supported)");
+  const auto strides = attrs.ints("strides", 2), pads = attrs.ints("pads", 4), dilations = attrs.ints("dilations", 2);
+  g->group = attrs.i("group");
+  EP_RETURN_IF_ERROR(attrs.status());
+  for (int i = 0; i < 2; ++i)
+    if (strides[i] < 1 || strides[i] > kMaxAttr || dilations[i] < 1 || dilations[i] > kMaxAttr)
+      return bad(op, "strides and dilations must be in [1, 2^30]");
+  for (int64_t p : pads)
+    if (p < 0 || p > kMaxAttr) return bad(op, "pads must be in [0, 2^30]");
+  if (g->group < 1 || g->group > kMaxAttr) return bad(op, "group must be in [1, 2^30], got " + std::to_string(g->group));
+  for (int i = 0; i < 4; ++i)
+    if (x.dims[i] > kMaxAttr || w.dims[i] > kMaxAttr)
+      return Unsupported("op '" + op.name + "': dimensions above 2^30 are not supported (input " + x.shape_str() +
+                         ", weight " + w.shape_str() + ")");
+  g->n = x.dims[0];
+  g->c = x.dims[1];
+  g->h = x.dims[2];
+  g->w = x.dims[3];
+  g->m = w.dims[0];
+  g->kh = w.dims[2];
+  g->kw = w.dims[3];
+  g->sh = strides[0];
+  g->sw = strides[1];
+  g->dh = dilations[0];
+  g->dw = dilations[1];
+  g->pt = pads[0];
+  g->pl = pads[1];
+  g->pb = pads[2];
+  g->pr = pads[3];
+  if (g->kh < 1 || g->kw < 1) return bad(op, "weight " + w.shape_str() + " has an empty kernel window");
+  if (g->c % g->group != 0 || g->m % g->group != 0)
+    return bad(op, "group " + std::to_string(g->group) + " does not divide the input channels of " + x.shape_str() +
+                       " and the output channels of weight " + w.shape_str());
+  g->cg = g->c / g->group;
+  g->mg = g->m / g->group;
+  if (w.dims[1] != g->cg)
+    return bad(op, "weight " + w.shape_str() + " expects " + std::to_string(w.dims[1]) +
+                       " input channels per group, but input " + x.shape_str() + " with group " +
+                       std::to_string(g->group) + " has " + std::to_string(g->cg));
+  const int64_t span_h = g->h + g->pt + g->pb - g->dh * (g->kh - 1) - 1;
+  const int64_t span_w = g->w + g->pl + g->pr - g->dw * (g->kw - 1) - 1;
+  if (span_h < 0 || span_w < 0)
+    return bad(op, "the " + std::to_string(g->kh) + "x" + std::to_string(g->kw) +
+                       " window (with dilation) does not fit the padded input " + x.shape_str());
+  g->oh = span_h / g->sh + 1;
+  g->ow = span_w / g->sw + 1;
+  return expect_shape(op, y, {g->n, g->m, g->oh, g->ow}, "output");
+}
+
+// The outputs o in [lo, hi) of one kernel tap whose input index o * stride + offset lies in [0, extent).
+struct Tap {
+  int64_t lo, hi, offset;
+};
+
+Tap make_tap(int64_t offset, int64_t stride, int64_t extent, int64_t outputs) {
+  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+  const int64_t hi = extent - offset <= 0 ? 0 : (extent - offset + stride - 1) / stride;
+  const int64_t clamped_lo = std::min(lo, outputs);
+  return {clamped_lo, std::min(std::max(clamped_lo, hi), outputs), offset};
+}
+
+std::vector<Tap> column_taps(const Geometry& g) {
+  std::vector<Tap> taps;
+  for (int64_t j = 0; j < g.kw; ++j) taps.push_back(make_tap(j * g.dw - g.pl, g.sw, g.w, g.ow));
+  return taps;
+}
+
+Status out_of_memory(const OpInfo& op) {
+  return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+}
+
+// ---- int8 Conv ------------------------------------------------------------------------------------------
+
+class Int8ConvKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
+    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
+    const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
+    AttrReader attrs(op);
+    EP_RETURN_IF_ERROR(read_geometry(op, attrs, x, w, y, &g_));
+    const auto sums = g_.depthwise() ? Requantizer::Sums::kCentred : Requantizer::Sums::kShifted;
+    EP_RETURN_IF_ERROR(requant_.prepare(op, attrs, x, w, 0, ins.size() > 2 ? ins[2] : nullptr, y, sums));
+    signed_ = x.dtype == DType::kInt8;
+    zero_point_ = tensor_zero_point(x);
+    shift_ = qgemm::act_shift(x.dtype);
+    if (g_.depthwise()) return prepare_depthwise(op, x, w);
+    return prepare_gemm(op, x, w);
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    if (outs[0]->numel == 0) return Status::Ok();
+    uint8_t* y = outs[0]->as<uint8_t>();  // int8 and uint8 codes alike
+    const int64_t image = g_.c * g_.h * g_.w, out_image = g_.m * g_.oh * g_.ow;
+    if (g_.depthwise()) {
+      int16_t* centred = reinterpret_cast<int16_t*>(ctx.scratch);
+      for (int64_t n = 0; n < g_.n; ++n) {
+        if (signed_) {
+          build_centred(ins[0]->as<const int8_t>() + n * image, centred, ctx.pool);
+        } else {
+          build_centred(ins[0]->as<const uint8_t>() + n * image, centred, ctx.pool);
+        }
+        run_depthwise(centred, y + n * out_image, ctx.pool);
+      }
+      return Status::Ok();
+    }
+    Act* padded = reinterpret_cast<Act*>(ctx.scratch);
+    Act* columns = reinterpret_cast<Act*>(ctx.scratch + padded_bytes_);
+    for (int64_t n = 0; n < g_.n; ++n) {
+      if (signed_) {
+        build_padded(ins[0]->as<const int8_t>() + n * image, padded, ctx.pool);
+      } else {
+        build_padded(ins[0]->as<const uint8_t>() + n * image, padded, ctx.pool);
+      }
+      run_gemm(padded, columns, y + n * out_image, ctx.pool);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status prepare_depthwise(const OpInfo& op, const Tensor& x, const Tensor& w) {
+    pw_ = g_.w + g_.pl + g_.pr;
+    int64_t lanes = 0;
+    if (!gemm::checked_mul(g_.h + g_.pt + g_.pb, pw_, &plane_) || !gemm::checked_mul(g_.c, plane_, &lanes))
+      return bad(op, "input " + x.shape_str() + " is too large");
+    const int8_t* src = w.as<const int8_t>();
+    depthwise_weights_.assign(src, src + w.numel);
+    scratch_bytes = static_cast<size_t>(lanes) * sizeof(int16_t);
+    return Status::Ok();
+  }
+
+  Status prepare_gemm(const OpInfo& op, const Tensor& x, const Tensor& w) {
+    channel_groups_ = (g_.cg + kGroup - 1) / kGroup;
+    groups_ = channel_groups_ * g_.kh * g_.kw;
+    pw_ = g_.w + g_.pl + g_.pr;
+    int64_t group_lanes = 0, lanes = 0, grid = 0, weight_bytes = 0;
+    if (!gemm::checked_mul(g_.h + g_.pt + g_.pb, pw_, &plane_) ||
+        !gemm::checked_mul(channel_groups_, plane_, &group_lanes) || !gemm::checked_mul(g_.group, group_lanes, &lanes) ||
+        !gemm::checked_mul(g_.oh, std::max(pw_, g_.ow), &grid) ||
+        !gemm::checked_mul(qgemm::row_panels(g_.mg) * kTileM * g_.group, groups_ * 4, &weight_bytes))
+      return bad(op, "input " + x.shape_str() + " and weight " + w.shape_str() + " are too large");
+    group_lanes_ = group_lanes;
+    // Padded planes of every group, plus the lanes that the last grid panel, shifted by the widest
+    // tap, reads past them (for dropped columns only).
+    padded_lanes_ = lanes + kTileN + (g_.kw - 1) * g_.dw;
+    padded_bytes_ = qgemm::whole_lines(static_cast<size_t>(padded_lanes_) * 4);
+    for (int64_t cq = 0; cq < channel_groups_; ++cq)
+      for (int64_t i = 0; i < g_.kh; ++i)
+        for (int64_t j = 0; j < g_.kw; ++j) tap_lanes_.push_back(cq * plane_ + i * g_.dh * pw_ + j * g_.dw);
+
+    in_place_ = g_.sh == 1 && g_.sw == 1;
+    columns_ = in_place_ ? g_.oh * pw_ : g_.oh * g_.ow;
+    scratch_bytes = padded_bytes_;
+    if (!in_place_) {
+      for (int64_t oy = 0; oy < g_.oh; ++oy)
+        for (int64_t ox = 0; ox < g_.ow; ++ox) pixel_lanes_.push_back(oy * g_.sh * pw_ + ox * g_.sw);
+      int64_t per_group = 0;
+      if (!gemm::checked_mul(qgemm::col_panels(columns_), qgemm::col_panel_size(groups_), &per_group))
+        return bad(op, "input " + x.shape_str() + " and weight " + w.shape_str() + " are too large");
+      columns_group_bytes_ = qgemm::whole_lines(static_cast<size_t>(per_group) * sizeof(Act));
+      scratch_bytes += columns_group_bytes_ * static_cast<size_t>(g_.group);
+    }
+
+    // Weights [M, Cg, kh, kw] -> per group, Mg row panels over K = (channel group, i, j, lane element).
+    weights_group_ = qgemm::row_panels(g_.mg) * qgemm::row_panel_size(groups_);
+    if (!weights_.resize(static_cast<size_t>(weights_group_ * g_.group) * sizeof(Wgt))) return out_of_memory(op);
+    Wgt* dst = weights_.as<Wgt>();
+    std::fill(dst, dst + weights_group_ * g_.group, Wgt{0});
+    const int8_t* src = w.as<const int8_t>();
+    for (int64_t m = 0; m < g_.m; ++m) {
+      Wgt* panels = dst + m / g_.mg * weights_group_;
+      for (int64_t c = 0; c < g_.cg; ++c)
+        for (int64_t i = 0; i < g_.kh; ++i)
+          for (int64_t j = 0; j < g_.kw; ++j) {
+            const int64_t k = ((c / kGroup * g_.kh + i) * g_.kw + j) * kGroup + c % kGroup;
+            panels[qgemm::row_panel_index(groups_, m % g_.mg, k)] = src[((m * g_.cg + c) * g_.kh + i) * g_.kw + j];
+          }
+    }
+    return Status::Ok();
+  }
+
+  // The image's zero-point padded planes, channel groups interleaved in lanes (see the top).
+  template <class Code>
+  void build_padded(const Code* x, Act* padded, ThreadPool* pool) const {
+    const Act pad = static_cast<Act>(zero_point_ + shift_);
+    const int64_t ph = plane_ / pw_, rows = g_.group * channel_groups_ * ph;
+    pool->parallel_for(rows, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        Act* dst = padded + r * pw_ * kGroup;
+        const int64_t iy = r % ph - g_.pt, cq = r / ph % channel_groups_, grp = r / (ph * channel_groups_);
+        if (iy < 0 || iy >= g_.h) {
+          std::fill(dst, dst + pw_ * kGroup, pad);
+          continue;
+        }
+        std::fill(dst, dst + g_.pl * kGroup, pad);
+        std::fill(dst + (g_.pl + g_.w) * kGroup, dst + pw_ * kGroup, pad);
+        Act* row = dst + g_.pl * kGroup;
+        for (int e = 0; e < kGroup; ++e) {
+          const int64_t c = cq * kGroup + e;
+          if (c >= g_.cg) {  // lanes past the group's channels meet zero weights
+            for (int64_t ix = 0; ix < g_.w; ++ix) row[ix * kGroup + e] = pad;
+            continue;
+          }
+          const Code* src = x + ((grp * g_.cg + c) * g_.h + iy) * g_.w;
+          for (int64_t ix = 0; ix < g_.w; ++ix) row[ix * kGroup + e] = static_cast<Act>(src[ix] + shift_);
+        }
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, pw_ * kGroup)));
+    const int64_t used = g_.group * group_lanes_ * kGroup;
+    std::fill(padded + used, padded + padded_lanes_ * kGroup, pad);
+  }
+
+  // Column panels [first, end) of group `grp` for a strided conv: lane (k-group, pixel) copied from the
+  // padded planes.
+  void gather_columns(const Act* planes, int64_t first, int64_t end, Act* dst) const {
+    for (int64_t p = first; p < end; ++p) {
+      Act* panel = dst + p * qgemm::col_panel_size(groups_);
+      const int64_t p0 = p * kTileN, valid = std::min<int64_t>(kTileN, columns_ - p0);
+      const int64_t* pixel = pixel_lanes_.data() + p0;
+      for (int64_t gi = 0; gi < groups_; ++gi) {
+        const Act* src = planes + tap_lanes_[gi] * kGroup;
+        Act* out = panel + gi * kTileN * kGroup;
+        for (int64_t c = 0; c < valid; ++c) std::memcpy(out + c * kGroup, src + pixel[c] * kGroup, 4);
+        std::fill(out + valid * kGroup, out + kTileN * kGroup, Act{0});
+      }
+    }
+  }
+
+  void run_gemm(const Act* padded, Act* columns, uint8_t* y, ThreadPool* pool) const {
+    const int64_t cp = qgemm::col_panels(columns_), rp = qgemm::row_panels(g_.mg);
+    const int64_t wanted = std::max<int64_t>(1, 4 * pool->num_threads() / g_.group);
+    const int64_t per_block = std::min(kMaxBlockPanels, std::max<int64_t>(1, cp / wanted));
+    const int64_t blocks = (cp + per_block - 1) / per_block;
+    const int64_t item_macs = per_block * kTileN * g_.mg * groups_ * kGroup;
+    const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, item_macs));
+    const int64_t pixels = g_.oh * g_.ow;
+    pool->parallel_for(g_.group * blocks, [&](int64_t begin, int64_t end) {
+      alignas(64) int32_t acc[kTileM * kTileN];
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t grp = item / blocks, first = item % blocks * per_block, last = std::min(cp, first + per_block);
+        const Act* planes = padded + grp * group_lanes_ * kGroup;
+        Act* packed = reinterpret_cast<Act*>(reinterpret_cast<uint8_t*>(columns) + grp * columns_group_bytes_);
+        if (!in_place_) gather_columns(planes, first, last, packed);
+        const Wgt* weights = weights_.as<Wgt>() + grp * weights_group_;
+        for (int64_t p = first; p < last; ++p) {
+          const int64_t col0 = p * kTileN;
+          const int ncols = static_cast<int>(std::min<int64_t>(kTileN, columns_ - col0));
+          const Act* cols = in_place_ ? planes + col0 * kGroup : packed + p * qgemm::col_panel_size(groups_);
+          for (int64_t r0 = 0; r0 < rp; ++r0) {
+            const int rows = static_cast<int>(std::min<int64_t>(kTileM, g_.mg - r0 * kTileM));
+            qgemm::tile_act_cols(rows, groups_, weights + r0 * qgemm::row_panel_size(groups_), cols,
+                                 in_place_ ? tap_lanes_.data() : nullptr, acc);
+            for (int r = 0; r < rows; ++r) {
+              const int64_t channel = grp * g_.mg + r0 * kTileM + r;
+              uint8_t* plane = y + channel * pixels;
+              if (in_place_) {
+                store_grid(acc + r * kTileN, col0, ncols, channel, plane);
+              } else {
+                requant_.channel(acc + r * kTileN, ncols, channel, plane + col0);
+              }
+            }
+          }
+        }
+      }
+    }, grain);
+  }
+
+  // Requantizes n sums of one channel at grid columns [q0, q0 + n): grid column q is output pixel
+  // (q / PW, q % PW), and the columns with q % PW >= OW exist only in the grid.
+  void store_grid(const int32_t* acc, int64_t q0, int n, int64_t channel, uint8_t* plane) const {
+    for (int64_t q = q0; q < q0 + n;) {
+      const int64_t oy = q / pw_, ox = q - oy * pw_;
+      const int64_t run = std::min(q0 + n, (oy + 1) * pw_) - q;
+      if (ox < g_.ow)
+        requant_.channel(acc + (q - q0), static_cast<int>(std::min(run, g_.ow - ox)), channel, plane + oy * g_.ow + ox);
+      q += run;
+    }
+  }
+
+  // The image's planes, centred (x - zx) and padded with zeros, as int16: PH x PW per channel.
+  template <class Code>
+  void build_centred(const Code* x, int16_t* centred, ThreadPool* pool) const {
+    const int64_t ph = plane_ / pw_, zero_point = zero_point_;
+    pool->parallel_for(g_.c * ph, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        int16_t* dst = centred + r * pw_;
+        const int64_t iy = r % ph - g_.pt;
+        if (iy < 0 || iy >= g_.h) {
+          std::fill(dst, dst + pw_, int16_t{0});
+          continue;
+        }
+        const Code* src = x + (r / ph * g_.h + iy) * g_.w;
+        std::fill(dst, dst + g_.pl, int16_t{0});
+        for (int64_t ix = 0; ix < g_.w; ++ix) dst[g_.pl + ix] = static_cast<int16_t>(src[ix] - zero_point);
+        std::fill(dst + g_.pl + g_.w, dst + pw_, int16_t{0});
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, pw_)));
+  }
+
+  // One output row per work item, a chunk at a time: acc[ox] = sum over taps (i, j) of w[i][j] times
+  // the centred input under the tap (zero in the padding).
+  void run_depthwise(const int16_t* centred, uint8_t* y, ThreadPool* pool) const {
+    constexpr int64_t kChunk = 256;
+    const int64_t rows = g_.c * g_.oh, sw = g_.sw;
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g_.ow * g_.kh * g_.kw));
+    pool->parallel_for(rows, [&](int64_t begin, int64_t end) {
+      int32_t acc[kChunk];
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t ch = r / g_.oh, oy = r % g_.oh;
+        const int8_t* wp = depthwise_weights_.data() + ch * g_.kh * g_.kw;
+        uint8_t* out = y + r * g_.ow;
+        for (int64_t x0 = 0; x0 < g_.ow; x0 += kChunk) {
+          const int64_t len = std::min(kChunk, g_.ow - x0);
+          std::fill(acc, acc + len, 0);
+          for (int64_t i = 0; i < g_.kh; ++i) {
+            const int16_t* row = centred + ch * plane_ + (oy * g_.sh + i * g_.dh) * pw_ + x0 * sw;
+            for (int64_t j = 0; j < g_.kw; ++j) {
+              const int32_t wv = wp[i * g_.kw + j];
+              const int16_t* in = row + j * g_.dw;
+              if (sw == 1) {
+                for (int64_t t = 0; t < len; ++t) acc[t] += wv * in[t];
+              } else {
+                for (int64_t t = 0; t < len; ++t) acc[t] += wv * in[t * sw];
+              }
+            }
+          }
+          requant_.channel(acc, static_cast<int>(len), ch, out + x0);
+        }
+      }
+    }, grain);
+  }
+
+  Geometry g_;
+  Requantizer requant_;
+  bool signed_ = true;
+  int32_t zero_point_ = 0, shift_ = 0;
+  // Both paths pad the image to planes of plane_ = PH x PW (lanes of channel groups, or int16 values).
+  int64_t pw_ = 0, plane_ = 0;
+  std::vector<int8_t> depthwise_weights_;  // [C, kh * kw]
+  // GEMM path: K = groups_ k-groups over channel_groups_ groups of kGroup channels.
+  int64_t channel_groups_ = 0, groups_ = 0, group_lanes_ = 0, padded_lanes_ = 0;
+  std::vector<int64_t> tap_lanes_;   // per k-group: its lane offset in a group's padded planes
+  bool in_place_ = false;            // stride 1: columns read in place from the padded planes
+  int64_t columns_ = 0;              // GEMM N: the OH x PW grid (in place) or the OH x OW pixels
+  std::vector<int64_t> pixel_lanes_; // strided: per output pixel, the lane offset of its window's corner
+  qgemm::AlignedBuffer weights_;     // per group, row panels of its Mg weights
+  int64_t weights_group_ = 0;        // elements per group
+  size_t padded_bytes_ = 0, columns_group_bytes_ = 0;
+};
+
+// ---- float input, dequantized weights ------------------------------------------------------------------
+
+// B panels of the im2col matrix [Cg * kh * kw, OH * OW] of one group, for the float GEMM: row (c, i, j),
+// column (oy, ox) holds the input under tap (i, j) of output (oy, ox), 0 in the padding. Each run of a
+// panel's pixels within one output row reads a (for stride 1: contiguous) segment of an input row.
+struct Im2col {
+  Geometry g;
+  std::vector<Tap> taps;
+
+  static void pack(const void* ctx, const float* src, int64_t first, int64_t end, float* dst) {
+    const Im2col& im = *static_cast<const Im2col*>(ctx);
+    const Geometry& g = im.g;
+    constexpr int64_t kN = gemm::kTileN;
+    const int64_t k = g.cg * g.kh * g.kw, pixels = g.oh * g.ow;
+    for (int64_t p = first; p < end; ++p) {
+      float* panel = dst + p * kN * k;
+      const int64_t first_pixel = p * kN, valid = std::min(kN, pixels - first_pixel);
+      for (int64_t t = 0; t < valid;) {
+        const int64_t oy = (first_pixel + t) / g.ow, x0 = (first_pixel + t) % g.ow;
+        const int64_t x1 = x0 + std::min(valid - t, g.ow - x0);
+        for (int64_t c = 0; c < g.cg; ++c) {
+          for (int64_t i = 0; i < g.kh; ++i) {
+            float* out = panel + (c * g.kh + i) * g.kw * kN + t - x0;  // out[x]: pixel x of this run
+            const int64_t iy = oy * g.sh - g.pt + i * g.dh;
+            for (int64_t j = 0; j < g.kw; ++j, out += kN) {
+              if (iy < 0 || iy >= g.h) {
+                std::fill(out + x0, out + x1, 0.0f);
+                continue;
+              }
+              const Tap& tap = im.taps[j];
+              const int64_t lo = std::min(std::max(tap.lo, x0), x1), hi = std::max(std::min(tap.hi, x1), lo);
+              const float* in = src + (c * g.h + iy) * g.w + tap.offset;  // in[x * sw]: the input under x
+              std::fill(out + x0, out + lo, 0.0f);
+              for (int64_t x = lo; x < hi; ++x) out[x] = in[x * g.sw];
+              std::fill(out + hi, out + x1, 0.0f);
+            }
+          }
+        }
+        t += x1 - x0;
+      }
+      for (int64_t r = 0; r < k && valid < kN; ++r) std::fill(panel + r * kN + valid, panel + (r + 1) * kN, 0.0f);
+    }
+  }
+};
+
+class FloatWeightConvKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
+    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
+    const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
+    EP_RETURN_IF_ERROR(expect_dtype(op, x, DType::kFloat32, "input"));
+    EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
+    AttrReader attrs(op);
+    EP_RETURN_IF_ERROR(read_geometry(op, attrs, x, w, y, &im2col_.g));
+    EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &epilogue_));
+    const Geometry& g = im2col_.g;
+    has_bias_ = ins.size() > 2 && ins[2] != nullptr;
+    if (has_bias_) {
+      EP_RETURN_IF_ERROR(expect_dtype(op, *ins[2], DType::kFloat32, "bias"));
+      EP_RETURN_IF_ERROR(expect_shape(op, *ins[2], {g.m}, "bias"));
+    }
+    epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerRow : gemm::BiasKind::kNone;
+    im2col_.taps = column_taps(g);
+    EP_RETURN_IF_ERROR(weight_to_float(op, w, &weights_));
+    if (g.depthwise()) return Status::Ok();
+
+    int64_t per_group = 0, total = 0, panel_b = 0, scratch = 0;
+    if (!gemm::checked_mul(g.cg, g.kh * g.kw, &k_) || !gemm::checked_mul(g.oh, g.ow, &pixels_) ||
+        !gemm::checked_mul(gemm::panels_a(g.mg) * gemm::kTileM, k_, &per_group) ||
+        !gemm::checked_mul(gemm::whole_lines(per_group), g.group, &total) ||
+        !gemm::checked_mul(gemm::panels_b(pixels_) * gemm::kTileN, k_, &panel_b) ||
+        !gemm::checked_mul(gemm::whole_lines(panel_b), g.group, &scratch))
+      return bad(op, "input " + x.shape_str() + " and weight " + w.shape_str() + " are too large");
+    packed_a_floats_ = gemm::whole_lines(per_group);
+    packed_b_floats_ = gemm::whole_lines(panel_b);
+    if (!packed_.resize(total)) return out_of_memory(op);
+    for (int64_t grp = 0; grp < g.group; ++grp)
+      gemm::pack_a(weights_.data() + grp * g.mg * k_, k_, 1, g.mg, k_, 0, gemm::panels_a(g.mg),
+                   packed_.data() + grp * packed_a_floats_);
+    weights_ = std::vector<float>();  // packed now; only the depthwise path reads them unpacked
+    scratch_bytes = static_cast<size_t>(scratch) * sizeof(float);  // one im2col per group: groups run concurrently
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    if (outs[0]->numel == 0) return Status::Ok();
+    const Geometry& g = im2col_.g;
+    const float* x = ins[0]->as<const float>();
+    const float* bias = has_bias_ ? ins[2]->as<const float>() : nullptr;
+    float* y = outs[0]->as<float>();
+    if (g.depthwise()) {
+      run_depthwise(x, bias, y, ctx.pool);
+      return Status::Ok();
+    }
+    float* scratch = reinterpret_cast<float*>(ctx.scratch);
+    for (int64_t n = 0; n < g.n; ++n) {
+      const float* xn = x + n * g.c * g.h * g.w;
+      float* yn = y + n * g.m * pixels_;
+      gemm::sgemm_batch(g.group, [&](int64_t grp, gemm::Problem* p) {
+        p->m = g.mg;
+        p->n = pixels_;
+        p->k = k_;
+        p->a = gemm::Operand::prepacked(packed_.data() + grp * packed_a_floats_);
+        p->b = gemm::Operand::custom(&Im2col::pack, &im2col_, xn + grp * g.cg * g.h * g.w,
+                                     scratch + grp * packed_b_floats_);
+        p->c = yn + grp * g.mg * pixels_;
+        p->ldc = pixels_;
+        p->epilogue = epilogue_;
+        if (bias != nullptr) p->epilogue.bias = bias + grp * g.mg;
+      }, ctx.pool);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  // One output row per work item, taps accumulated across the row; bias after the sum, as the reference.
+  void run_depthwise(const float* x, const float* bias, float* y, ThreadPool* pool) const {
+    const Geometry& g = im2col_.g;
+    const int64_t rows = g.n * g.c * g.oh;
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g.ow * g.kh * g.kw));
+    pool->parallel_for(rows, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t plane = r / g.oh, oy = r % g.oh, ch = plane % g.c;
+        const float* xp = x + plane * g.h * g.w;
+        const float* wp = weights_.data() + ch * g.kh * g.kw;
+        float* out = y + plane * g.oh * g.ow + oy * g.ow;
+        std::fill(out, out + g.ow, 0.0f);
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t iy = oy * g.sh - g.pt + i * g.dh;
+          if (iy < 0 || iy >= g.h) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const Tap& tap = im2col_.taps[j];
+            const float wv = wp[i * g.kw + j];
+            const float* in = xp + iy * g.w + tap.offset;
+            for (int64_t ox = tap.lo; ox < tap.hi; ++ox) out[ox] += wv * in[ox * g.sw];
+          }
+        }
+        const float b = bias != nullptr ? bias[ch] : 0.0f;
+        for (int64_t ox = 0; ox < g.ow; ++ox) {  // NaN passes the clamp, as in numpy
+          float v = out[ox] + b;
+          v = v < epilogue_.lo ? epilogue_.lo : v;
+          out[ox] = v > epilogue_.hi ? epilogue_.hi : v;
+        }
+      }
+    }, grain);
+  }
+
+  Im2col im2col_;  // the geometry and column taps, and the packer of the GEMM path
+  bool has_bias_ = false;
+  gemm::Epilogue epilogue_;
+  std::vector<float> weights_;   // dequantized [M, Cg, kh, kw], kept for the depthwise path
+  int64_t k_ = 0, pixels_ = 0;   // GEMM K (Cg * kh * kw) and N (OH * OW)
+  gemm::AlignedFloats packed_;   // per group: packed Mg x K weights
+  int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;
+};
+
+}  // namespace
+}  // namespace qlinear
+
+std::unique_ptr<OpKernel> make_int8_conv_kernel() { return std::make_unique<qlinear::Int8ConvKernel>(); }
+std::unique_ptr<OpKernel> make_float_weight_conv_kernel() { return std::make_unique<qlinear::FloatWeightConvKernel>(); }
+
+}  // namespace edgepack
