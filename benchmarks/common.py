@@ -7,6 +7,7 @@ everything runtime-specific is imported where it is used.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -235,9 +236,7 @@ def litert_missing(name: str, cache: Path) -> str | None:
     if name not in TORCH_MODELS:
         return ("no LiteRT variant: litert-torch converts PyTorch modules and this model exists only as ONNX "
                 "(onnx's backend-test data)")
-    try:
-        import ai_edge_litert.interpreter  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("ai_edge_litert") is None:
         return "ai-edge-litert is not installed in this environment (pip install -r benchmarks/requirements-litert.txt)"
     files = ModelFiles(cache, name)
     if not (files.tflite.exists() and files.tflite_int8.exists()):

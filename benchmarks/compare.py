@@ -8,7 +8,7 @@ Latency is measured in this one process, in one run: every iteration runs each r
 rotated per iteration, so all of them share the machine's noise. Cold start and peak RSS come from a fresh
 Python subprocess per runtime (import, load, one run). See README.md for the details.
 
-    python benchmarks/compare.py            # everything (~10 min; rewrites the README tables)
+    python benchmarks/compare.py            # everything (~5 min; rewrites the README tables)
     python benchmarks/compare.py --quick    # digits CNN only, few iterations (a smoke test)
 """
 from __future__ import annotations
@@ -30,9 +30,9 @@ from common import ALL_MODELS, BENCH_DIR, DEFAULT_CACHE, LIGHT_MODELS, LITERT_RE
     RESULTS_DIR, RUNNERS, THREADS, ModelFiles, bench_feeds, calibration_feeds, cosine, ensure_onnx, \
     ensure_ort_int8, litert_missing, log, machine, markdown_table, onnx_inputs, update_readme, versions, write_json
 
-# Timed iterations per model in a full run: about the same wall time for each (resnet50's ORT ConvInteger
-# path takes the better part of a second per call).
-ITERATIONS = {"digits_cnn": 300, "mobilenet": 300, "squeezenet": 60, "resnet50": 20, "minilm": 60}
+# Timed iterations per model in a full run: more where a call is cheap, fewer for resnet50, where ORT's
+# ConvInteger path (its quantize_dynamic int8) takes over half a second per call.
+ITERATIONS = {"digits_cnn": 1000, "mobilenet": 1000, "squeezenet": 150, "resnet50": 40, "minilm": 150}
 WARMUP = 5
 COLD_REPEATS = 3
 CALIBRATION = {"digits_cnn": 64, "mobilenet": 64, "resnet50": 8, "squeezenet": 8}

@@ -587,7 +587,8 @@ def sshd(tmp_path_factory):
 
 
 def _remote_dirs() -> set[str]:
-    return {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("edgepack-profile.*")}
+    """The runner's remote temporary directories: sshd gives the session no TMPDIR, so mktemp uses /tmp."""
+    return {p.name for p in Path("/tmp").glob("edgepack-profile.*")}
 
 
 def test_ssh_runner_profiles_over_real_ssh(models, sshd, tmp_path, capsys):

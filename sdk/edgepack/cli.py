@@ -1,4 +1,4 @@
-"""The `edgepack` command line: compile | run | inspect | demo."""
+"""The `edgepack` command line: compile | run | inspect | profile | verify | devices | demo."""
 from __future__ import annotations
 
 import argparse
@@ -43,15 +43,36 @@ def _parse_budgets(items: list[str] | None) -> dict[str, str | float]:
     return budgets
 
 
+def _compile_outputs(args: argparse.Namespace, profile: str) -> tuple[Path, str | None]:
+    """(output, format) for compile: --format or -o's suffix pick one format; an explicit --profile
+    without either emits every format the profile's target runs, as MODEL.PROFILE.* beside the model."""
+    from .api import FORMATS
+    model = Path(args.model)
+    if args.output:
+        return Path(args.output), args.format
+    if args.format is None and args.profile is not None:
+        return model.with_name(f"{model.stem}.{profile}"), "all"
+    fmt = args.format or "epk"
+    output = model.with_suffix(FORMATS[fmt])
+    if output == model:         # never the input model itself
+        output = model.with_name(f"{model.stem}.{profile}{FORMATS[fmt]}")
+    return output, fmt
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_model
     from .planner.report import format_table, write_html, write_json
-    output = Path(args.output) if args.output else Path(args.model).with_suffix(".epk")
-    compiled = compile_model(args.model, profile=args.profile, input_shapes=_parse_shapes(args.input_shape),
+    profile = args.profile or "host"
+    output, fmt = _compile_outputs(args, profile)
+    compiled = compile_model(args.model, profile=profile, input_shapes=_parse_shapes(args.input_shape),
                              output=output, precision=args.precision, recipe=args.recipe,
                              calibration_data=args.calibration, evaluation_data=args.evaluation,
-                             budgets=_parse_budgets(args.budget), allow_over_budget=args.allow_over_budget)
-    print(f"compiled {args.model} -> {compiled.path} ({args.precision if not args.recipe else args.recipe})")
+                             budgets=_parse_budgets(args.budget), allow_over_budget=args.allow_over_budget,
+                             format=fmt)
+    written = ", ".join(str(p) for p in compiled.artifacts.values())
+    print(f"compiled {args.model} -> {written} ({args.precision if not args.recipe else args.recipe})")
+    if len(compiled.artifacts) > 1:
+        print(f"  manifest: {compiled.path.with_suffix('.manifest.json')}")
     used: dict[str, int] = {}
     for decision in compiled.decisions:
         used[decision.used] = used.get(decision.used, 0) + 1
@@ -140,6 +161,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+    report = verify(args.artifacts, args.inputs, reference=args.reference, per_op=args.per_op,
+                    min_cosine=args.min_cosine, threads=args.threads)
+    for line in report.lines():
+        print(line)
+    return 0 if report.passed else 1
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from .profiles import devices_table
     print(devices_table())
@@ -175,10 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgepack", description="Compile, run and inspect models for edge devices.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("compile", help="compile an ONNX model into an .epk artifact")
+    p = sub.add_parser("compile", help="compile an ONNX model into an .epk, .tflite, .onnx or .mlpackage artifact")
     p.add_argument("model", help="path of an .onnx model")
-    p.add_argument("-o", "--output", help="artifact path (default: MODEL with .epk suffix)")
-    p.add_argument("--profile", default="host", help="device profile (default: host)")
+    p.add_argument("-o", "--output", help="artifact path (default: MODEL with the format's suffix; with several "
+                                           "formats, the common stem)")
+    p.add_argument("--profile", help="device profile (default: host); given without --format and -o, every "
+                                     "format its target runs is written (MODEL.PROFILE.epk/.tflite/.onnx/"
+                                     ".mlpackage and MODEL.PROFILE.manifest.json)")
+    p.add_argument("--format", choices=["epk", "onnx", "tflite", "coreml"],
+                   help="artifact format: epk (native runtime), onnx, tflite (LiteRT), coreml (.mlpackage); "
+                        "default: from -o's suffix, else epk")
     p.add_argument("--input-shape", action="append", metavar="NAME=DIMS",
                    help="static shape of a dynamic input, e.g. input_ids=1x128 (repeatable)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8", "int8-dynamic", "int4"],
@@ -245,6 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-onnx", metavar="MODEL.onnx", help="also time this model in ONNX Runtime on this host")
     p.add_argument("--compare-tflite", metavar="MODEL.tflite", help="also time this model in LiteRT on this host")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("verify", help="run artifacts in every runtime available here and compare them "
+                                      "with the fp32 reference and the native result")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".epk, .onnx, .tflite or .mlpackage files")
+    p.add_argument("--inputs", required=True, metavar="DATA.npz",
+                   help="one array per model input, or samples stacked on a leading axis")
+    p.add_argument("--reference", metavar="MODEL.onnx", help="the fp32 model to measure errors against")
+    p.add_argument("--per-op", action="store_true",
+                   help="also name the first node where each runtime's intermediate values diverge from the "
+                        ".epk's graph in the reference executor")
+    p.add_argument("--min-cosine", type=float, default=None,
+                   help="least mean cosine to the fp32 reference (default: the profile's accuracy.min_cosine)")
+    p.add_argument("--threads", type=int, default=2, help="threads per runtime (default: 2)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("devices", help="list the device profiles")
     p.set_defaults(func=cmd_devices)

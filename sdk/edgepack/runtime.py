@@ -38,6 +38,11 @@ class Session:
         return self._native.arena_bytes
 
     @property
+    def weights_bytes(self) -> int:
+        """Bytes of the artifact's weights section (mmap'd, used in place)."""
+        return self._native.weights_bytes
+
+    @property
     def num_threads(self) -> int:
         return self._native.num_threads
 

@@ -69,8 +69,8 @@ constexpr auto kInPlaceTiles = make_tiles<true>(std::make_index_sequence<kTileM>
 
 struct Bounds {
   int32x4_t zero_point, lo, hi;
-  explicit Bounds(const OutputRange& r)
-      : zero_point(vdupq_n_s32(r.zero_point)), lo(vdupq_n_s32(r.lo)), hi(vdupq_n_s32(r.hi)) {}
+  explicit Bounds(const Requant& q)
+      : zero_point(vdupq_n_s32(q.zero_point)), lo(vdupq_n_s32(q.lo)), hi(vdupq_n_s32(q.hi)) {}
 };
 
 // (x * m + 2^(s-1)) >> s for two int64 lanes; vshlq_s64 by a negative count is an arithmetic shift.
@@ -123,25 +123,50 @@ void tile_act_cols(int rows, int64_t groups, const Wgt* w_rows, const Act* x_col
   }
 }
 
-void requantize_columns(const int32_t* acc, int n, const int32_t* offset, const int32_t* multiplier,
-                        const int32_t* rshift, OutputRange range, uint8_t* out) {
-  const Bounds bounds(range);
+void interleave_codes(const uint8_t* const* rows, bool codes_signed, int64_t n, Act* out) {
+  // Acts are signed: uint8 codes - 128, i.e. the byte with its top bit flipped. vst4 interleaves.
+  const uint8_t flip = codes_signed ? 0x00 : 0x80;
+  const uint8x16_t flip16 = vdupq_n_u8(flip);
+  auto* dst = reinterpret_cast<uint8_t*>(out);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16, dst += 64) {
+    uint8x16x4_t x;
+    x.val[0] = veorq_u8(vld1q_u8(rows[0] + i), flip16);
+    x.val[1] = veorq_u8(vld1q_u8(rows[1] + i), flip16);
+    x.val[2] = veorq_u8(vld1q_u8(rows[2] + i), flip16);
+    x.val[3] = veorq_u8(vld1q_u8(rows[3] + i), flip16);
+    vst4q_u8(dst, x);
+  }
+  for (; i < n; ++i, dst += 4)
+    for (int e = 0; e < 4; ++e) dst[e] = rows[e][i] ^ flip;
+}
+
+void requantize_per_column(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                           uint8_t* out, int64_t out_stride) {
+  const Bounds bounds(q);
   for (int i = 0; i < n; i += kLanes) {
     const int count = n - i;
+    const int32x4_t offset = load_n(q.offset + first + i, count), m = load_n(q.multiplier + first + i, count);
     // Lanes past n get rshift 1, which keeps their (discarded) arithmetic defined.
-    const int32x4_t s = vmaxq_s32(load_n(rshift + i, count), vdupq_n_s32(1));
-    const int32x4_t x = vaddq_s32(load_n(acc + i, count), load_n(offset + i, count));
-    store_bytes(out + i, requantize4(x, load_n(multiplier + i, count), s, bounds), count);
+    const int32x4_t s = vmaxq_s32(load_n(q.rshift + first + i, count), vdupq_n_s32(1));
+    for (int r = 0; r < rows; ++r) {
+      const int32x4_t x = vaddq_s32(load_n(acc + r * acc_stride + i, count), offset);
+      store_bytes(out + r * out_stride + i, requantize4(x, m, s, bounds), count);
+    }
   }
 }
 
-void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multiplier, int32_t rshift,
-                        OutputRange range, uint8_t* out) {
-  const Bounds bounds(range);
-  const int32x4_t m = vdupq_n_s32(multiplier), s = vdupq_n_s32(rshift), off = vdupq_n_s32(offset);
-  for (int i = 0; i < n; i += kLanes) {
-    const int count = n - i;
-    store_bytes(out + i, requantize4(vaddq_s32(load_n(acc + i, count), off), m, s, bounds), count);
+void requantize_per_row(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                        uint8_t* out, int64_t out_stride) {
+  const Bounds bounds(q);
+  for (int r = 0; r < rows; ++r) {
+    const int64_t c = first + r;
+    const int32x4_t m = vdupq_n_s32(q.multiplier[c]), s = vdupq_n_s32(q.rshift[c]), offset = vdupq_n_s32(q.offset[c]);
+    for (int i = 0; i < n; i += kLanes) {
+      const int count = n - i;
+      const int32x4_t x = vaddq_s32(load_n(acc + r * acc_stride + i, count), offset);
+      store_bytes(out + r * out_stride + i, requantize4(x, m, s, bounds), count);
+    }
   }
 }
 

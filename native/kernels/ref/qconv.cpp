@@ -5,9 +5,9 @@
 //                          float, on the float GEMM.
 //
 // Int8ConvKernel has two paths:
-//   depthwise (C/group == 1, M/group == 1): a direct kernel. The image is first copied, centred
-//     (x - zx) and zero padded, into int16 planes, so that every tap of every output row is one
-//     branch-free multiply-add loop over the row; then the requantization;
+//   depthwise (C/group == 1, M/group == 1): a direct kernel on the codes. The image is first copied
+//     into zero-point padded planes, so that each tap is one branch-free multiply-add loop over a
+//     block of output rows; the requantization subtracts zx * sum(w);
 //   GEMM (all others), per group Y_g[Mg, pixels] = W_g[Mg, K] . X_g[K, pixels] on the qgemm core with
 //     the weights as packed row panels. The input is first copied, once per image, into zero-point
 //     padded planes whose lanes interleave kGroup channels ("channel groups"): the lane of channel
@@ -143,11 +143,10 @@ class Int8ConvKernel final : public OpKernel {
     const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
     AttrReader attrs(op);
     EP_RETURN_IF_ERROR(read_geometry(op, attrs, x, w, y, &g_));
-    const auto sums = g_.depthwise() ? Requantizer::Sums::kCentred : Requantizer::Sums::kShifted;
-    EP_RETURN_IF_ERROR(requant_.prepare(op, attrs, x, w, 0, ins.size() > 2 ? ins[2] : nullptr, y, sums));
     signed_ = x.dtype == DType::kInt8;
+    shift_ = g_.depthwise() ? 0 : qgemm::act_shift(x.dtype);  // the depthwise path sums plain codes
+    EP_RETURN_IF_ERROR(requant_.prepare(op, attrs, x, w, 0, ins.size() > 2 ? ins[2] : nullptr, y, shift_));
     zero_point_ = tensor_zero_point(x);
-    shift_ = qgemm::act_shift(x.dtype);
     if (g_.depthwise()) return prepare_depthwise(op, x, w);
     return prepare_gemm(op, x, w);
   }
@@ -157,25 +156,21 @@ class Int8ConvKernel final : public OpKernel {
     uint8_t* y = outs[0]->as<uint8_t>();  // int8 and uint8 codes alike
     const int64_t image = g_.c * g_.h * g_.w, out_image = g_.m * g_.oh * g_.ow;
     if (g_.depthwise()) {
-      int16_t* centred = reinterpret_cast<int16_t*>(ctx.scratch);
+      uint8_t* padded = ctx.scratch;
       for (int64_t n = 0; n < g_.n; ++n) {
+        build_code_planes(ins[0]->as<const uint8_t>() + n * image, padded, ctx.pool);
         if (signed_) {
-          build_centred(ins[0]->as<const int8_t>() + n * image, centred, ctx.pool);
+          run_depthwise(reinterpret_cast<const int8_t*>(padded), y + n * out_image, ctx.pool);
         } else {
-          build_centred(ins[0]->as<const uint8_t>() + n * image, centred, ctx.pool);
+          run_depthwise(padded, y + n * out_image, ctx.pool);
         }
-        run_depthwise(centred, y + n * out_image, ctx.pool);
       }
       return Status::Ok();
     }
     Act* padded = reinterpret_cast<Act*>(ctx.scratch);
     Act* columns = reinterpret_cast<Act*>(ctx.scratch + padded_bytes_);
     for (int64_t n = 0; n < g_.n; ++n) {
-      if (signed_) {
-        build_padded(ins[0]->as<const int8_t>() + n * image, padded, ctx.pool);
-      } else {
-        build_padded(ins[0]->as<const uint8_t>() + n * image, padded, ctx.pool);
-      }
+      build_padded(ins[0]->as<const uint8_t>() + n * image, padded, ctx.pool);  // int8 or uint8 codes, as bytes
       run_gemm(padded, columns, y + n * out_image, ctx.pool);
     }
     return Status::Ok();
@@ -189,7 +184,9 @@ class Int8ConvKernel final : public OpKernel {
       return bad(op, "input " + x.shape_str() + " is too large");
     const int8_t* src = w.as<const int8_t>();
     depthwise_weights_.assign(src, src + w.numel);
-    scratch_bytes = static_cast<size_t>(lanes) * sizeof(int16_t);
+    // The planes, plus what the last grid row shifted by the widest tap reads past them (dropped sums).
+    code_planes_bytes_ = lanes + (g_.kw - 1) * g_.dw;
+    scratch_bytes = static_cast<size_t>(code_planes_bytes_);
     return Status::Ok();
   }
 
@@ -244,8 +241,7 @@ class Int8ConvKernel final : public OpKernel {
   }
 
   // The image's zero-point padded planes, channel groups interleaved in lanes (see the top).
-  template <class Code>
-  void build_padded(const Code* x, Act* padded, ThreadPool* pool) const {
+  void build_padded(const uint8_t* x, Act* padded, ThreadPool* pool) const {
     const Act pad = static_cast<Act>(zero_point_ + shift_);
     const int64_t ph = plane_ / pw_, rows = g_.group * channel_groups_ * ph;
     pool->parallel_for(rows, [&](int64_t begin, int64_t end) {
@@ -258,16 +254,13 @@ class Int8ConvKernel final : public OpKernel {
         }
         std::fill(dst, dst + g_.pl * kGroup, pad);
         std::fill(dst + (g_.pl + g_.w) * kGroup, dst + pw_ * kGroup, pad);
-        Act* row = dst + g_.pl * kGroup;
+        // Channels past the group's last meet zero weights: any valid row will do for them.
+        const uint8_t* rows_in[kGroup];
         for (int e = 0; e < kGroup; ++e) {
-          const int64_t c = cq * kGroup + e;
-          if (c >= g_.cg) {  // lanes past the group's channels meet zero weights
-            for (int64_t ix = 0; ix < g_.w; ++ix) row[ix * kGroup + e] = pad;
-            continue;
-          }
-          const Code* src = x + ((grp * g_.cg + c) * g_.h + iy) * g_.w;
-          for (int64_t ix = 0; ix < g_.w; ++ix) row[ix * kGroup + e] = static_cast<Act>(src[ix] + shift_);
+          const int64_t c = std::min(cq * kGroup + e, g_.cg - 1);
+          rows_in[e] = x + ((grp * g_.cg + c) * g_.h + iy) * g_.w;
         }
+        qgemm::interleave_codes(rows_in, signed_, g_.w, dst + g_.pl * kGroup);
       }
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, pw_ * kGroup)));
     const int64_t used = g_.group * group_lanes_ * kGroup;
@@ -314,14 +307,11 @@ class Int8ConvKernel final : public OpKernel {
             const int rows = static_cast<int>(std::min<int64_t>(kTileM, g_.mg - r0 * kTileM));
             qgemm::tile_act_cols(rows, groups_, weights + r0 * qgemm::row_panel_size(groups_), cols,
                                  in_place_ ? tap_lanes_.data() : nullptr, acc);
-            for (int r = 0; r < rows; ++r) {
-              const int64_t channel = grp * g_.mg + r0 * kTileM + r;
-              uint8_t* plane = y + channel * pixels;
-              if (in_place_) {
-                store_grid(acc + r * kTileN, col0, ncols, channel, plane);
-              } else {
-                requant_.channel(acc + r * kTileN, ncols, channel, plane + col0);
-              }
+            const int64_t channel = grp * g_.mg + r0 * kTileM;
+            if (in_place_ && pw_ != g_.ow) {
+              store_grid(acc, rows, col0, ncols, channel, y + channel * pixels);
+            } else {  // grid columns are the output pixels
+              requant_.per_row(acc, kTileN, rows, ncols, channel, y + channel * pixels + col0, pixels);
             }
           }
         }
@@ -329,67 +319,76 @@ class Int8ConvKernel final : public OpKernel {
     }, grain);
   }
 
-  // Requantizes n sums of one channel at grid columns [q0, q0 + n): grid column q is output pixel
-  // (q / PW, q % PW), and the columns with q % PW >= OW exist only in the grid.
-  void store_grid(const int32_t* acc, int64_t q0, int n, int64_t channel, uint8_t* plane) const {
+  // Requantizes a tile of sums at grid columns [q0, q0 + n) for channels first.. (rows of the tile):
+  // grid column q is output pixel (q / PW, q % PW); the columns with q % PW >= OW exist only in the grid.
+  void store_grid(const int32_t* acc, int rows, int64_t q0, int n, int64_t first, uint8_t* planes) const {
+    const int64_t pixels = g_.oh * g_.ow;
     for (int64_t q = q0; q < q0 + n;) {
       const int64_t oy = q / pw_, ox = q - oy * pw_;
       const int64_t run = std::min(q0 + n, (oy + 1) * pw_) - q;
       if (ox < g_.ow)
-        requant_.channel(acc + (q - q0), static_cast<int>(std::min(run, g_.ow - ox)), channel, plane + oy * g_.ow + ox);
+        requant_.per_row(acc + (q - q0), kTileN, rows, static_cast<int>(std::min(run, g_.ow - ox)), first,
+                         planes + oy * g_.ow + ox, pixels);
       q += run;
     }
   }
 
-  // The image's planes, centred (x - zx) and padded with zeros, as int16: PH x PW per channel.
-  template <class Code>
-  void build_centred(const Code* x, int16_t* centred, ThreadPool* pool) const {
-    const int64_t ph = plane_ / pw_, zero_point = zero_point_;
+  // The image's codes in planes of PH x PW padded with the zero point (as bytes: int8 or uint8).
+  void build_code_planes(const uint8_t* x, uint8_t* planes, ThreadPool* pool) const {
+    const int64_t ph = plane_ / pw_;
+    const auto pad = static_cast<uint8_t>(zero_point_);
+    std::fill(planes + g_.c * plane_, planes + code_planes_bytes_, pad);
     pool->parallel_for(g_.c * ph, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        int16_t* dst = centred + r * pw_;
+        uint8_t* dst = planes + r * pw_;
         const int64_t iy = r % ph - g_.pt;
         if (iy < 0 || iy >= g_.h) {
-          std::fill(dst, dst + pw_, int16_t{0});
+          std::memset(dst, pad, static_cast<size_t>(pw_));
           continue;
         }
-        const Code* src = x + (r / ph * g_.h + iy) * g_.w;
-        std::fill(dst, dst + g_.pl, int16_t{0});
-        for (int64_t ix = 0; ix < g_.w; ++ix) dst[g_.pl + ix] = static_cast<int16_t>(src[ix] - zero_point);
-        std::fill(dst + g_.pl + g_.w, dst + pw_, int16_t{0});
+        std::memset(dst, pad, static_cast<size_t>(g_.pl));
+        std::memcpy(dst + g_.pl, x + (r / ph * g_.h + iy) * g_.w, static_cast<size_t>(g_.w));
+        std::memset(dst + g_.pl + g_.w, pad, static_cast<size_t>(g_.pr));
       }
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, pw_)));
   }
 
-  // One output row per work item, a chunk at a time: acc[ox] = sum over taps (i, j) of w[i][j] times
-  // the centred input under the tap (zero in the padding).
-  void run_depthwise(const int16_t* centred, uint8_t* y, ThreadPool* pool) const {
-    constexpr int64_t kChunk = 256;
-    const int64_t rows = g_.c * g_.oh, sw = g_.sw;
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g_.ow * g_.kh * g_.kw));
-    pool->parallel_for(rows, [&](int64_t begin, int64_t end) {
-      int32_t acc[kChunk];
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t ch = r / g_.oh, oy = r % g_.oh;
+  // Raw sums of w[i][j] times the code under tap (i, j) (the zero point in the padding), for work
+  // items of one channel. With unit strides an item is a block of output rows held as a grid of rows x PW
+  // sums, acc[r * PW + x] for output (oy0 + r, x): each tap is then one multiply-add loop over the whole
+  // block (its shifted window of the padded planes), and the PW - OW extra sums per row are dropped.
+  // Otherwise an item is (a chunk of) one output row.
+  template <class Code>
+  void run_depthwise(const Code* planes, uint8_t* y, ThreadPool* pool) const {
+    constexpr int64_t kAcc = 4096;  // int32 sums per item, on the stack
+    const bool grid = g_.sh == 1 && g_.sw == 1 && pw_ <= kAcc;
+    const int64_t rows_per_item = grid ? std::min(g_.oh, kAcc / pw_) : 1;
+    const int64_t blocks = (g_.oh + rows_per_item - 1) / rows_per_item;
+    const int64_t chunks = grid ? 1 : (g_.ow + kAcc - 1) / kAcc;
+    const int64_t item_work = (grid ? rows_per_item * pw_ : std::min(g_.ow, kAcc)) * g_.kh * g_.kw;
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, item_work));
+    pool->parallel_for(g_.c * blocks * chunks, [&](int64_t begin, int64_t end) {
+      int32_t acc[kAcc];
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t ch = item / (blocks * chunks), oy0 = item / chunks % blocks * rows_per_item;
+        const int64_t x0 = item % chunks * kAcc, rows = std::min(rows_per_item, g_.oh - oy0);
+        const int64_t len = grid ? rows * pw_ : std::min(kAcc, g_.ow - x0);
         const int8_t* wp = depthwise_weights_.data() + ch * g_.kh * g_.kw;
-        uint8_t* out = y + r * g_.ow;
-        for (int64_t x0 = 0; x0 < g_.ow; x0 += kChunk) {
-          const int64_t len = std::min(kChunk, g_.ow - x0);
-          std::fill(acc, acc + len, 0);
-          for (int64_t i = 0; i < g_.kh; ++i) {
-            const int16_t* row = centred + ch * plane_ + (oy * g_.sh + i * g_.dh) * pw_ + x0 * sw;
-            for (int64_t j = 0; j < g_.kw; ++j) {
-              const int32_t wv = wp[i * g_.kw + j];
-              const int16_t* in = row + j * g_.dw;
-              if (sw == 1) {
-                for (int64_t t = 0; t < len; ++t) acc[t] += wv * in[t];
-              } else {
-                for (int64_t t = 0; t < len; ++t) acc[t] += wv * in[t * sw];
-              }
+        std::fill(acc, acc + len, 0);
+        for (int64_t i = 0; i < g_.kh; ++i) {
+          for (int64_t j = 0; j < g_.kw; ++j) {
+            const int32_t wv = wp[i * g_.kw + j];
+            const Code* in = planes + ch * plane_ + (oy0 * g_.sh + i * g_.dh) * pw_ + x0 * g_.sw + j * g_.dw;
+            if (g_.sw == 1) {
+              for (int64_t t = 0; t < len; ++t) acc[t] += wv * int32_t{in[t]};
+            } else {
+              for (int64_t t = 0; t < len; ++t) acc[t] += wv * int32_t{in[t * g_.sw]};
             }
           }
-          requant_.channel(acc, static_cast<int>(len), ch, out + x0);
         }
+        uint8_t* out = y + (ch * g_.oh + oy0) * g_.ow + x0;
+        for (int64_t r = 0; r < rows; ++r)
+          requant_.per_row(acc + r * pw_, 0, 1, static_cast<int>(grid ? g_.ow : len), ch, out + r * g_.ow, 0);
       }
     }, grain);
   }
@@ -398,9 +397,10 @@ class Int8ConvKernel final : public OpKernel {
   Requantizer requant_;
   bool signed_ = true;
   int32_t zero_point_ = 0, shift_ = 0;
-  // Both paths pad the image to planes of plane_ = PH x PW (lanes of channel groups, or int16 values).
+  // Both paths pad the image to planes of plane_ = PH x PW (of lanes of channel groups, or of codes).
   int64_t pw_ = 0, plane_ = 0;
   std::vector<int8_t> depthwise_weights_;  // [C, kh * kw]
+  int64_t code_planes_bytes_ = 0;          // the depthwise path's padded planes of codes
   // GEMM path: K = groups_ k-groups over channel_groups_ groups of kGroup channels.
   int64_t channel_groups_ = 0, groups_ = 0, group_lanes_ = 0, padded_lanes_ = 0;
   std::vector<int64_t> tap_lanes_;   // per k-group: its lane offset in a group's padded planes

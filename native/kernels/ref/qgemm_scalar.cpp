@@ -32,10 +32,10 @@ void qs8_gemm_4x8c4__scalar(int rows, int64_t groups, const RowT* row_panel, con
   for (int i = 0; i < rows * kTileN; ++i) acc[i] = static_cast<int32_t>(sum[i]);
 }
 
-inline uint8_t requantize_one(int32_t acc, int32_t offset, int32_t multiplier, int32_t rshift, const OutputRange& r) {
-  const auto x = static_cast<int32_t>(static_cast<uint32_t>(acc) + static_cast<uint32_t>(offset));
-  const int64_t y = (int64_t{x} * multiplier + (int64_t{1} << (rshift - 1))) >> rshift;
-  return static_cast<uint8_t>(clamp_i32(y + r.zero_point, r.lo, r.hi));
+inline uint8_t requantize_one(int32_t acc, const Requant& q, int64_t c) {
+  const auto x = static_cast<int32_t>(static_cast<uint32_t>(acc) + static_cast<uint32_t>(q.offset[c]));
+  const int64_t y = (int64_t{x} * q.multiplier[c] + (int64_t{1} << (q.rshift[c] - 1))) >> q.rshift[c];
+  return static_cast<uint8_t>(clamp_i32(y + q.zero_point, q.lo, q.hi));
 }
 
 }  // namespace
@@ -55,14 +55,22 @@ void tile_act_cols(int rows, int64_t groups, const Wgt* w_rows, const Act* x_col
   }
 }
 
-void requantize_columns(const int32_t* acc, int n, const int32_t* offset, const int32_t* multiplier,
-                        const int32_t* rshift, OutputRange range, uint8_t* out) {
-  for (int i = 0; i < n; ++i) out[i] = requantize_one(acc[i], offset[i], multiplier[i], rshift[i], range);
+void interleave_codes(const uint8_t* const* rows, bool codes_signed, int64_t n, Act* out) {
+  const uint8_t flip = codes_signed ? 0x80 : 0x00;  // Acts are unsigned: int8 codes + 128
+  for (int64_t i = 0; i < n; ++i, out += kGroup)
+    for (int e = 0; e < kGroup; ++e) out[e] = rows[e][i] ^ flip;
 }
 
-void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multiplier, int32_t rshift,
-                        OutputRange range, uint8_t* out) {
-  for (int i = 0; i < n; ++i) out[i] = requantize_one(acc[i], offset, multiplier, rshift, range);
+void requantize_per_column(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                           uint8_t* out, int64_t out_stride) {
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < n; ++i) out[r * out_stride + i] = requantize_one(acc[r * acc_stride + i], q, first + i);
+}
+
+void requantize_per_row(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                        uint8_t* out, int64_t out_stride) {
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < n; ++i) out[r * out_stride + i] = requantize_one(acc[r * acc_stride + i], q, first + r);
 }
 
 void row_range(const float* a, int64_t n, float* lo, float* hi) {

@@ -60,9 +60,10 @@ void channel_sums(const Tensor& w, int axis, std::vector<int64_t>* sum, std::vec
   }
 }
 
-// The fused activation of the op as a clamp on the output codes (activation_bounds in the reference):
-// relu -> lo = zy; clip(a, b) -> [zy + round(a / s_y), zy + round(b / s_y)], within the dtype's codes.
-Status output_range(const OpInfo& op, AttrReader& attrs, const Tensor& y, qgemm::OutputRange* range) {
+// The output's zero point and the fused activation as a clamp on its codes (activation_bounds in the
+// reference): relu -> lo = zy; clip(a, b) -> [zy + round(a / s_y), zy + round(b / s_y)], within the
+// dtype's codes.
+Status output_codes(const OpInfo& op, AttrReader& attrs, const Tensor& y, qgemm::Requant* q) {
   gemm::Epilogue bounds;
   EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &bounds));
   int32_t lo = 0, hi = 0;
@@ -73,9 +74,9 @@ Status output_range(const OpInfo& op, AttrReader& attrs, const Tensor& y, qgemm:
   auto code = [&](float bound) {
     return zy + static_cast<int64_t>(std::min(std::max(std::nearbyint(bound / sy), -1e12f), 1e12f));
   };
-  range->zero_point = zy;
-  range->lo = std::isfinite(bounds.lo) ? static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(lo, code(bounds.lo)), hi)) : lo;
-  range->hi = std::isfinite(bounds.hi) ? static_cast<int32_t>(std::max<int64_t>(std::min<int64_t>(hi, code(bounds.hi)), lo)) : hi;
+  q->zero_point = zy;
+  q->lo = std::isfinite(bounds.lo) ? static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(lo, code(bounds.lo)), hi)) : lo;
+  q->hi = std::isfinite(bounds.hi) ? static_cast<int32_t>(std::max<int64_t>(std::min<int64_t>(hi, code(bounds.hi)), lo)) : hi;
   return Status::Ok();
 }
 
@@ -106,7 +107,7 @@ float half_to_float(uint16_t h) {
 // ---- Requantizer --------------------------------------------------------------------------------------
 
 Status Requantizer::prepare(const OpInfo& op, AttrReader& attrs, const Tensor& x, const Tensor& w,
-                            int channel_axis, const Tensor* bias, const Tensor& y, Sums sums) {
+                            int channel_axis, const Tensor* bias, const Tensor& y, int32_t code_shift) {
   int32_t code_lo = 0, code_hi = 0;
   if (!code_range(x.dtype, &code_lo, &code_hi))
     return Unsupported(subject(op, x, "input") + "is " + dtype_name(x.dtype) + ", expected int8 or uint8");
@@ -140,13 +141,12 @@ Status Requantizer::prepare(const OpInfo& op, AttrReader& attrs, const Tensor& x
     }
     bias_codes = bias->as<const int32_t>();
   }
-  EP_RETURN_IF_ERROR(output_range(op, attrs, y, &range_));
+  EP_RETURN_IF_ERROR(output_codes(op, attrs, y, &params_));
 
   std::vector<int64_t> sum, abs_sum;
   channel_sums(w, channel_axis, &sum, &abs_sum);
   // The kernels' int32 sums must hold acc = sum((x - zx) * w) exactly: bound it from the weights.
   const int64_t max_step = std::max(code_hi - zx, zx - code_lo);
-  const int64_t shift = sums == Sums::kShifted ? qgemm::act_shift(x.dtype) : 0;
   multiplier_.resize(channels);
   rshift_.resize(channels);
   offset_.resize(channels);
@@ -167,9 +167,9 @@ Status Requantizer::prepare(const OpInfo& op, AttrReader& attrs, const Tensor& x
   bias64_.assign(wide_ ? channels : 0, 0);
   for (int64_t c = 0; c < channels; ++c) {
     const int64_t b = bias_codes != nullptr ? bias_codes[c] : 0;
-    // Raw shifted sums are sum((x + shift) * w): subtract (zx + shift) * sum(w). Wrapping in int32 is
-    // fine, the result is exact whenever the true value fits, which the bound guarantees.
-    int64_t offset = sums == Sums::kShifted ? -(zx + shift) * sum[c] : 0;
+    // Wrapping in int32 is fine: the result is exact whenever the true value fits, which the bound
+    // guarantees.
+    int64_t offset = -(int64_t{zx} + code_shift) * sum[c];
     if (wide_) {
       bias64_[c] = b;
     } else {
@@ -177,29 +177,36 @@ Status Requantizer::prepare(const OpInfo& op, AttrReader& attrs, const Tensor& x
     }
     offset_[c] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint64_t>(offset)));
   }
+  params_.offset = offset_.data();
+  params_.multiplier = multiplier_.data();
+  params_.rshift = rshift_.data();
   return Status::Ok();
 }
 
-void Requantizer::columns(const int32_t* acc, int n, int64_t first, uint8_t* out) const {
-  if (!wide_) {
-    qgemm::requantize_columns(acc, n, offset_.data() + first, multiplier_.data() + first, rshift_.data() + first,
-                              range_, out);
-    return;
-  }
-  for (int i = 0; i < n; ++i) channel(acc + i, 1, first + i, out + i);
+uint8_t Requantizer::wide_code(int32_t raw, int64_t c) const {
+  const auto centred = static_cast<int32_t>(static_cast<uint32_t>(raw) + static_cast<uint32_t>(offset_[c]));
+  const int64_t y = apply_multiplier(int64_t{centred} + bias64_[c], Multiplier{multiplier_[c], 31 - rshift_[c]});
+  return static_cast<uint8_t>(clamp_i32(y + params_.zero_point, params_.lo, params_.hi));
 }
 
-void Requantizer::channel(const int32_t* acc, int n, int64_t c, uint8_t* out) const {
+void Requantizer::per_column(const int32_t* acc, int64_t acc_stride, int rows, int n, int64_t first, uint8_t* out,
+                             int64_t out_stride) const {
   if (!wide_) {
-    qgemm::requantize_channel(acc, n, offset_[c], multiplier_[c], rshift_[c], range_, out);
+    qgemm::requantize_per_column(acc, acc_stride, rows, n, params_, first, out, out_stride);
     return;
   }
-  const Multiplier m{multiplier_[c], 31 - rshift_[c]};
-  for (int i = 0; i < n; ++i) {
-    const auto centred = static_cast<int32_t>(static_cast<uint32_t>(acc[i]) + static_cast<uint32_t>(offset_[c]));
-    const int64_t y = apply_multiplier(int64_t{centred} + bias64_[c], m) + range_.zero_point;
-    out[i] = static_cast<uint8_t>(clamp_i32(y, range_.lo, range_.hi));
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < n; ++i) out[r * out_stride + i] = wide_code(acc[r * acc_stride + i], first + i);
+}
+
+void Requantizer::per_row(const int32_t* acc, int64_t acc_stride, int rows, int n, int64_t first, uint8_t* out,
+                          int64_t out_stride) const {
+  if (!wide_) {
+    qgemm::requantize_per_row(acc, acc_stride, rows, n, params_, first, out, out_stride);
+    return;
   }
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < n; ++i) out[r * out_stride + i] = wide_code(acc[r * acc_stride + i], first + r);
 }
 
 // ---- weight dequantization ------------------------------------------------------------------------------
@@ -334,7 +341,7 @@ class Int8MatMulKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(read_matmul_shapes(op, a, b, y, &rows_, &k_, &n_));
     AttrReader attrs(op);
     EP_RETURN_IF_ERROR(requant_.prepare(op, attrs, a, b, 1, ins.size() > 2 ? ins[2] : nullptr, y,
-                                        Requantizer::Sums::kShifted));
+                                        qgemm::act_shift(a.dtype)));
     EP_RETURN_IF_ERROR(pack_weight_columns(op, b, &weights_));
     signed_ = a.dtype == DType::kInt8;
     shift_ = qgemm::act_shift(a.dtype);
@@ -358,8 +365,7 @@ class Int8MatMulKernel final : public OpKernel {
     uint8_t* y = outs[0]->as<uint8_t>();  // int8 and uint8 codes alike
     for_each_tile(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(),
                   [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
-                    for (int r = 0; r < rows; ++r)
-                      requant_.columns(acc + r * kTileN, cols, col0, y + (row0 + r) * n_ + col0);
+                    requant_.per_column(acc, kTileN, rows, cols, col0, y + row0 * n_ + col0, n_);
                   });
     return Status::Ok();
   }
@@ -475,15 +481,16 @@ class DynamicMatMulKernel final : public OpKernel {
         const float s = row_scale[row];
         const int32_t* raw = acc + r * kTileN;
         float* out = y + row * n_ + col0;
-        // y = float(acc) * (s * s_w) + bias, then the clamp: the reference's float32 operations in its order.
+        // y = float(acc) * (s * s_w) + bias, then the clamp: the reference's float32 operations in its
+        // order. The product is stored before the sum is taken: GCC contracts a * b + c into an FMA
+        // (one rounding instead of numpy's two) even in ISO C++ mode, but not across two loops.
         for (int c = 0; c < cols; ++c) {
           const auto sum = static_cast<int32_t>(static_cast<uint32_t>(raw[c]) - correction * static_cast<uint32_t>(col_sum[c]));
           out[c] = static_cast<float>(sum) * (s * w_scale[c]);
         }
-        if (b != nullptr)
-          for (int c = 0; c < cols; ++c) out[c] += b[c];
         for (int c = 0; c < cols; ++c) {
-          float v = out[c] < lo ? lo : out[c];
+          float v = b != nullptr ? out[c] + b[c] : out[c];
+          v = v < lo ? lo : v;  // NaN passes, as through numpy's maximum / clip
           out[c] = v > hi ? hi : v;
         }
       }
@@ -502,6 +509,27 @@ class DynamicMatMulKernel final : public OpKernel {
 };
 
 // ---- weight-only MatMul (float16 / int4 / dequantized weights, float GEMM) -------------------------------
+
+// out[i] = code(first + i) * scale[i] for n int4 codes from flat index `first` of packed data.
+void dequantize_int4(const uint8_t* codes, int64_t first, int64_t n, const float* scale, float* out) {
+  int64_t i = 0;
+  if (first % 2 != 0 && n > 0) {  // a high nibble first
+    out[0] = static_cast<float>(int4_at(codes, first)) * scale[0];
+    i = 1;
+  }
+  // Whole bytes, 16 at a time through a local copy: the stores to `out` then cannot alias the codes,
+  // and the loop vectorises.
+  for (; i + 32 <= n; i += 32) {
+    uint8_t bytes[16];
+    std::memcpy(bytes, codes + (first + i) / 2, sizeof(bytes));
+    for (int b = 0; b < 16; ++b) {
+      const int32_t lo = ((bytes[b] & 0xF) ^ 8) - 8, hi = ((bytes[b] >> 4) ^ 8) - 8;
+      out[i + 2 * b] = static_cast<float>(lo) * scale[i + 2 * b];
+      out[i + 2 * b + 1] = static_cast<float>(hi) * scale[i + 2 * b + 1];
+    }
+  }
+  for (; i < n; ++i) out[i] = static_cast<float>(int4_at(codes, first + i)) * scale[i];
+}
 
 constexpr int kMaxBatchRank = kMaxRank - 2;
 // Int4 weights are dequantized one column panel at a time into one of this many slot buffers, each
@@ -649,9 +677,8 @@ class FloatWeightMatMulKernel final : public OpKernel {
           const int64_t col0 = p * gemm::kTileN;
           const int cols = static_cast<int>(std::min<int64_t>(gemm::kTileN, n_ - col0));
           for (int64_t k = 0; k < k_; ++k) {
-            const float* scale = scales + k / block * n_ + col0;
             float* out = panel + k * gemm::kTileN;
-            for (int c = 0; c < cols; ++c) out[c] = static_cast<float>(int4_at(codes, k * n_ + col0 + c)) * scale[c];
+            dequantize_int4(codes, k * n_ + col0, cols, scales + k / block * n_ + col0, out);
             std::fill(out + cols, out + gemm::kTileN, 0.0f);
           }
           gemm::Problem prob;

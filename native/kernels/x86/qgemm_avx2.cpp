@@ -87,10 +87,10 @@ inline Half64 widen(__m128i multiplier, __m128i rshift) {
 
 struct Bounds64 {
   __m256i zero_point, lo, hi;
-  explicit Bounds64(const OutputRange& r)
-      : zero_point(_mm256_set1_epi64x(r.zero_point)),
-        lo(_mm256_set1_epi64x(int64_t{r.lo} - r.zero_point)),
-        hi(_mm256_set1_epi64x(int64_t{r.hi} - r.zero_point)) {}
+  explicit Bounds64(const Requant& q)
+      : zero_point(_mm256_set1_epi64x(q.zero_point)),
+        lo(_mm256_set1_epi64x(int64_t{q.lo} - q.zero_point)),
+        hi(_mm256_set1_epi64x(int64_t{q.hi} - q.zero_point)) {}
 };
 
 // Four int32 values (already offset) -> four codes in the low 32 bits of each int64 lane.
@@ -109,6 +109,11 @@ inline __m128i narrow8(__m256i lo, __m256i hi) {
   const __m128i high32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(hi, gather));
   const __m128i bytes = _mm_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   return _mm_unpacklo_epi32(_mm_shuffle_epi8(low32, bytes), _mm_shuffle_epi8(high32, bytes));
+}
+
+// Eight int32 values (already offset) -> eight codes in the low half of the result.
+inline __m128i requantize8(__m256i x, const Half64& lo, const Half64& hi, const Bounds64& b) {
+  return narrow8(requantize4(_mm256_castsi256_si128(x), lo, b), requantize4(_mm256_extracti128_si256(x, 1), hi, b));
 }
 
 inline void store_bytes(uint8_t* out, __m128i v, int n) {
@@ -144,34 +149,54 @@ void tile_act_cols(int rows, int64_t groups, const Wgt* w_rows, const Act* x_col
   }
 }
 
-void requantize_columns(const int32_t* acc, int n, const int32_t* offset, const int32_t* multiplier,
-                        const int32_t* rshift, OutputRange range, uint8_t* out) {
-  const Bounds64 bounds(range);
+void interleave_codes(const uint8_t* const* rows, bool codes_signed, int64_t n, Act* out) {
+  // Acts are the codes widened to int16: pairs of rows, sign- or zero-extended, interleaved.
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16, out += 32) {
+    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[0] + i));
+    const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[1] + i));
+    const __m256i w0 = codes_signed ? _mm256_cvtepi8_epi16(b0) : _mm256_cvtepu8_epi16(b0);
+    const __m256i w1 = codes_signed ? _mm256_cvtepi8_epi16(b1) : _mm256_cvtepu8_epi16(b1);
+    // unpack works within 128-bit halves: lo = values 0-3 and 8-11, hi = 4-7 and 12-15
+    const __m256i lo = _mm256_unpacklo_epi16(w0, w1), hi = _mm256_unpackhi_epi16(w0, w1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+  }
+  for (; i < n; ++i, out += 2)
+    for (int e = 0; e < 2; ++e)
+      out[e] = codes_signed ? int16_t{static_cast<int8_t>(rows[e][i])} : int16_t{rows[e][i]};
+}
+
+void requantize_per_column(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                           uint8_t* out, int64_t out_stride) {
+  const Bounds64 bounds(q);
   for (int i = 0; i < n; i += kLanes) {
     const int count = n - i;
-    const __m256i x = _mm256_add_epi32(load_n(acc + i, count), load_n(offset + i, count));
-    const __m256i m = load_n(multiplier + i, count);
-    // Masked-off lanes get rshift 1: any shift in [1, 62] keeps the arithmetic defined.
-    const __m256i s = _mm256_max_epi32(load_n(rshift + i, count), _mm256_set1_epi32(1));
-    const __m256i lo = requantize4(_mm256_castsi256_si128(x),
-                                   widen(_mm256_castsi256_si128(m), _mm256_castsi256_si128(s)), bounds);
-    const __m256i hi = requantize4(_mm256_extracti128_si256(x, 1),
-                                   widen(_mm256_extracti128_si256(m, 1), _mm256_extracti128_si256(s, 1)), bounds);
-    store_bytes(out + i, narrow8(lo, hi), count);
+    const __m256i offset = load_n(q.offset + first + i, count);
+    const __m256i m = load_n(q.multiplier + first + i, count);
+    // Lanes past n get rshift 1: any shift in [1, 62] keeps their (discarded) arithmetic defined.
+    const __m256i s = _mm256_max_epi32(load_n(q.rshift + first + i, count), _mm256_set1_epi32(1));
+    const Half64 lo = widen(_mm256_castsi256_si128(m), _mm256_castsi256_si128(s));
+    const Half64 hi = widen(_mm256_extracti128_si256(m, 1), _mm256_extracti128_si256(s, 1));
+    for (int r = 0; r < rows; ++r) {
+      const __m256i x = _mm256_add_epi32(load_n(acc + r * acc_stride + i, count), offset);
+      store_bytes(out + r * out_stride + i, requantize8(x, lo, hi, bounds), count);
+    }
   }
 }
 
-void requantize_channel(const int32_t* acc, int n, int32_t offset, int32_t multiplier, int32_t rshift,
-                        OutputRange range, uint8_t* out) {
-  const Bounds64 bounds(range);
-  const Half64 params = widen(_mm_set1_epi32(multiplier), _mm_set1_epi32(rshift));
-  const __m256i off = _mm256_set1_epi32(offset);
-  for (int i = 0; i < n; i += kLanes) {
-    const int count = n - i;
-    const __m256i x = _mm256_add_epi32(load_n(acc + i, count), off);
-    const __m256i lo = requantize4(_mm256_castsi256_si128(x), params, bounds);
-    const __m256i hi = requantize4(_mm256_extracti128_si256(x, 1), params, bounds);
-    store_bytes(out + i, narrow8(lo, hi), count);
+void requantize_per_row(const int32_t* acc, int64_t acc_stride, int rows, int n, const Requant& q, int64_t first,
+                        uint8_t* out, int64_t out_stride) {
+  const Bounds64 bounds(q);
+  for (int r = 0; r < rows; ++r) {
+    const int64_t c = first + r;
+    const Half64 p = widen(_mm_set1_epi32(q.multiplier[c]), _mm_set1_epi32(q.rshift[c]));
+    const __m256i offset = _mm256_set1_epi32(q.offset[c]);
+    for (int i = 0; i < n; i += kLanes) {
+      const int count = n - i;
+      const __m256i x = _mm256_add_epi32(load_n(acc + r * acc_stride + i, count), offset);
+      store_bytes(out + r * out_stride + i, requantize8(x, p, p, bounds), count);
+    }
   }
 }
 

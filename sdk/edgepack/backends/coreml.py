@@ -99,7 +99,6 @@ def _is_low_precision(graph: Graph, node: Node) -> bool:
 class _Emitter:
     def __init__(self, graph: Graph, target) -> None:
         self.graph = graph
-        self.target = target
         self.iOS18 = target >= ct.target.iOS18
         self.vars: dict[str, Any] = {}            # IR value -> MIL var (int8 values hold int8 codes)
         self.floats: dict[str, Any] = {}          # int8 IR value -> its dequantized var

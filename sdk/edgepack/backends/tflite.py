@@ -324,7 +324,7 @@ class _Emitter:
         return [self.read(n, perm, rank) for n in names]
 
     # ---- activations fused or appended ---------------------------------------------------------
-    def fused(self, attrs: dict[str, Any], out: str) -> tuple[int, tuple[float, float] | None]:
+    def fused(self, attrs: dict[str, Any]) -> tuple[int, tuple[float, float] | None]:
         """(fused activation, clip left to emit after the op) of a Conv / MatMul."""
         act = attrs.get("activation", "none")
         if act == "none":
@@ -366,11 +366,22 @@ class _Emitter:
             return full
         return self.const(array, f"{value.name}/tflite", value.dtype, value.quant, qdim)
 
-    def bias(self, node: Node) -> int:
-        if len(node.inputs) < 3 or not node.inputs[2]:
-            return -1
-        value = self.value(node.inputs[2])
-        return self.const(value.const, value.name, value.dtype, value.quant, 0)
+    def bias(self, node: Node, channels: int, rows: slice = slice(None)) -> int:
+        """The node's bias (its output channels `rows`), or zeros: some LiteRT kernels (dilated
+        CONV_2D) require the operand."""
+        if len(node.inputs) > 2 and node.inputs[2]:
+            value = self.value(node.inputs[2])
+            quant = value.quant and QuantParams(np.asarray(value.quant.scale)[rows],
+                                                np.asarray(value.quant.zero_point)[rows], 0)
+            return self.const(value.const[rows], value.name, value.dtype, quant, 0)
+        x, w = self.value(node.inputs[0]), self.value(node.inputs[1])
+        if x.dtype is DType.INT8:
+            # int32 zeros on the scale s_x * s_w the kernels check
+            scale = np.float64(x.quant.scale[0]) * np.asarray(w.quant.scale, np.float64)
+            scale = np.broadcast_to(scale, (w.shape[0],))[rows].astype(np.float32)
+            quant = QuantParams(scale, np.zeros(channels, np.int32), 0)
+            return self.const(np.zeros(channels, np.int32), f"{node.name}/bias", DType.INT32, quant, 0)
+        return self.const(np.zeros(channels, np.float32), f"{node.name}/bias")
 
     # ---- nodes -----------------------------------------------------------------------------------
     def emit(self, node: Node) -> None:
@@ -443,7 +454,7 @@ def _conv(e: _Emitter, node: Node) -> None:
     group, (m, cg, kh, kw) = node.attrs["group"], w.shape
     channels = x.shape[1]
     index, padding = _spatial_input(e, node, (kh, kw), y.shape)
-    act, clip = e.fused(node.attrs, node.outputs[0])
+    act, clip = e.fused(node.attrs)
     sh, sw = node.attrs["strides"]
     dh, dw = node.attrs["dilations"]
     out = e.temp(f"{node.outputs[0]}/pre_clip", y.dtype, (y.shape[0], *y.shape[2:], m), y.quant) if clip \
@@ -453,7 +464,7 @@ def _conv(e: _Emitter, node: Node) -> None:
         weight = e.weight(node, w.const.transpose(0, 2, 3, 1), w, 0)
         options = _options(schema.Conv2DOptionsT, padding=padding, strideH=sh, strideW=sw, dilationHFactor=dh,
                            dilationWFactor=dw, fusedActivationFunction=act)
-        e.fb.operator(Op.CONV_2D, [index, weight, e.bias(node)], [out], options)
+        e.fb.operator(Op.CONV_2D, [index, weight, e.bias(node, m)], [out], options)
     elif cg == 1 and group == channels:
         # depthwise: 1 x kh x kw x (C * multiplier); IR output channel o reads input channel o // multiplier,
         # which is TFLite's channel order too
@@ -461,7 +472,7 @@ def _conv(e: _Emitter, node: Node) -> None:
         options = _options(schema.DepthwiseConv2DOptionsT, padding=padding, strideH=sh, strideW=sw,
                            depthMultiplier=m // channels, dilationHFactor=dh, dilationWFactor=dw,
                            fusedActivationFunction=act)
-        e.fb.operator(Op.DEPTHWISE_CONV_2D, [index, weight, e.bias(node)], [out], options)
+        e.fb.operator(Op.DEPTHWISE_CONV_2D, [index, weight, e.bias(node, m)], [out], options)
     else:
         _grouped_conv(e, node, index, padding, act, out)
     if clip:
@@ -478,7 +489,6 @@ def _grouped_conv(e: _Emitter, node: Node, index: int, padding: int, act: int, o
     parts = [e.temp(f"{node.name}/group{g}_in", x.dtype, (n, padded[1], padded[2], c // group), x.quant)
              for g in range(group)]
     e.fb.operator(Op.SPLIT, [e.int32(3, "axis"), index], parts, _options(schema.SplitOptionsT, numSplits=group))
-    bias = e.value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     sh, sw = node.attrs["strides"]
     dh, dw = node.attrs["dilations"]
     results = []
@@ -487,13 +497,8 @@ def _grouped_conv(e: _Emitter, node: Node, index: int, padding: int, act: int, o
         quant = w.quant and QuantParams(np.asarray(w.quant.scale)[rows], np.asarray(w.quant.zero_point)[rows], 0)
         part_w = Value(w.name, w.dtype, w.shape, w.const[rows], quant)
         weight = e.weight(node, w.const[rows].transpose(0, 2, 3, 1), part_w, 0)
-        b = -1
-        if bias is not None:
-            b_quant = bias.quant and QuantParams(np.asarray(bias.quant.scale)[rows],
-                                                 np.asarray(bias.quant.zero_point)[rows], 0)
-            b = e.const(bias.const[rows], bias.name, bias.dtype, b_quant, 0)
         result = e.temp(f"{node.name}/group{g}", y.dtype, (n, y.shape[2], y.shape[3], m // group), y.quant)
-        e.fb.operator(Op.CONV_2D, [parts[g], weight, b], [result],
+        e.fb.operator(Op.CONV_2D, [parts[g], weight, e.bias(node, m // group, rows)], [result],
                       _options(schema.Conv2DOptionsT, padding=padding, strideH=sh, strideW=sw,
                                dilationHFactor=dh, dilationWFactor=dw, fusedActivationFunction=act))
         results.append(result)
@@ -518,7 +523,7 @@ def _conv_transpose(e: _Emitter, node: Node) -> None:
     cropped = any(attrs["pads"])
     out = e.temp(f"{node.outputs[0]}/full", y.dtype, full) if cropped else e.define(node.outputs[0], NHWC)
     weight = e.weight(node, w.const.transpose(1, 2, 3, 0), w, 0)
-    e.fb.operator(Op.TRANSPOSE_CONV, [e.int32(full, "output_shape"), weight, e.read(node.inputs[0], NHWC), e.bias(node)],
+    e.fb.operator(Op.TRANSPOSE_CONV, [e.int32(full, "output_shape"), weight, e.read(node.inputs[0], NHWC), e.bias(node, m)],
                   [out], _options(schema.TransposeConvOptionsT, padding=schema.Padding.VALID, strideH=sh, strideW=sw,
                                   fusedActivationFunction=Act.NONE))
     if cropped:
@@ -548,13 +553,14 @@ def _fully_connected(e: _Emitter, node: Node) -> None:
         index = e.stored[a][0]
     else:
         index = e.read(a)
-    act, clip = e.fused(node.attrs, node.outputs[0])
+    act, clip = e.fused(node.attrs)
     hybrid = w.dtype is DType.INT8 and x.dtype is DType.FLOAT32
     y = e.value(node.outputs[0])
     out = e.temp(f"{node.outputs[0]}/pre_clip", y.dtype, y.shape, y.quant) if clip else e.define(node.outputs[0])
     options = _options(schema.FullyConnectedOptionsT, fusedActivationFunction=act, keepNumDims=True,
                        asymmetricQuantizeInputs=hybrid)
-    e.fb.operator(Op.FULLY_CONNECTED, [index, e.weight(node, weight.T, w, 0), e.bias(node)], [out], options)
+    e.fb.operator(Op.FULLY_CONNECTED, [index, e.weight(node, weight.T, w, 0), e.bias(node, w.shape[1])], [out],
+                  options)
     if clip:
         e.clip_to(out, clip, node.outputs[0], _identity(len(y.shape)))
 
@@ -564,7 +570,7 @@ def _batch_matmul(e: _Emitter, node: Node) -> None:
     if a.dtype is not DType.FLOAT32 or b.dtype is not DType.FLOAT32:
         raise UnsupportedError(f"node '{node.name}' (MatMul): a non-constant or non-2-D weight is emitted in float "
                                f"only (got {a.dtype.name.lower()} x {b.dtype.name.lower()})")
-    act, clip = e.fused(node.attrs, node.outputs[0])
+    act, clip = e.fused(node.attrs)
     has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
     post = has_bias or act != Act.NONE or clip
     out = e.temp(f"{node.outputs[0]}/product", y.dtype, y.shape) if post else e.define(node.outputs[0])

@@ -7,6 +7,7 @@ import gc
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -76,10 +77,7 @@ def time_onnx(model: str | Path, runs: int, warmup: int, threads: int | None, se
     path = Path(model)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model '{path}' does not exist")
-    try:
-        import onnxruntime
-    except ImportError:
-        raise CompareError("--compare-onnx needs ONNX Runtime: pip install onnxruntime") from None
+    onnxruntime = require_onnxruntime()
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -101,7 +99,16 @@ def time_onnx(model: str | Path, runs: int, warmup: int, threads: int | None, se
     return Comparison(f"onnxruntime {onnxruntime.__version__}", str(path), threads, latencies, summarize(latencies))
 
 
-def _litert_interpreter() -> tuple[type, str]:
+def require_onnxruntime() -> ModuleType:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CompareError("--compare-onnx needs ONNX Runtime, which is not installed: pip install onnxruntime") \
+            from None
+    return onnxruntime
+
+
+def litert_interpreter() -> tuple[type, str]:
     """LiteRT's Interpreter class and a name for reports: ai_edge_litert, else tflite_runtime."""
     try:
         from ai_edge_litert import interpreter as litert
@@ -123,7 +130,7 @@ def time_tflite(model: str | Path, runs: int, warmup: int, threads: int | None, 
     path = Path(model)
     if not path.is_file():
         raise FileNotFoundError(f"TFLite model '{path}' does not exist")
-    interpreter_class, name = _litert_interpreter()
+    interpreter_class, name = litert_interpreter()
     try:
         interpreter = interpreter_class(model_path=str(path), num_threads=threads or None)
     except (ValueError, RuntimeError) as error:

@@ -127,12 +127,12 @@ def bars_svg(rows: Sequence[tuple[str, Sequence[float | None]]], series: Sequenc
     values = [v for _, row in rows for v in row if v is not None]
     scale_max = _nice_max(max(values) if values else 0.0)
     per_row = BAR_HEIGHT * len(series) + 6
-    legend = 18 if len(series) > 1 else 0
+    legend = 18 if len(series) > 1 else 4   # room for the legend, or a small top margin
     height = legend + per_row * len(rows) + 24
     plot_width = WIDTH - LABEL_WIDTH - 90
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" role="img" '
              f'aria-label="{escape(" vs ".join(name for name, _ in series))}">']
-    for i, (name, colour) in enumerate(series if legend else ()):
+    for i, (name, colour) in enumerate(series if len(series) > 1 else ()):
         parts.append(f'<rect x="{LABEL_WIDTH + i * 140}" y="2" width="10" height="10" fill="{colour}"/>'
                      f'<text x="{LABEL_WIDTH + i * 140 + 14}" y="11">{escape(name)}</text>')
     for r, (label, row) in enumerate(rows):

@@ -17,7 +17,7 @@ from .. import __version__
 from ..backends.epk import read_epk
 from ..planner.search import Budgets
 from ..profiles import Profile
-from .compare import Comparison, time_onnx, time_tflite
+from .compare import Comparison, litert_interpreter, require_onnxruntime, time_onnx, time_tflite
 from .energy import EnergyEstimate, energy_per_inference
 from .predict import Prediction, predict
 from .runners import Measurement, Runner
@@ -236,21 +236,21 @@ def _columns(rows: list[tuple[str, ...]], indent: int = 0) -> list[str]:
 
 def build_checks(m: Measurement, stats: LatencyStats, energy: EnergyEstimate, prediction: Prediction | None,
                  budgets: Budgets, profile: Profile) -> list[Check]:
-    predicted = prediction
+    """The report's rows: latency p50 and p95, peak memory, arena, energy, and the outputs check (qemu)."""
     arena_room = budgets.ram_bytes - profile.memory.runtime_overhead_bytes - (
         m.weights_bytes if profile.memory.weights_in == "ram" else 0)
     checks = [
-        Check("latency_p50", "latency p50", "s", stats.p50_s, predicted.latency_s if predicted else None,
+        Check("latency_p50", "latency p50", "s", stats.p50_s, prediction.latency_s if prediction else None,
               budgets.latency_s, _judge(stats.p50_s, budgets.latency_s, m.emulated)),
         Check("latency_p95", "latency p95", "s", stats.p95_s, None, budgets.p95_s,
               _judge(stats.p95_s, budgets.p95_s, m.emulated), "the cost model predicts a typical run, not a tail"),
-        Check("peak_memory", "peak memory", "B", m.peak_memory_bytes, predicted.ram_bytes if predicted else None,
+        Check("peak_memory", "peak memory", "B", m.peak_memory_bytes, prediction.ram_bytes if prediction else None,
               budgets.ram_bytes, _judge(m.peak_memory_bytes, budgets.ram_bytes, m.emulated), m.memory_how),
-        Check("arena", "arena", "B", m.arena_bytes, predicted.arena_bytes if predicted else None, arena_room,
+        Check("arena", "arena", "B", m.arena_bytes, prediction.arena_bytes if prediction else None, arena_room,
               _judge(m.arena_bytes, arena_room, emulated=False),
               "planned activation memory; budget: the RAM budget less runtime overhead"
               + (" and weights" if profile.memory.weights_in == "ram" else "")),
-        Check("energy", "energy / inference", "J", energy.per_inference_j, predicted.energy_j if predicted else None,
+        Check("energy", "energy / inference", "J", energy.per_inference_j, prediction.energy_j if prediction else None,
               budgets.energy_j, _judge(energy.per_inference_j, budgets.energy_j, m.emulated), energy.source),
     ]
     if m.output_check is not None:
@@ -270,16 +270,24 @@ def profile_artifact(artifact: str | Path, runner: Runner, profile: Profile, run
         raise FileNotFoundError(f"artifact '{path}' does not exist")
     artifact_info = read_epk(path)
     limits, budgets_source = resolve_budgets(profile, artifact_info.manifest, budgets)
-    # The comparison runtimes are checked before the measurement, so a missing one fails fast.
+    # A missing comparison runtime or model fails before the measurement; the comparisons run after it,
+    # so that their threads and freed memory do not disturb a measurement in this process.
+    for model in (compare_onnx, compare_tflite):
+        if model is not None and not Path(model).is_file():
+            raise FileNotFoundError(f"comparison model '{model}' does not exist")
+    if compare_onnx is not None:
+        require_onnxruntime()
+    if compare_tflite is not None:
+        litert_interpreter()
+
+    measurement = runner.run(path, runs=runs, warmup=warmup, threads=threads, per_op=per_op, seed=seed,
+                             min_seconds=min_seconds)
     comparison_inputs = {artifact_info.tensors[i].name: artifact_info.tensors[i].shape for i in artifact_info.inputs}
     comparisons = []
     if compare_onnx is not None:
         comparisons.append(time_onnx(compare_onnx, runs, warmup, threads, seed, comparison_inputs))
     if compare_tflite is not None:
         comparisons.append(time_tflite(compare_tflite, runs, warmup, threads, seed, comparison_inputs))
-
-    measurement = runner.run(path, runs=runs, warmup=warmup, threads=threads, per_op=per_op, seed=seed,
-                             min_seconds=min_seconds)
     stats = summarize(measurement.latencies_s)
     warnings = list(stats.warnings)
     prediction: Prediction | None

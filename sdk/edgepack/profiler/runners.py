@@ -224,11 +224,11 @@ class LocalRunner(Runner):
         return Measurement(
             device=self.device, runner=self.kind, arch=platform.machine(), threads=session.num_threads,
             warmup=warmup, latencies_s=latencies, load_s=load_s, first_run_s=first_run_s,
-            # Session has no weights_bytes of its own; the bindings' session has.
-            arena_bytes=session.arena_bytes, weights_bytes=session._native.weights_bytes,
+            arena_bytes=session.arena_bytes, weights_bytes=session.weights_bytes,
             peak_memory_bytes=(peak - rss_before) * 1024 if peak is not None and rss_before is not None else None,
-            memory_how="peak RSS growth of this process from before load to the end of the runs "
-                       "(weights paged in, arena, runtime threads)",
+            memory_how="peak RSS growth of this process from before load to the end of the runs (weights "
+                       "paged in, arena, runtime threads; memory the allocator already held is not seen: "
+                       "--device bench gives the whole process)",
             per_op=per_op_times, energy=energy, energy_notes=energy_notes, pinned_cpus=self.cpus,
             cooldown_s=self.cooldown_s, notes=notes)
 
