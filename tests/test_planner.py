@@ -371,7 +371,8 @@ def test_cli_compile_writes_reports(tmp_path, board, capsys):
     onnx.save(three_matmuls_onnx(), model)
     np.savez(tmp_path / "eval.npz", x=np.stack([s["x"] for s in samples()]))
     ram = fp32_ram(three_matmuls(), board) - 50_000
-    code = cli_main(["compile", str(model), "--profile", str(write_profile(tmp_path)), "--budget", f"ram={ram} B",
+    code = cli_main(["compile", str(model), "-o", str(tmp_path / "three.epk"),
+                     "--profile", str(write_profile(tmp_path)), "--budget", f"ram={ram} B",
                      "--evaluation", str(tmp_path / "eval.npz"), "--json", str(tmp_path / "r.json"),
                      "--html", str(tmp_path / "r.html")])
     assert code == 0

@@ -50,12 +50,13 @@ def _compile_outputs(args: argparse.Namespace, profile: str) -> tuple[Path, str 
     model = Path(args.model)
     if args.output:
         return Path(args.output), args.format
+    tag = Path(profile).stem if profile.endswith((".yaml", ".yml")) or "/" in profile else profile
     if args.format is None and args.profile is not None:
-        return model.with_name(f"{model.stem}.{profile}"), "all"
+        return model.with_name(f"{model.stem}.{tag}"), "all"
     fmt = args.format or "epk"
     output = model.with_suffix(FORMATS[fmt])
     if output == model:         # never the input model itself
-        output = model.with_name(f"{model.stem}.{profile}{FORMATS[fmt]}")
+        output = model.with_name(f"{model.stem}.{tag}{FORMATS[fmt]}")
     return output, fmt
 
 

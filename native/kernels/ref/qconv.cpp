@@ -70,7 +70,8 @@ Status read_geometry(const OpInfo& op, AttrReader& attrs, const Tensor& x, const
       return bad(op, "strides and dilations must be in [1, 2^30]");
   for (int64_t p : pads)
     if (p < 0 || p > kMaxAttr) return bad(op, "pads must be in [0, 2^30]");
-  if (g->group < 1 || g->group > kMaxAttr) return bad(op, "group must be in [1, 2^30], got " + std::to_string(g->group));
+  if (g->group < 1 || g->group > kMaxAttr)
+    return bad(op, "group must be in [1, 2^30], got " + std::to_string(g->group));
   for (int i = 0; i < 4; ++i)
     if (x.dims[i] > kMaxAttr || w.dims[i] > kMaxAttr)
       return Unsupported("op '" + op.name + "': dimensions above 2^30 are not supported (input " + x.shape_str() +
@@ -196,7 +197,8 @@ class Int8ConvKernel final : public OpKernel {
     pw_ = g_.w + g_.pl + g_.pr;
     int64_t group_lanes = 0, lanes = 0, grid = 0, weight_bytes = 0;
     if (!gemm::checked_mul(g_.h + g_.pt + g_.pb, pw_, &plane_) ||
-        !gemm::checked_mul(channel_groups_, plane_, &group_lanes) || !gemm::checked_mul(g_.group, group_lanes, &lanes) ||
+        !gemm::checked_mul(channel_groups_, plane_, &group_lanes) ||
+        !gemm::checked_mul(g_.group, group_lanes, &lanes) ||
         !gemm::checked_mul(g_.oh, std::max(pw_, g_.ow), &grid) ||
         !gemm::checked_mul(qgemm::row_panels(g_.mg) * kTileM * g_.group, groups_ * 4, &weight_bytes))
       return bad(op, "input " + x.shape_str() + " and weight " + w.shape_str() + " are too large");
@@ -285,7 +287,7 @@ class Int8ConvKernel final : public OpKernel {
 
   void run_gemm(const Act* padded, Act* columns, uint8_t* y, ThreadPool* pool) const {
     const int64_t cp = qgemm::col_panels(columns_), rp = qgemm::row_panels(g_.mg);
-    const int64_t wanted = std::max<int64_t>(1, 4 * pool->num_threads() / g_.group);
+    const int64_t wanted = std::max<int64_t>(1, 8 * pool->num_threads() / g_.group);  // items per group
     const int64_t per_block = std::min(kMaxBlockPanels, std::max<int64_t>(1, cp / wanted));
     const int64_t blocks = (cp + per_block - 1) / per_block;
     const int64_t item_macs = per_block * kTileN * g_.mg * groups_ * kGroup;

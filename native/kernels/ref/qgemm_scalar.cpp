@@ -14,8 +14,8 @@ namespace {
 // A tile of 1..kTileM rows. RowT / ColT are the element types of the two operands (Act or Wgt). Sums
 // are kept unsigned: they wrap by design, and signed overflow would be undefined.
 template <class RowT, class ColT, bool kInPlace>
-void qs8_gemm_4x8c4__scalar(int rows, int64_t groups, const RowT* row_panel, const ColT* cols, const int64_t* col_offsets,
-          int32_t* acc) {
+void qs8_gemm_4x8c4__scalar(int rows, int64_t groups, const RowT* row_panel, const ColT* cols,
+                            const int64_t* col_offsets, int32_t* acc) {
   uint32_t sum[kTileM * kTileN] = {};
   for (int64_t g = 0; g < groups; ++g) {
     const ColT* col = kInPlace ? cols + col_offsets[g] * kGroup : cols + g * kTileN * kGroup;

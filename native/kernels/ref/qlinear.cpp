@@ -70,13 +70,14 @@ Status output_codes(const OpInfo& op, AttrReader& attrs, const Tensor& y, qgemm:
   code_range(y.dtype, &lo, &hi);
   const int32_t zy = tensor_zero_point(y);
   const float sy = tensor_scale(y);
-  // round(bound / s_y) in float32 as the reference, saturated far outside any code range.
+  // zy + round(bound / s_y) in float32 as the reference, within the dtype's codes.
   auto code = [&](float bound) {
-    return zy + static_cast<int64_t>(std::min(std::max(std::nearbyint(bound / sy), -1e12f), 1e12f));
+    const int64_t c = zy + static_cast<int64_t>(std::min(std::max(std::nearbyint(bound / sy), -1e12f), 1e12f));
+    return static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(c, lo), hi));
   };
   q->zero_point = zy;
-  q->lo = std::isfinite(bounds.lo) ? static_cast<int32_t>(std::min<int64_t>(std::max<int64_t>(lo, code(bounds.lo)), hi)) : lo;
-  q->hi = std::isfinite(bounds.hi) ? static_cast<int32_t>(std::max<int64_t>(std::min<int64_t>(hi, code(bounds.hi)), lo)) : hi;
+  q->lo = std::isfinite(bounds.lo) ? code(bounds.lo) : lo;
+  q->hi = std::isfinite(bounds.hi) ? code(bounds.hi) : hi;
   return Status::Ok();
 }
 
@@ -222,7 +223,9 @@ Status weight_to_float(const OpInfo& op, const Tensor& w, std::vector<float>* ou
   if (w.dtype != DType::kInt8 && w.dtype != DType::kInt4)
     return Unsupported(subject(op, w, "weight") + "is " + dtype_name(w.dtype) + ", expected float16, int8 or int4");
   const QuantInfo& q = w.quant;
-  auto code = [&](int64_t i) { return w.dtype == DType::kInt8 ? int32_t{w.as<const int8_t>()[i]} : int4_at(w.as<const uint8_t>(), i); };
+  auto code = [&](int64_t i) {
+    return w.dtype == DType::kInt8 ? int32_t{w.as<const int8_t>()[i]} : int4_at(w.as<const uint8_t>(), i);
+  };
   if (q.block_size > 0) {
     // q * scale of its block: blocks of block_size along `axis`, scales shaped like w with that axis
     // divided by block_size (zero points are 0 by the scheme and ignored, as in the reference).
@@ -485,7 +488,8 @@ class DynamicMatMulKernel final : public OpKernel {
         // order. The product is stored before the sum is taken: GCC contracts a * b + c into an FMA
         // (one rounding instead of numpy's two) even in ISO C++ mode, but not across two loops.
         for (int c = 0; c < cols; ++c) {
-          const auto sum = static_cast<int32_t>(static_cast<uint32_t>(raw[c]) - correction * static_cast<uint32_t>(col_sum[c]));
+          const auto sum =
+              static_cast<int32_t>(static_cast<uint32_t>(raw[c]) - correction * static_cast<uint32_t>(col_sum[c]));
           out[c] = static_cast<float>(sum) * (s * w_scale[c]);
         }
         for (int c = 0; c < cols; ++c) {
@@ -588,7 +592,8 @@ class FloatWeightMatMulKernel final : public OpKernel {
     if (!packed_b_.resize(mats * packed_b_floats_))
       return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
     for (int64_t i = 0; i < mats; ++i)
-      gemm::pack_b(weights.data() + i * kn, n_, 1, k_, n_, 0, gemm::panels_b(n_), packed_b_.data() + i * packed_b_floats_);
+      gemm::pack_b(weights.data() + i * kn, n_, 1, k_, n_, 0, gemm::panels_b(n_),
+                   packed_b_.data() + i * packed_b_floats_);
     scratch_bytes = static_cast<size_t>(a_scratch) * sizeof(float);
     return Status::Ok();
   }

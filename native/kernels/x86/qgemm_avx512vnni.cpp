@@ -30,7 +30,8 @@ inline __m512i broadcast_group(const void* p) {
 // across the whole K; each k-group is two column loads, kRows broadcasts and kRows * 2 vpdpbusd.
 // kActRows says which operand holds the (unsigned) activations: vpdpbusd takes them first.
 template <int kRows, bool kActRows, bool kInPlace>
-void qs8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint8_t* cols, const int64_t* col_offsets, int32_t* acc) {
+void qs8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint8_t* cols, const int64_t* col_offsets,
+                                 int32_t* acc) {
   __m512i sum[kRows][kVecs];
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {

@@ -312,10 +312,28 @@ class _Quantizer:
         self.nodes.append(Node(op, node.name, [x] + node.inputs[1:], outs, node.attrs))
         return "int8", ""
 
+    def fragile_neighbour(self, node: Node) -> str:
+        """The fragile op this node reads from or writes to directly, or ''.
+
+        Next to LayerNorm, Softmax or GELU a per-tensor int8 range is the problem itself (the
+        residual stream and GELU's input have a few huge values and many small ones): MatMuls there
+        quantize their activations per row at run time instead, and cheap ops stay float."""
+        for name in node.inputs:
+            producer = self.producers.get(name)
+            if producer is not None and producer.op in FRAGILE:
+                return f"reads {producer.op} output"
+        for consumer in self.consumers.get(node.outputs[0], []):
+            if consumer.op in FRAGILE:
+                return f"feeds {consumer.op}"
+        return ""
+
     def wants_int8(self, node: Node, asked: str) -> tuple[bool, str]:
         reason = _static_support(self.graph, node)
         if reason:
             return False, reason
+        fragile = self.fragile_neighbour(node)
+        if fragile:
+            return False, f"fragile neighbour: {fragile}"
         if node.op in FOLLOWERS:
             # cheap ops follow their inputs' domain: quantizing just for them only adds conversions
             data_inputs = node.inputs if node.op in ARITHMETIC | {"Concat"} else node.inputs[:1]
@@ -324,6 +342,7 @@ class _Quantizer:
         return True, ""
 
     def run(self, precisions: dict[str, str]) -> QuantizeResult:
+        self.producers, self.consumers = self.graph.producers(), self.graph.consumers()
         decisions = []
         for node in self.graph.nodes:
             asked = precisions.get(node.name, "fp32")
@@ -336,10 +355,14 @@ class _Quantizer:
                 elif reason.startswith("constant table"):
                     used, note = self.emit_dynamic(node)
                     note = note or "embedding table int8 per row"
+                elif reason.startswith("fragile neighbour") and node.op == "MatMul":
+                    used, note = self.emit_dynamic(node)
+                    note = note or f"int8 with per-row activations: {reason[len('fragile neighbour: '):]} (fragile)"
                 else:
                     self.emit_float(node)
                     used = "fp32"
-                    note = "" if reason == "input is float" else f"fallback to fp32: {reason}"
+                    note = ("" if reason == "input is float" else f"kept in fp32: {reason}"
+                            if reason.startswith("fragile") else f"fallback to fp32: {reason}")
             elif asked == "int8-dynamic":
                 used, note = self.emit_dynamic(node)
             elif asked == "int4":
