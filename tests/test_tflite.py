@@ -46,8 +46,11 @@ def ops_of(data: bytes) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cache_dir(request):
-    return request.config.cache.mkdir("edgepack-models")
+def cache_dir(request, tmp_path_factory):
+    """Trained weights and the exported MiniLM, kept in pytest's cache across runs when the cache is on."""
+    if request.config.pluginmanager.hasplugin("cacheprovider"):
+        return request.config.cache.mkdir("edgepack-models")
+    return tmp_path_factory.mktemp("models")
 
 
 @pytest.fixture(scope="module", params=list(BUILDERS))

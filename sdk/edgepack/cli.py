@@ -285,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="run artifacts in every runtime available here and compare them "
                                       "with the fp32 reference and the native result")
-    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".epk, .onnx, .tflite or .mlpackage files")
+    p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=".epk, .onnx, .tflite or .mlpackage files, or a compile's "
+                                                                     "MODEL.manifest.json for all of its files")
     p.add_argument("--inputs", required=True, metavar="DATA.npz",
                    help="one array per model input, or samples stacked on a leading axis")
     p.add_argument("--reference", metavar="MODEL.onnx", help="the fp32 model to measure errors against")

@@ -287,7 +287,7 @@ class Int8ConvKernel final : public OpKernel {
 
   void run_gemm(const Act* padded, Act* columns, uint8_t* y, ThreadPool* pool) const {
     const int64_t cp = qgemm::col_panels(columns_), rp = qgemm::row_panels(g_.mg);
-    const int64_t wanted = std::max<int64_t>(1, 8 * pool->num_threads() / g_.group);  // items per group
+    const int64_t wanted = std::max<int64_t>(1, 8 * pool->num_threads() / g_.group);  // column blocks per group
     const int64_t per_block = std::min(kMaxBlockPanels, std::max<int64_t>(1, cp / wanted));
     const int64_t blocks = (cp + per_block - 1) / per_block;
     const int64_t item_macs = per_block * kTileN * g_.mg * groups_ * kGroup;

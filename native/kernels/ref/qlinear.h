@@ -24,6 +24,10 @@ namespace qlinear {
 // them into acc + bias is folded in at prepare.
 class Requantizer {
  public:
+  Requantizer() = default;
+  Requantizer(const Requantizer&) = delete;  // params_ points into the object's own vectors
+  Requantizer& operator=(const Requantizer&) = delete;
+
   // Validates the quantization records of x, the int8 weight w (channels along channel_axis), the
   // optional int32 bias and y, and the fused activation; builds the per-channel tables.
   Status prepare(const OpInfo& op, AttrReader& attrs, const Tensor& x, const Tensor& w, int channel_axis,

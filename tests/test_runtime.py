@@ -1,0 +1,126 @@
+"""The Python runtime API and the CLI: input checking, concurrency, the commands users run first."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgepack
+from edgepack.cli import main as cli_main
+from edgepack.demo import MODEL, SAMPLES
+from edgepack.reference import run_graph
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits") / "digits.epk"
+    compiled = edgepack.compile(MODEL, precision="fp32", output=out)
+    with np.load(SAMPLES) as data:
+        images = data["images"]
+    return compiled, images
+
+
+def test_session_describes_inputs_and_outputs(digits):
+    compiled, _ = digits
+    session = edgepack.load(compiled.path, num_threads=2)
+    assert [(s.name, s.shape, s.dtype) for s in session.inputs] == [("image", (1, 1, 8, 8), np.dtype("float32"))]
+    assert [(s.name, s.shape) for s in session.outputs] == [("logits", (1, 10))]
+    assert session.arena_bytes == compiled.arena_bytes
+    assert session.num_threads == 2
+
+
+@pytest.mark.parametrize("feeds,message", [
+    ({"images": np.zeros((1, 1, 8, 8), np.float32)}, r"wrong input names: expected \['image'\], got \['images'\]"),
+    ({}, r"missing \['image'\]"),
+    ({"image": np.zeros((1, 1, 8, 9), np.float32)}, r"expected shape \(1, 1, 8, 8\), got \(1, 1, 8, 9\)"),
+    ({"image": np.zeros((1, 1, 8, 8), np.float64)}, r"expected dtype float32, got float64"),
+])
+def test_run_rejects_wrong_inputs(digits, feeds, message):
+    compiled, _ = digits
+    session = edgepack.load(compiled.path)
+    with pytest.raises(ValueError, match=message):
+        session.run(feeds)
+
+
+def test_concurrent_runs_on_one_session_are_correct(digits):
+    """Several Python threads share one session (the GIL is released in run); each gets its own result."""
+    compiled, images = digits
+    session = edgepack.load(compiled.path, num_threads=2)
+    expected = [run_graph(compiled.graph, {"image": images[i:i + 1]})["logits"] for i in range(8)]
+    errors: list[str] = []
+
+    def worker(index: int) -> None:
+        for _ in range(50):
+            got = session.run({"image": images[index:index + 1]})["logits"]
+            if not np.allclose(got, expected[index], rtol=1e-4, atol=1e-5):
+                errors.append(f"thread {index}: {got} != {expected[index]}")
+                return
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:2]
+    assert session._native.num_arenas >= 1
+
+
+def test_non_contiguous_input_is_accepted(digits):
+    compiled, images = digits
+    session = edgepack.load(compiled.path)
+    strided = np.asfortranarray(images[:1])
+    np.testing.assert_allclose(session.run({"image": strided})["logits"],
+                               session.run({"image": np.ascontiguousarray(images[:1])})["logits"])
+
+
+def test_demo_runs_and_checks(capsys, tmp_path):
+    assert cli_main(["demo", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "native vs numpy reference" in out and "MISMATCH" not in out
+    assert (tmp_path / "digits_cnn.epk").exists()
+
+
+def test_cli_compile_run_inspect(tmp_path, capsys):
+    artifact = tmp_path / "d.epk"
+    assert cli_main(["compile", str(MODEL), "-o", str(artifact), "--precision", "fp32"]) == 0
+    with np.load(SAMPLES) as data:
+        np.savez(tmp_path / "in.npz", image=data["images"][:1])
+    assert cli_main(["run", str(artifact), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]) == 0
+    with np.load(tmp_path / "out.npz") as out:
+        assert out["logits"].shape == (1, 10)
+    # an existing output is not overwritten without --force
+    assert cli_main(["run", str(artifact), "--inputs", str(tmp_path / "in.npz"), "-o", str(tmp_path / "out.npz")]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert cli_main(["inspect", str(artifact)]) == 0
+    out = capsys.readouterr().out
+    assert "image [1, 1, 8, 8] float32" in out and "arena" in out and "Conv" in out
+
+
+def test_compile_never_overwrites_user_files(tmp_path):
+    precious = tmp_path / "notes.txt"
+    precious.write_text("mine")
+    with pytest.raises(FileExistsError, match="not an edgepack artifact"):
+        edgepack.compile(MODEL, precision="fp32", output=precious)
+    assert precious.read_text() == "mine"
+
+
+def test_cli_reports_bad_input_shape_flag(capsys):
+    assert cli_main(["compile", str(MODEL), "--input-shape", "image:1x1x8x8"]) == 2
+    assert "NAME=1x3x224x224" in capsys.readouterr().err
+
+
+def test_unsupported_op_names_op_node_and_supported_ops(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    node = helper.make_node("Einsum", ["x", "x"], ["y"], name="my_einsum", equation="ij,ij->i")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    path = tmp_path / "einsum.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    with pytest.raises(edgepack.UnsupportedError) as err:
+        edgepack.compile(path, precision="fp32", output=tmp_path / "e.epk")
+    message = str(err.value)
+    assert "'Einsum'" in message and "my_einsum" in message and "Conv" in message
+    assert not (tmp_path / "e.epk").exists()
