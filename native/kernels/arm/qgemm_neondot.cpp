@@ -108,8 +108,6 @@ inline void store_bytes(uint8_t* out, int32x4_t codes, int n) {
 
 }  // namespace
 
-const char* ukernel_name() { return "qs8_gemm_8x8c4__neondot"; }
-
 void tile_act_rows(int rows, int64_t groups, const Act* a_rows, const Wgt* w_cols, int32_t* acc) {
   kPackedTiles[rows - 1](groups, a_rows, w_cols, nullptr, acc);
 }

@@ -55,8 +55,6 @@ using Wgt = int8_t;
 #endif
 static_assert(kGroup * sizeof(Act) == 4 && kGroup * sizeof(Wgt) == 4, "a k-group fills one 32-bit lane");
 
-const char* ukernel_name();  // e.g. "qs8_gemm_8x32c4__avx512vnni", for logs and benchmarks
-
 // What is added to an activation code of `code_dtype` (int8 or uint8) to store it as an Act.
 constexpr int32_t act_shift(DType code_dtype) {
   const bool code_signed = code_dtype == DType::kInt8;
@@ -82,6 +80,8 @@ inline int64_t row_panel_index(int64_t groups, int64_t row, int64_t k) {
 inline int64_t col_panel_index(int64_t groups, int64_t col, int64_t k) {
   return col / kTileN * col_panel_size(groups) + (k / kGroup * kTileN + col % kTileN) * kGroup + k % kGroup;
 }
+// Bytes rounded up to whole 64-byte lines, so that sub-buffers of aligned memory stay aligned.
+inline size_t whole_lines(size_t bytes) { return (bytes + 63) & ~size_t{63}; }
 
 // ---- micro-kernels: one tile of int32 sums, acc[r * kTileN + c] for r < rows (1..kTileM) ----
 // Activations in rows (MatMul: rows of A against packed weight columns).
@@ -90,9 +90,6 @@ void tile_act_rows(int rows, int64_t groups, const Act* a_rows, const Wgt* w_col
 // are read in place: group g of column c is the lane at x_cols + (col_offsets[g] + c) * kGroup.
 void tile_act_cols(int rows, int64_t groups, const Wgt* w_rows, const Act* x_cols, const int64_t* col_offsets,
                    int32_t* acc);
-
-// Bytes rounded up to whole 64-byte lines, so that sub-buffers of aligned memory stay aligned.
-inline size_t whole_lines(size_t bytes) { return (bytes + 63) & ~size_t{63}; }
 
 // ---- operand layout ----
 // Interleaves kGroup rows of n activation codes (int8 or uint8, as bytes) into lanes, stored as Acts:

@@ -40,8 +40,6 @@ inline uint8_t requantize_one(int32_t acc, const Requant& q, int64_t c) {
 
 }  // namespace
 
-const char* ukernel_name() { return "qs8_gemm_4x8c4__scalar"; }
-
 void tile_act_rows(int rows, int64_t groups, const Act* a_rows, const Wgt* w_cols, int32_t* acc) {
   qs8_gemm_4x8c4__scalar<Act, Wgt, false>(rows, groups, a_rows, w_cols, nullptr, acc);
 }

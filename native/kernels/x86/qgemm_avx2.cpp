@@ -134,8 +134,6 @@ inline __m256i load_n(const int32_t* p, int n) {
 
 }  // namespace
 
-const char* ukernel_name() { return "qs8_gemm_6x16c2__avx2"; }
-
 void tile_act_rows(int rows, int64_t groups, const Act* a_rows, const Wgt* w_cols, int32_t* acc) {
   kPackedTiles[rows - 1](groups, a_rows, w_cols, nullptr, acc);
 }

@@ -115,8 +115,6 @@ inline __mmask16 first_lanes(int n) { return n >= kLanes ? __mmask16(0xFFFF) : _
 
 }  // namespace
 
-const char* ukernel_name() { return "qs8_gemm_8x32c4__avx512vnni"; }
-
 void tile_act_rows(int rows, int64_t groups, const Act* a_rows, const Wgt* w_cols, int32_t* acc) {
   kActRowTiles[rows - 1](groups, a_rows, reinterpret_cast<const uint8_t*>(w_cols), nullptr, acc);
 }
