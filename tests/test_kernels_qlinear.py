@@ -92,7 +92,8 @@ def static_quant(dtype, index: int, w_scales: np.ndarray, channel_axis: int, bia
     zx, zy = ZERO_POINTS[index % len(ZERO_POINTS)]
     shift = 128 if dtype == np.uint8 else 0
     sx = np.float32(RNG.uniform(0.005, 0.1))
-    quant = {0: qp(sx, zx + shift), 1: per_channel(w_scales, channel_axis), "out0": qp(RNG.uniform(0.05, 2.0), zy + shift)}
+    quant = {0: qp(sx, zx + shift), 1: per_channel(w_scales, channel_axis),
+             "out0": qp(RNG.uniform(0.05, 2.0), zy + shift)}
     if bias:
         quant[2] = per_channel((np.float64(sx) * w_scales.astype(np.float64)).astype(np.float32), 0)
     return quant
@@ -137,8 +138,8 @@ def test_static_matmul_batch_and_threads(batch, num_threads):
 def test_static_matmul_without_bias_and_per_tensor_weight():
     static_matmul(codes((6, 33), np.int8), 33, 20, 2, bias=False)
     a, w = codes((5, 16), np.int8), weights((16, 9))
-    quant = {0: qp(0.02, 3), 1: qp(0.01), 2: per_channel(np.float32(0.02 * np.float64(np.float32(0.01))), 0),
-             "out0": qp(0.3, -2)}
+    bias_scale = np.float32(np.float64(np.float32(0.02)) * np.float64(np.float32(0.01)))
+    quant = {0: qp(0.02, 3), 1: qp(0.01), 2: per_channel(bias_scale, 0), "out0": qp(0.3, -2)}
     exact("MatMul", NONE, [a, w, RNG.integers(-999, 999, 9).astype(np.int32)], consts={1, 2}, quant=quant)
 
 
@@ -190,7 +191,8 @@ CONV_CASES = [
 def static_conv(shape, m, kernel, strides, pads, dilations, group, dtype, index: int, attrs: dict = NONE,
                 num_threads: int = 2) -> np.ndarray:
     w_scales = RNG.uniform(1e-4, 0.03, m).astype(np.float32)
-    inputs = [codes(shape, dtype), weights((m, shape[1] // group) + kernel), RNG.integers(-30000, 30000, m).astype(np.int32)]
+    inputs = [codes(shape, dtype), weights((m, shape[1] // group) + kernel),
+              RNG.integers(-30000, 30000, m).astype(np.int32)]
     attrs = {"strides": list(strides), "pads": list(pads), "dilations": list(dilations), "group": group, **attrs}
     return exact("Conv", attrs, inputs, consts={1, 2}, quant=static_quant(dtype, index, w_scales, 0),
                  num_threads=num_threads)
@@ -215,7 +217,9 @@ def dynamic_matmul(a: np.ndarray, n: int, attrs: dict = NONE, bias: bool = True,
                    num_threads: int = 2) -> np.ndarray:
     k = a.shape[-1]
     scales = np.float32(0.004) if per_tensor else RNG.uniform(1e-3, 1e-2, n)
-    inputs = [a, RNG.integers(-127, 128, (k, n)).astype(np.int8)] + ([RNG.standard_normal(n).astype(np.float32)] if bias else [])
+    inputs = [a, RNG.integers(-127, 128, (k, n)).astype(np.int8)]
+    if bias:
+        inputs.append(RNG.standard_normal(n).astype(np.float32))
     quant = {1: qp(scales) if per_tensor else per_channel(scales, 1)}
     return exact("MatMul", attrs, inputs, consts={1, 2}, quant=quant, num_threads=num_threads)
 
@@ -308,7 +312,8 @@ def test_int4_matmul(a_shape, n, block):
     q = RNG.integers(-8, 8, (k, n)).astype(np.int8)
     q.reshape(-1)[:2] = [-8, 7]
     quant = {1: per_channel(RNG.uniform(0.01, 0.1, (k // block) * n), 0, block_size=block)}
-    for attrs, inputs, consts in [(NONE, [a, q], {1}), (RELU, [a, q, RNG.standard_normal(n).astype(np.float32)], {1, 2})]:
+    bias = RNG.standard_normal(n).astype(np.float32)
+    for attrs, inputs, consts in [(NONE, [a, q], {1}), (RELU, [a, q, bias], {1, 2})]:
         for num_threads in (1, 3):
             close("MatMul", attrs, inputs, consts=consts, quant=quant, dtypes={1: DType.INT4}, num_threads=num_threads)
 
@@ -328,8 +333,8 @@ def test_int4_matmul_blocks_along_n_and_batched():
 A8 = np.zeros((3, 4), np.int8)
 W8 = np.zeros((4, 4), np.int8)
 B32 = np.zeros(4, np.int32)
-GOOD = {0: qp(0.1), 1: per_channel(np.full(4, 0.01), 1), 2: per_channel(np.full(4, np.float32(0.1 * np.float64(np.float32(0.01)))), 0),
-        "out0": qp(0.2)}
+BIAS_SCALE = np.float32(np.float64(np.float32(0.1)) * np.float64(np.float32(0.01)))  # s_x * s_w, as the compiler
+GOOD = {0: qp(0.1), 1: per_channel(np.full(4, 0.01), 1), 2: per_channel(np.full(4, BIAS_SCALE), 0), "out0": qp(0.2)}
 GOOD_CONV = {**GOOD, 1: per_channel(np.full(4, 0.01), 0)}
 X4 = np.zeros((1, 4, 5, 5), np.int8)
 W4 = np.zeros((4, 4, 3, 3), np.int8)
@@ -338,13 +343,16 @@ F32 = np.zeros((3, 64), np.float32)
 I4 = np.zeros((64, 8), np.int8)
 
 BAD_CASES = [
-    ("MatMul", [A8, W8, B32], dict(quant={**GOOD, 1: per_channel(np.full(3, 0.01), 1)}), ["weight", "3 scales, expected 1 or 4"]),
+    ("MatMul", [A8, W8, B32], dict(quant={**GOOD, 1: per_channel(np.full(3, 0.01), 1)}),
+     ["weight", "3 scales, expected 1 or 4"]),
     ("MatMul", [A8, W8, B32], dict(quant={**GOOD, 1: per_channel(np.full(4, 0.01), 0)}),
      ["scales along axis 0, expected axis 1"]),
     ("MatMul", [A8, W8, B32], dict(quant={**GOOD, 1: per_channel(np.full(4, 0.01), 1, zeros=[0, 0, 3, 0])}),
      ["zero point 3", "symmetric"]),
-    ("MatMul", [A8, W8, B32], dict(quant={**GOOD, 2: per_channel(np.full(4, 0.002), 0)}), ["bias", "expected s_x * s_w"]),
-    ("MatMul", [A8, W8, B32], dict(quant={k: v for k, v in GOOD.items() if k != 2}), ["bias", "no quantization parameters"]),
+    ("MatMul", [A8, W8, B32], dict(quant={**GOOD, 2: per_channel(np.full(4, 0.002), 0)}),
+     ["bias", "expected s_x * s_w"]),
+    ("MatMul", [A8, W8, B32], dict(quant={k: v for k, v in GOOD.items() if k != 2}),
+     ["bias", "no quantization parameters"]),
     ("MatMul", [A8, W8, B32.astype(np.float32)], dict(quant=GOOD), ["bias", "expected int32"]),
     ("MatMul", [A8, W8, B32], dict(quant=GOOD, dtypes={"out0": DType.UINT8}), ["output", "expected int8"]),
     ("MatMul", [A8, W8, B32], dict(quant={**GOOD, 0: per_channel([0.1, 0.2], 0)}), ["input", "2 scales, expected 1"]),
@@ -354,15 +362,18 @@ BAD_CASES = [
     ("MatMul", [A8, W8.astype(np.float32)], dict(quant={0: qp(0.1), "out0": qp(0.2)}), ["weight", "expected int8"]),
     ("MatMul", [np.zeros((1, 70000), np.int8), np.full((70000, 1), 127, np.int8)],
      dict(quant={0: qp(0.1, 127), 1: qp(0.01), "out0": qp(0.2)}), ["overflow the int32 accumulator"]),
-    ("Conv", [X4, W4, B32], dict(quant={**GOOD_CONV, 1: per_channel(np.full(3, 0.01), 0)}), ["3 scales, expected 1 or 4"]),
-    ("Conv", [X4, W4, B32], dict(quant={**GOOD_CONV, 2: per_channel(np.full(4, 0.5), 0)}), ["bias", "expected s_x * s_w"]),
+    ("Conv", [X4, W4, B32], dict(quant={**GOOD_CONV, 1: per_channel(np.full(3, 0.01), 0)}),
+     ["3 scales, expected 1 or 4"]),
+    ("Conv", [X4, W4, B32], dict(quant={**GOOD_CONV, 2: per_channel(np.full(4, 0.5), 0)}),
+     ["bias", "expected s_x * s_w"]),
     ("Conv", [X4, W4, B32], dict(quant={**GOOD_CONV, 1: per_channel(np.full(4, 0.01), 1)}),
      ["scales along axis 1, expected axis 0"]),
     ("Conv", [X4, W4], dict(quant={0: qp(0.1), 1: per_channel(np.full(4, 0.01), 0)}), ["output", "no quantization"]),
     # dynamic int8
     ("MatMul", [F32, np.zeros((64, 8), np.int8)], dict(quant={1: per_channel(np.full(5, 0.01), 1)}),
      ["5 scales, expected 1 or 8"]),
-    ("MatMul", [F32, np.zeros((64, 8), np.int8)], dict(quant={1: per_channel(np.full(8, 0.01), 1, zeros=[1] + [0] * 7)}),
+    ("MatMul", [F32, np.zeros((64, 8), np.int8)],
+     dict(quant={1: per_channel(np.full(8, 0.01), 1, zeros=[1] + [0] * 7)}),
      ["zero point 1"]),
     ("MatMul", [F32, np.zeros((64, 8), np.int8)], {}, ["no quantization parameters"]),
     # int4
@@ -424,15 +435,18 @@ def _cross_build_cases():
     for attrs, m, group in [(conv, 10, 1), (strided, 9, 1), (depthwise, 12, 12)]:
         for dtype in (np.int8, np.uint8):
             w_scales = RNG.uniform(1e-4, 0.03, m).astype(np.float32)
-            inputs = [codes((2, 12, 11, 13), dtype), weights((m, 12 // group, 3, 3)), RNG.integers(-9999, 9999, m).astype(np.int32)]
+            inputs = [codes((2, 12, 11, 13), dtype), weights((m, 12 // group, 3, 3)),
+                      RNG.integers(-9999, 9999, m).astype(np.int32)]
             yield op_graph("Conv", attrs, inputs, {1, 2}, None, static_quant(dtype, m, w_scales, 0), None), True
     for dtype in (np.int8, np.uint8):
         w_scales = RNG.uniform(1e-4, 0.03, 19).astype(np.float32)
         inputs = [codes((2, 13, 37), dtype), weights((37, 19)), RNG.integers(-9999, 9999, 19).astype(np.int32)]
         yield op_graph("MatMul", clip(-0.3, 0.6), inputs, {1, 2}, None, static_quant(dtype, 2, w_scales, 1), None), True
     for kind in ("lopsided", "ties", "negative"):
-        inputs = [_rows(kind, 45), RNG.integers(-127, 128, (45, 23)).astype(np.int8), RNG.standard_normal(23).astype(np.float32)]
-        yield op_graph("MatMul", RELU, inputs, {1, 2}, None, {1: per_channel(RNG.uniform(1e-3, 1e-2, 23), 1)}, None), True
+        inputs = [_rows(kind, 45), RNG.integers(-127, 128, (45, 23)).astype(np.int8),
+                  RNG.standard_normal(23).astype(np.float32)]
+        quant = {1: per_channel(RNG.uniform(1e-3, 1e-2, 23), 1)}
+        yield op_graph("MatMul", RELU, inputs, {1, 2}, None, quant, None), True
     q = RNG.integers(-8, 8, (64, 21)).astype(np.int8)
     yield op_graph("MatMul", NONE, [RNG.standard_normal((5, 64)).astype(np.float32), q], {1}, None,
                    {1: per_channel(RNG.uniform(0.01, 0.1, 2 * 21), 0, block_size=32)}, {1: DType.INT4}), False

@@ -304,32 +304,43 @@ void pack_code_rows(const Code* a, int64_t rows, int64_t k, int32_t shift, int64
   }
 }
 
-// Calls epilogue(acc, rows, row0, col0, cols) for every tile of the product of packed activation rows
-// and packed weight columns, over the pool. Work items are (column panel, block of row panels), column
-// major: a thread's items share weight panels, and there are enough items for every thread.
-template <class Epilogue>
-void for_each_tile(ThreadPool* pool, int64_t rows, int64_t cols, int64_t groups, const Act* a_panels,
-                   const Wgt* w_panels, const Epilogue& epilogue) {
+// The product of the activation rows with the packed weight columns: pack(first, end) writes row panels
+// [first, end) of A, then epilogue(acc, rows, row0, col0, cols) receives every tile. With enough row
+// panels the threads split the rows, each packing its own panels and multiplying them with every
+// column panel: one parallel region per op (waking the pool costs as much as a small op). Otherwise
+// the few rows are packed first and the threads split the columns.
+template <class Pack, class Epilogue>
+void multiply(ThreadPool* pool, int64_t rows, int64_t cols, int64_t groups, const Act* a_panels, const Wgt* w_panels,
+              const Pack& pack, const Epilogue& epilogue) {
+  constexpr int64_t kRowBlock = 8;  // row panels whose A (kRowBlock * kTileM rows) stays in L2 across the columns
   const int64_t rp = qgemm::row_panels(rows), cp = qgemm::col_panels(cols);
-  const int64_t wanted_blocks = std::max<int64_t>(1, (4 * pool->num_threads() + cp - 1) / cp);
-  const int64_t per_block = (rp + std::min(rp, wanted_blocks) - 1) / std::min(rp, wanted_blocks);
-  const int64_t blocks = (rp + per_block - 1) / per_block;
-  const int64_t item_macs = per_block * kTileM * kTileN * groups * kGroup;
-  const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, item_macs));
+  const int64_t tile_macs = kTileM * kTileN * groups * kGroup;
   const int64_t a_step = qgemm::row_panel_size(groups), w_step = qgemm::col_panel_size(groups);
-  pool->parallel_for(cp * blocks, [&](int64_t begin, int64_t end) {
+  auto tiles = [&](int64_t p0, int64_t p1, int64_t c0, int64_t c1) {
     alignas(64) int32_t acc[kTileM * kTileN];
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t c = item / blocks, block = item % blocks;
-      const int64_t col0 = c * kTileN;
-      const int ncols = static_cast<int>(std::min<int64_t>(kTileN, cols - col0));
-      for (int64_t p = block * per_block; p < std::min(rp, (block + 1) * per_block); ++p) {
-        const int nrows = static_cast<int>(std::min<int64_t>(kTileM, rows - p * kTileM));
-        qgemm::tile_act_rows(nrows, groups, a_panels + p * a_step, w_panels + c * w_step, acc);
-        epilogue(acc, nrows, p * kTileM, col0, ncols);
+    for (int64_t b0 = p0; b0 < p1; b0 += kRowBlock) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t col0 = c * kTileN;
+        const int ncols = static_cast<int>(std::min<int64_t>(kTileN, cols - col0));
+        for (int64_t p = b0; p < std::min(p1, b0 + kRowBlock); ++p) {
+          const int nrows = static_cast<int>(std::min<int64_t>(kTileM, rows - p * kTileM));
+          qgemm::tile_act_rows(nrows, groups, a_panels + p * a_step, w_panels + c * w_step, acc);
+          epilogue(acc, nrows, p * kTileM, col0, ncols);
+        }
       }
     }
-  }, grain);
+  };
+  if (rp >= 2 * pool->num_threads()) {
+    const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, cp * tile_macs));
+    pool->parallel_for(rp, [&](int64_t first, int64_t end) {
+      pack(first, end);
+      tiles(first, end, 0, cp);
+    }, grain);
+  } else {
+    pack(0, rp);
+    const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, rp * tile_macs));
+    pool->parallel_for(cp, [&](int64_t first, int64_t end) { tiles(0, rp, first, end); }, grain);
+  }
 }
 
 // ---- static int8 MatMul ---------------------------------------------------------------------------------
@@ -356,20 +367,18 @@ class Int8MatMulKernel final : public OpKernel {
   Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
     if (outs[0]->numel == 0) return Status::Ok();
     Act* a_panels = reinterpret_cast<Act*>(ctx.scratch);
-    const int64_t panels = qgemm::row_panels(rows_);
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, kTileM * k_));
-    ctx.pool->parallel_for(panels, [&](int64_t first, int64_t end) {
+    uint8_t* y = outs[0]->as<uint8_t>();  // int8 and uint8 codes alike
+    auto pack = [&](int64_t first, int64_t end) {
       if (signed_) {
         pack_code_rows(ins[0]->as<const int8_t>(), rows_, k_, shift_, first, end, a_panels);
       } else {
         pack_code_rows(ins[0]->as<const uint8_t>(), rows_, k_, shift_, first, end, a_panels);
       }
-    }, grain);
-    uint8_t* y = outs[0]->as<uint8_t>();  // int8 and uint8 codes alike
-    for_each_tile(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(),
-                  [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
-                    requant_.per_column(acc, kTileN, rows, cols, col0, y + row0 * n_ + col0, n_);
-                  });
+    };
+    multiply(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(), pack,
+             [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
+               requant_.per_column(acc, kTileN, rows, cols, col0, y + row0 * n_ + col0, n_);
+             });
     return Status::Ok();
   }
 
@@ -460,8 +469,7 @@ class DynamicMatMulKernel final : public OpKernel {
     float* row_scale = reinterpret_cast<float*>(ctx.scratch + panels_bytes_);
     int32_t* row_zero = reinterpret_cast<int32_t*>(ctx.scratch + panels_bytes_ + scales_bytes_);
 
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, kTileM * k_));
-    ctx.pool->parallel_for(qgemm::row_panels(rows_), [&](int64_t first, int64_t end) {
+    auto quantize = [&](int64_t first, int64_t end) {
       for (int64_t p = first; p < end; ++p) {
         Act* panel = a_panels + p * qgemm::row_panel_size(groups_);
         for (int r = 0; r < kTileM && p * kTileM + r < rows_; ++r) {
@@ -469,11 +477,9 @@ class DynamicMatMulKernel final : public OpKernel {
           quantize_row(a + row * k_, k_, shift_, panel + r * kGroup, row_scale + row, row_zero + row);
         }
       }
-    }, grain);
-
+    };
     const float lo = bounds_.lo, hi = bounds_.hi;
-    for_each_tile(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(),
-                  [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
+    auto scale = [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
       const int32_t* col_sum = col_sums_.data() + col0;
       const float* w_scale = w_scales_.data() + col0;
       const float* b = bias != nullptr ? bias + col0 : nullptr;
@@ -498,7 +504,8 @@ class DynamicMatMulKernel final : public OpKernel {
           out[c] = v > hi ? hi : v;
         }
       }
-    });
+    };
+    multiply(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(), quantize, scale);
     return Status::Ok();
   }
 
