@@ -20,6 +20,8 @@ of the tensor's range apart.
 """
 from __future__ import annotations
 
+import abc
+
 import json
 import math
 import platform
@@ -105,13 +107,14 @@ class VerifyReport:
 
 
 # ---- runners --------------------------------------------------------------------------------------
-class _Runner:
+class _Runner(abc.ABC):
     runtime = ""
     note = ""
     input_specs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
 
+    @abc.abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """Outputs by IR name, in IR (NCHW) layout."""
 
     def intermediates(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """Every value the runtime exposes, by IR name and in IR layout; None when it exposes none."""

@@ -185,6 +185,30 @@ void row_range(const float* a, int64_t n, float* lo, float* hi) {
   *hi = hi_all;
 }
 
+void dequantize_int4_bytes(const uint8_t* packed, int64_t bytes, const float* scale, float* out) {
+  const uint8x16_t low4 = vdupq_n_u8(0x0F), eight = vdupq_n_u8(8);
+  int64_t i = 0;
+  for (; i + 16 <= bytes; i += 16) {
+    const uint8x16_t b = vld1q_u8(packed + i);
+    // vzip interleaves the low and high nibbles back into code order; (c ^ 8) - 8 sign-extends them.
+    const uint8x16x2_t codes = vzipq_u8(vandq_u8(b, low4), vshrq_n_u8(b, 4));
+    for (int h = 0; h < 2; ++h) {
+      const int8x16_t c = vreinterpretq_s8_u8(vsubq_u8(veorq_u8(codes.val[h], eight), eight));
+      const int16x8_t halves[2] = {vmovl_s8(vget_low_s8(c)), vmovl_high_s8(c)};
+      for (int q = 0; q < 2; ++q) {
+        float* o = out + 2 * i + 16 * h + 8 * q;
+        const float* s = scale + 2 * i + 16 * h + 8 * q;
+        vst1q_f32(o, vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(halves[q]))), vld1q_f32(s)));
+        vst1q_f32(o + 4, vmulq_f32(vcvtq_f32_s32(vmovl_high_s16(halves[q])), vld1q_f32(s + 4)));
+      }
+    }
+  }
+  for (; i < bytes; ++i) {
+    out[2 * i] = static_cast<float>(((packed[i] & 0xF) ^ 8) - 8) * scale[2 * i];
+    out[2 * i + 1] = static_cast<float>(((packed[i] >> 4) ^ 8) - 8) * scale[2 * i + 1];
+  }
+}
+
 }  // namespace qgemm
 }  // namespace edgepack
 

@@ -118,6 +118,11 @@ void requantize_per_row(const int32_t* acc, int64_t acc_stride, int rows, int n,
 // A compiler vectorises a min/max reduction of floats only under -ffast-math, hence one per ISA.
 void row_range(const float* a, int64_t n, float* lo, float* hi);
 
+// ---- weight-only int4 ----
+// Two int4 codes per byte, low nibble first (values -8..7), times their scales: for i < bytes,
+// out[2i] = low(packed[i]) * scale[2i] and out[2i + 1] = high(packed[i]) * scale[2i + 1].
+void dequantize_int4_bytes(const uint8_t* packed, int64_t bytes, const float* scale, float* out);
+
 // 64-byte aligned bytes owned by a kernel object (packed weights, per-channel tables).
 class AlignedBuffer {
  public:

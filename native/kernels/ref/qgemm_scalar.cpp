@@ -81,6 +81,13 @@ void row_range(const float* a, int64_t n, float* lo, float* hi) {
   *hi = h;
 }
 
+void dequantize_int4_bytes(const uint8_t* packed, int64_t bytes, const float* scale, float* out) {
+  for (int64_t i = 0; i < bytes; ++i) {
+    out[2 * i] = static_cast<float>(((packed[i] & 0xF) ^ 8) - 8) * scale[2 * i];
+    out[2 * i + 1] = static_cast<float>(((packed[i] >> 4) ^ 8) - 8) * scale[2 * i + 1];
+  }
+}
+
 }  // namespace qgemm
 }  // namespace edgepack
 

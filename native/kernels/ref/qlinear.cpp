@@ -524,22 +524,13 @@ class DynamicMatMulKernel final : public OpKernel {
 // out[i] = code(first + i) * scale[i] for n int4 codes from flat index `first` of packed data.
 void dequantize_int4(const uint8_t* codes, int64_t first, int64_t n, const float* scale, float* out) {
   int64_t i = 0;
-  if (first % 2 != 0 && n > 0) {  // a high nibble first
+  if (first % 2 != 0 && n > 0) {  // starts on a high nibble
     out[0] = static_cast<float>(int4_at(codes, first)) * scale[0];
     i = 1;
   }
-  // Whole bytes, 16 at a time through a local copy: the stores to `out` then cannot alias the codes,
-  // and the loop vectorises.
-  for (; i + 32 <= n; i += 32) {
-    uint8_t bytes[16];
-    std::memcpy(bytes, codes + (first + i) / 2, sizeof(bytes));
-    for (int b = 0; b < 16; ++b) {
-      const int32_t lo = ((bytes[b] & 0xF) ^ 8) - 8, hi = ((bytes[b] >> 4) ^ 8) - 8;
-      out[i + 2 * b] = static_cast<float>(lo) * scale[i + 2 * b];
-      out[i + 2 * b + 1] = static_cast<float>(hi) * scale[i + 2 * b + 1];
-    }
-  }
-  for (; i < n; ++i) out[i] = static_cast<float>(int4_at(codes, first + i)) * scale[i];
+  const int64_t bytes = (n - i) / 2;
+  qgemm::dequantize_int4_bytes(codes + (first + i) / 2, bytes, scale + i, out + i);
+  for (i += 2 * bytes; i < n; ++i) out[i] = static_cast<float>(int4_at(codes, first + i)) * scale[i];
 }
 
 constexpr int kMaxBatchRank = kMaxRank - 2;
@@ -612,6 +603,10 @@ class FloatWeightMatMulKernel final : public OpKernel {
     gemm::Epilogue epilogue = epilogue_;
     if (ins.size() > 2 && ins[2] != nullptr) epilogue.bias = ins[2]->as<const float>();
     float* scratch = reinterpret_cast<float*>(ctx.scratch);
+    if (stream_int4_ && rows_ < gemm::kTileM) {
+      run_int4_few_rows(a, *ins[1], epilogue, y, ctx.pool);
+      return Status::Ok();
+    }
     if (stream_int4_) {
       run_int4(a, *ins[1], epilogue, y, scratch, ctx.pool);
       return Status::Ok();
@@ -707,6 +702,40 @@ class FloatWeightMatMulKernel final : public OpKernel {
         }
       }
     }, 1);
+  }
+
+  // Fewer rows than a GEMM tile (e.g. one token): no packing and no panel buffers, which would cost more
+  // than the product. Each row of W is dequantized a segment at a time into a stack buffer and
+  // multiplied into all rows of Y, so the int4 weights are read once; threads split the columns.
+  void run_int4_few_rows(const float* a, const Tensor& b, const gemm::Epilogue& epilogue, float* y,
+                         ThreadPool* pool) const {
+    constexpr int64_t kCols = 256;
+    const uint8_t* codes = b.as<const uint8_t>();
+    const float* scales = b.quant.scales.data();
+    const int64_t block = b.quant.block_size, chunks = (n_ + kCols - 1) / kCols;
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, k_ * (rows_ + 1)));
+    pool->parallel_for(chunks, [&](int64_t first, int64_t end) {
+      float w[kCols], acc[gemm::kTileM][kCols];
+      for (int64_t chunk = first; chunk < end; ++chunk) {
+        const int64_t c0 = chunk * kCols, len = std::min(kCols, n_ - c0);
+        for (int64_t r = 0; r < rows_; ++r) std::fill(acc[r], acc[r] + len, 0.0f);
+        for (int64_t k = 0; k < k_; ++k) {
+          dequantize_int4(codes, k * n_ + c0, len, scales + k / block * n_ + c0, w);
+          for (int64_t r = 0; r < rows_; ++r) {
+            const float ark = a[r * k_ + k];
+            for (int64_t c = 0; c < len; ++c) acc[r][c] += ark * w[c];
+          }
+        }
+        for (int64_t r = 0; r < rows_; ++r) {
+          float* out = y + r * n_ + c0;
+          for (int64_t c = 0; c < len; ++c) {
+            float v = epilogue.bias != nullptr ? acc[r][c] + epilogue.bias[c0 + c] : acc[r][c];
+            v = v < epilogue.lo ? epilogue.lo : v;
+            out[c] = v > epilogue.hi ? epilogue.hi : v;
+          }
+        }
+      }
+    }, grain);
   }
 
   int64_t m_ = 0, k_ = 0, n_ = 0;

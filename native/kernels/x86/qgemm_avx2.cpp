@@ -222,6 +222,30 @@ void row_range(const float* a, int64_t n, float* lo, float* hi) {
   *hi = hi_all;
 }
 
+void dequantize_int4_bytes(const uint8_t* packed, int64_t bytes, const float* scale, float* out) {
+  const __m128i low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+  int64_t i = 0;
+  for (; i + 16 <= bytes; i += 16) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + i));
+    const __m128i lo = _mm_and_si128(b, low4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), low4);
+    // Codes in order (low nibble first), sign-extended from 4 bits: (c ^ 8) - 8.
+    const __m128i codes[2] = {_mm_sub_epi8(_mm_xor_si128(_mm_unpacklo_epi8(lo, hi), eight), eight),
+                              _mm_sub_epi8(_mm_xor_si128(_mm_unpackhi_epi8(lo, hi), eight), eight)};
+    for (int h = 0; h < 2; ++h) {
+      float* o = out + 2 * i + 16 * h;
+      const float* s = scale + 2 * i + 16 * h;
+      const __m256 v0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes[h]));
+      const __m256 v1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(codes[h], 8)));
+      _mm256_storeu_ps(o, _mm256_mul_ps(v0, _mm256_loadu_ps(s)));
+      _mm256_storeu_ps(o + 8, _mm256_mul_ps(v1, _mm256_loadu_ps(s + 8)));
+    }
+  }
+  for (; i < bytes; ++i) {
+    out[2 * i] = static_cast<float>(((packed[i] & 0xF) ^ 8) - 8) * scale[2 * i];
+    out[2 * i + 1] = static_cast<float>(((packed[i] >> 4) ^ 8) - 8) * scale[2 * i + 1];
+  }
+}
+
 }  // namespace qgemm
 }  // namespace edgepack
 

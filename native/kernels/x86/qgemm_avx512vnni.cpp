@@ -111,6 +111,12 @@ inline __m128i requantize16(__m512i x, const Half64& lo, const Half64& hi, const
   return _mm_unpacklo_epi64(requantize8(low_half(x), lo, b), requantize8(high_half(x), hi, b));
 }
 
+// Sixteen int8 values as floats.
+inline __m512 to_float(__m128i bytes) {
+  constexpr __mmask16 kAll16 = 0xFFFF;
+  return _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepi8_epi32(kAll16, bytes));
+}
+
 inline __mmask16 first_lanes(int n) { return n >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
 }  // namespace
@@ -194,6 +200,24 @@ void row_range(const float* a, int64_t n, float* lo, float* hi) {
   _mm512_storeu_ps(lanes_hi, h);
   *lo = *std::min_element(lanes_lo, lanes_lo + kLanes);
   *hi = *std::max_element(lanes_hi, lanes_hi + kLanes);
+}
+
+void dequantize_int4_bytes(const uint8_t* packed, int64_t bytes, const float* scale, float* out) {
+  const __m128i low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+  int64_t i = 0;
+  for (; i + 16 <= bytes; i += 16) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed + i));
+    const __m128i lo = _mm_and_si128(b, low4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), low4);
+    // Codes in order (low nibble first), sign-extended from 4 bits: (c ^ 8) - 8.
+    const __m128i first = _mm_sub_epi8(_mm_xor_si128(_mm_unpacklo_epi8(lo, hi), eight), eight);
+    const __m128i second = _mm_sub_epi8(_mm_xor_si128(_mm_unpackhi_epi8(lo, hi), eight), eight);
+    _mm512_storeu_ps(out + 2 * i, _mm512_mul_ps(to_float(first), _mm512_loadu_ps(scale + 2 * i)));
+    _mm512_storeu_ps(out + 2 * i + 16, _mm512_mul_ps(to_float(second), _mm512_loadu_ps(scale + 2 * i + 16)));
+  }
+  for (; i < bytes; ++i) {
+    out[2 * i] = static_cast<float>(((packed[i] & 0xF) ^ 8) - 8) * scale[2 * i];
+    out[2 * i + 1] = static_cast<float>(((packed[i] >> 4) ^ 8) - 8) * scale[2 * i + 1];
+  }
 }
 
 }  // namespace qgemm
