@@ -1,0 +1,1 @@
+"""The bundled example used by `edgepack demo` (see make_examples.py)."""
