@@ -269,8 +269,8 @@ class Int8ConvKernel final : public OpKernel {
     std::fill(padded + used, padded + padded_lanes_ * kGroup, pad);
   }
 
-  // Column panels [first, end) of group `grp` for a strided conv: lane (k-group, pixel) copied from the
-  // padded planes.
+  // Column panels [first, end) of a strided conv from one group's padded planes: the lane of each
+  // (k-group, output pixel) is copied from under the pixel's window.
   void gather_columns(const Act* planes, int64_t first, int64_t end, Act* dst) const {
     for (int64_t p = first; p < end; ++p) {
       Act* panel = dst + p * qgemm::col_panel_size(groups_);

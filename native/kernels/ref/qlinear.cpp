@@ -8,7 +8,7 @@
 // (sdk/edgepack/reference/quantized.py); the dynamic one is too, since its float epilogue does the
 // reference's float32 operations in the reference's order. Weight-only kernels dequantize the weight
 // and run the float GEMM (gemm.h); int4 MatMul weights stay int4 in memory and are dequantized one
-// column panel at a time.
+// column panel (or, for a row or a few, one row segment) at a time.
 #include "kernels/ref/qlinear.h"
 
 #include <algorithm>
@@ -575,13 +575,15 @@ class FloatWeightMatMulKernel final : public OpKernel {
     packed_a_floats_ = gemm::whole_lines(pa);
     packed_b_floats_ = gemm::whole_lines(pb);
 
-    // Int4 weights [K, N] with blocks along K stay int4: run() dequantizes them panel by panel.
+    // Int4 weights [K, N] with blocks along K stay int4: run() dequantizes them a column panel at a
+    // time (run_int4), or a row segment at a time for fewer rows than a tile (run_int4_few_rows).
     stream_int4_ = b.dtype == DType::kInt4 && b.rank == 2 && b.quant.block_size > 0 && b.quant.axis == 0;
     if (stream_int4_) {
       EP_RETURN_IF_ERROR(expect_blockwise(op, b, "weight"));
       slots_ = std::min(kInt4Slots, gemm::panels_b(n_));
       slot_floats_ = gemm::whole_lines(k_ * gemm::kTileN);
-      scratch_bytes = static_cast<size_t>(a_scratch + slots_ * slot_floats_) * sizeof(float);
+      if (rows_ >= gemm::kTileM)
+        scratch_bytes = static_cast<size_t>(a_scratch + slots_ * slot_floats_) * sizeof(float);
       return Status::Ok();
     }
     std::vector<float> weights;
@@ -713,7 +715,7 @@ class FloatWeightMatMulKernel final : public OpKernel {
     const uint8_t* codes = b.as<const uint8_t>();
     const float* scales = b.quant.scales.data();
     const int64_t block = b.quant.block_size, chunks = (n_ + kCols - 1) / kCols;
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, k_ * (rows_ + 1)));
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, k_ * kCols * (rows_ + 1)));
     pool->parallel_for(chunks, [&](int64_t first, int64_t end) {
       float w[kCols], acc[gemm::kTileM][kCols];
       for (int64_t chunk = first; chunk < end; ++chunk) {

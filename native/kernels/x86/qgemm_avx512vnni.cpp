@@ -26,9 +26,9 @@ inline __m512i broadcast_group(const void* p) {
   return _mm512_set1_epi32(lanes);
 }
 
-// A kRows x kTileN tile of int32 sums held in kRows * 2 registers
-// across the whole K; each k-group is two column loads, kRows broadcasts and kRows * 2 vpdpbusd.
-// kActRows says which operand holds the (unsigned) activations: vpdpbusd takes them first.
+// A kRows x 32 tile of int32 sums held in kRows * 2 registers across the whole K; each k-group is two
+// column loads, kRows broadcasts and kRows * 2 vpdpbusd. kActRows says which operand holds the
+// (unsigned) activations: vpdpbusd takes them first.
 template <int kRows, bool kActRows, bool kInPlace>
 void qs8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint8_t* cols, const int64_t* col_offsets,
                                  int32_t* acc) {
