@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 import time
@@ -314,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     except (EdgepackError, ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
         print(f"edgepack {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (e.g. `edgepack inspect m.epk | head`): not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
