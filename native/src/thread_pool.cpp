@@ -1,8 +1,34 @@
 #include "edgepack/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define EP_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define EP_CPU_RELAX() asm volatile("yield")
+#else
+#define EP_CPU_RELAX() std::this_thread::yield()
+#endif
 
 namespace edgepack {
+
+namespace {
+constexpr auto kSpin = std::chrono::microseconds(100);
+
+// Polls `done` for up to kSpin; true when it became true.
+template <class F> bool spin_until(const F& done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      EP_CPU_RELAX();
+    }
+    if (std::chrono::steady_clock::now() >= until) return done();
+  }
+}
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   for (int i = 1; i < std::max(1, num_threads); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -11,7 +37,7 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -37,15 +63,19 @@ void ThreadPool::parallel_for(int64_t n, RangeFn fn, int64_t grain) {
     job_ = &fn;
     job_n_ = n;
     job_chunks_ = chunks;
-    pending_ = chunks - 1;
-    ++generation_;
+    pending_.store(chunks - 1, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   int64_t begin, end;
   chunk_bounds(n, chunks, 0, &begin, &end);
   fn(begin, end);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return pending_ == 0; });
+  const auto finished = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(finished)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, finished);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
   job_ = nullptr;
 }
 
@@ -55,11 +85,16 @@ void ThreadPool::worker_loop(int index) {
     const RangeFn* job;
     int64_t n;
     int chunks;
+    const auto woken = [&] {
+      return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+    };
+    spin_until(woken);
     {
+      // read the job under the lock, where it is consistent with the generation
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      wake_.wait(lock, woken);
       if (stop_) return;
-      seen = generation_;
+      seen = generation_.load(std::memory_order_relaxed);
       job = job_;
       n = job_n_;
       chunks = job_chunks_;
@@ -68,8 +103,11 @@ void ThreadPool::worker_loop(int index) {
       int64_t begin, end;
       chunk_bounds(n, chunks, index, &begin, &end);
       (*job)(begin, end);
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        // under the lock, so a caller between its check and its wait cannot miss the wake-up
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_one();
+      }
     }
   }
 }

@@ -1,8 +1,11 @@
 // A small fixed thread pool with static partitioning: parallel_for splits [0, n) into one contiguous
 // chunk per thread (the caller runs chunk 0). No allocation per call. When another run already owns
 // the pool (concurrent sessions or runs), the work runs inline on the caller instead of waiting.
+// Workers and the caller spin briefly before sleeping: an op takes tens of microseconds, and a
+// condition-variable wake-up costs about as much, so sleeping between ops would eat the gain.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -40,12 +43,14 @@ class ThreadPool {
   std::mutex busy_;                 // held by the run that owns the workers
   std::mutex mutex_;
   std::condition_variable wake_, done_;
+  // job_, job_n_ and job_chunks_ are written and read under mutex_; generation_ changes under
+  // mutex_ too but may be polled without it.
   const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;
   int job_chunks_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace edgepack
