@@ -22,44 +22,19 @@
 #include <vector>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/conv_geometry.h"
 #include "kernels/ref/gemm.h"
 #include "kernels/ref/kernels.h"
 
 namespace edgepack {
 namespace {
 
-constexpr int64_t kMaxAttr = int64_t{1} << 30;  // bound on attributes and spatial sizes: products stay in int64
 constexpr int64_t kPlaneGrain = 16384;          // output elements below which waking another thread does not pay
 
-Status bad(const OpInfo& op, const std::string& what) {
-  return InvalidArtifact("op '" + op.name + "' (" + op_name(op.code) + "): " + what);
-}
+using Geometry = ConvGeometry;
 
-// The outputs o in [lo, hi) of one kernel tap whose input index o * stride + offset lies in
-// [0, extent). Precomputed so that the inner loops never test for padding.
-struct Tap {
-  int64_t lo, hi, offset;
-};
-
-Tap make_tap(int64_t offset, int64_t stride, int64_t extent, int64_t outputs) {
-  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-  const int64_t hi = extent - offset <= 0 ? 0 : (extent - offset + stride - 1) / stride;
-  const int64_t clamped_lo = std::min(lo, outputs);
-  return {clamped_lo, std::min(std::max(clamped_lo, hi), outputs), offset};
-}
-
-// The attributes and shapes shared by Conv and ConvTranspose, read and range-checked.
-struct Geometry {
-  int64_t n = 0, c = 0, h = 0, w = 0;     // input
-  int64_t m = 0, oh = 0, ow = 0;          // output channels and plane
-  int64_t kh = 0, kw = 0;
-  int64_t sh = 1, sw = 1, dh = 1, dw = 1;
-  int64_t pt = 0, pl = 0, pb = 0, pr = 0;
-  int64_t group = 1, cg = 0, mg = 0;      // channels per group: input, output
-};
-
-// Checks what both ops share: input count, dtypes, ranks, a constant weight, the bias, and the
-// window attributes. Fills the input, kernel and attribute fields of `g`.
+// Checks what Conv and ConvTranspose share: input count, float dtypes, the bias dtype, and the window
+// (conv_geometry.h). Fills the input, kernel and attribute fields of `g`.
 Status read_common(const OpInfo& op, const std::vector<const Tensor*>& ins, const std::vector<const Tensor*>& outs,
                    AttrReader& attrs, Geometry* g) {
   EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
@@ -68,46 +43,8 @@ Status read_common(const OpInfo& op, const std::vector<const Tensor*>& ins, cons
   EP_RETURN_IF_ERROR(expect_dtype(op, x, DType::kFloat32, "input"));
   EP_RETURN_IF_ERROR(expect_dtype(op, w, DType::kFloat32, "weight"));
   EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
-  if (x.rank != 4) return bad(op, "input must be NCHW (rank 4), got " + x.shape_str());
-  if (w.rank != 4) return bad(op, "weight must have rank 4, got " + w.shape_str());
-  if (w.storage != Storage::kWeight)
-    return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): weight '" + w.name +
-                       "' must be a constant (run-time weights are not supported)");
   if (ins.size() > 2 && ins[2] != nullptr) EP_RETURN_IF_ERROR(expect_dtype(op, *ins[2], DType::kFloat32, "bias"));
-
-  const auto strides = attrs.ints("strides", 2), pads = attrs.ints("pads", 4), dilations = attrs.ints("dilations", 2);
-  g->group = attrs.i("group");
-  EP_RETURN_IF_ERROR(attrs.status());
-  for (int i = 0; i < 2; ++i)
-    if (strides[i] < 1 || strides[i] > kMaxAttr || dilations[i] < 1 || dilations[i] > kMaxAttr)
-      return bad(op, "strides and dilations must be in [1, 2^30]");
-  for (int64_t p : pads)
-    if (p < 0 || p > kMaxAttr) return bad(op, "pads must be in [0, 2^30]");
-  if (g->group < 1 || g->group > kMaxAttr) return bad(op, "group must be in [1, 2^30], got " + std::to_string(g->group));
-  for (int i = 0; i < 4; ++i)
-    if (x.dims[i] > kMaxAttr || w.dims[i] > kMaxAttr)
-      return Unsupported("op '" + op.name + "': dimensions above 2^30 are not supported (input " + x.shape_str() +
-                         ", weight " + w.shape_str() + ")");
-  g->n = x.dims[0];
-  g->c = x.dims[1];
-  g->h = x.dims[2];
-  g->w = x.dims[3];
-  g->kh = w.dims[2];
-  g->kw = w.dims[3];
-  if (g->kh < 1 || g->kw < 1) return bad(op, "weight " + w.shape_str() + " has an empty kernel window");
-  g->sh = strides[0];
-  g->sw = strides[1];
-  g->dh = dilations[0];
-  g->dw = dilations[1];
-  g->pt = pads[0];
-  g->pl = pads[1];
-  g->pb = pads[2];
-  g->pr = pads[3];
-  if (g->c % g->group != 0)
-    return bad(op, "group " + std::to_string(g->group) + " does not divide the " + std::to_string(g->c) +
-                       " input channels of " + x.shape_str());
-  g->cg = g->c / g->group;
-  return Status::Ok();
+  return read_conv_window(op, attrs, x, w, g);
 }
 
 // Reads the bias input (null when absent) after the output channel count is known.
@@ -179,23 +116,7 @@ class ConvKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(read_common(op, ins, outs, attrs, &g_));
     EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &epilogue_));
     const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
-    g_.m = w.dims[0];
-    if (w.dims[1] != g_.cg)
-      return bad(op, "weight " + w.shape_str() + " expects " + std::to_string(w.dims[1]) +
-                         " input channels per group, but input " + x.shape_str() + " with group " +
-                         std::to_string(g_.group) + " has " + std::to_string(g_.cg));
-    if (g_.m % g_.group != 0)
-      return bad(op, "group " + std::to_string(g_.group) + " does not divide the " + std::to_string(g_.m) +
-                         " output channels of weight " + w.shape_str());
-    g_.mg = g_.m / g_.group;
-    const int64_t span_h = g_.h + g_.pt + g_.pb - g_.dh * (g_.kh - 1) - 1;
-    const int64_t span_w = g_.w + g_.pl + g_.pr - g_.dw * (g_.kw - 1) - 1;
-    if (span_h < 0 || span_w < 0)
-      return bad(op, "the " + std::to_string(g_.kh) + "x" + std::to_string(g_.kw) +
-                         " window (with dilation) does not fit the padded input " + x.shape_str());
-    g_.oh = span_h / g_.sh + 1;
-    g_.ow = span_w / g_.sw + 1;
-    EP_RETURN_IF_ERROR(expect_shape(op, y, {g_.n, g_.m, g_.oh, g_.ow}, "output"));
+    EP_RETURN_IF_ERROR(read_conv_output(op, x, w, y, &g_));
     EP_RETURN_IF_ERROR(read_bias(op, ins, g_.m, &has_bias_));
     epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerRow : gemm::BiasKind::kNone;
 
@@ -440,7 +361,7 @@ class ConvTransposeKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(read_common(op, ins, outs, attrs, &g_));
     const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
     for (int64_t p : output_padding)
-      if (p < 0 || p > kMaxAttr) return bad(op, "output_padding must be in [0, 2^30]");
+      if (p < 0 || p > kMaxConvAttr) return bad(op, "output_padding must be in [0, 2^30]");
     if (w.dims[0] != g_.c)
       return bad(op, "weight " + w.shape_str() + " is for " + std::to_string(w.dims[0]) + " input channels, but input " +
                          x.shape_str() + " has " + std::to_string(g_.c));

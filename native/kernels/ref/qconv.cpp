@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/ref/conv_geometry.h"
 #include "kernels/ref/gemm.h"
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/qlinear.h"
@@ -40,87 +41,15 @@ using qgemm::kTileM;
 using qgemm::kTileN;
 using qgemm::Wgt;
 
-constexpr int64_t kMaxAttr = int64_t{1} << 30;  // bound on attributes and dims: products stay in int64
 constexpr int64_t kMinMacsPerThread = int64_t{1} << 22;
 constexpr int64_t kMaxBlockPanels = 16;         // column panels per work item of the GEMM path
 
-// Shapes and window attributes shared by both kernels.
-struct Geometry {
-  int64_t n = 0, c = 0, h = 0, w = 0;  // input
-  int64_t m = 0, oh = 0, ow = 0;       // output channels and plane
-  int64_t kh = 0, kw = 0;
-  int64_t sh = 1, sw = 1, dh = 1, dw = 1;
-  int64_t pt = 0, pl = 0, pb = 0, pr = 0;
-  int64_t group = 1, cg = 0, mg = 0;  // channels per group: input, output
-  bool depthwise() const { return cg == 1 && mg == 1; }
-};
+using Geometry = ConvGeometry;
 
 Status read_geometry(const OpInfo& op, AttrReader& attrs, const Tensor& x, const Tensor& w, const Tensor& y,
                      Geometry* g) {
-  if (x.rank != 4) return bad(op, "input must be NCHW (rank 4), got " + x.shape_str());
-  if (w.rank != 4) return bad(op, "weight must have rank 4, got " + w.shape_str());
-  if (w.storage != Storage::kWeight)
-    return Unsupported("op '" + op.name + "' (Conv): weight '" + w.name +
-                       "' must be a constant (run-time weights are not supported)");
-  const auto strides = attrs.ints("strides", 2), pads = attrs.ints("pads", 4), dilations = attrs.ints("dilations", 2);
-  g->group = attrs.i("group");
-  EP_RETURN_IF_ERROR(attrs.status());
-  for (int i = 0; i < 2; ++i)
-    if (strides[i] < 1 || strides[i] > kMaxAttr || dilations[i] < 1 || dilations[i] > kMaxAttr)
-      return bad(op, "strides and dilations must be in [1, 2^30]");
-  for (int64_t p : pads)
-    if (p < 0 || p > kMaxAttr) return bad(op, "pads must be in [0, 2^30]");
-  if (g->group < 1 || g->group > kMaxAttr)
-    return bad(op, "group must be in [1, 2^30], got " + std::to_string(g->group));
-  for (int i = 0; i < 4; ++i)
-    if (x.dims[i] > kMaxAttr || w.dims[i] > kMaxAttr)
-      return Unsupported("op '" + op.name + "': dimensions above 2^30 are not supported (input " + x.shape_str() +
-                         ", weight " + w.shape_str() + ")");
-  g->n = x.dims[0];
-  g->c = x.dims[1];
-  g->h = x.dims[2];
-  g->w = x.dims[3];
-  g->m = w.dims[0];
-  g->kh = w.dims[2];
-  g->kw = w.dims[3];
-  g->sh = strides[0];
-  g->sw = strides[1];
-  g->dh = dilations[0];
-  g->dw = dilations[1];
-  g->pt = pads[0];
-  g->pl = pads[1];
-  g->pb = pads[2];
-  g->pr = pads[3];
-  if (g->kh < 1 || g->kw < 1) return bad(op, "weight " + w.shape_str() + " has an empty kernel window");
-  if (g->c % g->group != 0 || g->m % g->group != 0)
-    return bad(op, "group " + std::to_string(g->group) + " does not divide the input channels of " + x.shape_str() +
-                       " and the output channels of weight " + w.shape_str());
-  g->cg = g->c / g->group;
-  g->mg = g->m / g->group;
-  if (w.dims[1] != g->cg)
-    return bad(op, "weight " + w.shape_str() + " expects " + std::to_string(w.dims[1]) +
-                       " input channels per group, but input " + x.shape_str() + " with group " +
-                       std::to_string(g->group) + " has " + std::to_string(g->cg));
-  const int64_t span_h = g->h + g->pt + g->pb - g->dh * (g->kh - 1) - 1;
-  const int64_t span_w = g->w + g->pl + g->pr - g->dw * (g->kw - 1) - 1;
-  if (span_h < 0 || span_w < 0)
-    return bad(op, "the " + std::to_string(g->kh) + "x" + std::to_string(g->kw) +
-                       " window (with dilation) does not fit the padded input " + x.shape_str());
-  g->oh = span_h / g->sh + 1;
-  g->ow = span_w / g->sw + 1;
-  return expect_shape(op, y, {g->n, g->m, g->oh, g->ow}, "output");
-}
-
-// The outputs o in [lo, hi) of one kernel tap whose input index o * stride + offset lies in [0, extent).
-struct Tap {
-  int64_t lo, hi, offset;
-};
-
-Tap make_tap(int64_t offset, int64_t stride, int64_t extent, int64_t outputs) {
-  const int64_t lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-  const int64_t hi = extent - offset <= 0 ? 0 : (extent - offset + stride - 1) / stride;
-  const int64_t clamped_lo = std::min(lo, outputs);
-  return {clamped_lo, std::min(std::max(clamped_lo, hi), outputs), offset};
+  EP_RETURN_IF_ERROR(read_conv_window(op, attrs, x, w, g));
+  return read_conv_output(op, x, w, y, g);
 }
 
 std::vector<Tap> column_taps(const Geometry& g) {
