@@ -2,7 +2,8 @@
 to ONNX Runtime's quantize_dynamic and LiteRT's dynamic-range int8, each against the same fp32 model.
 
 all-MiniLM-L6-v2 (batch 1, seq 128) on real sentences (edgepack.models.minilm.sentences): the first
---eval sentences are evaluated, the next --calibration ones (disjoint) calibrate static int8. Per variant:
+--eval sentences are evaluated, the next --calibration ones (disjoint) calibrate static int8 and smooth
+int8-dynamic's MatMul inputs (docs/quantization.md). Per variant:
 mean and min cosine of its embedding to fp32's, top-10 neighbour agreement (for each sentence, the share
 of its 10 nearest neighbours by cosine within the evaluation set that fp32 and the variant agree on,
 averaged), and the artifact's size over the same format's fp32 file.
@@ -69,7 +70,7 @@ def outputs(predict: Predict, samples: list[Feeds]) -> np.ndarray:
 def compile_edgepack(source: Path, directory: Path, precision: str, calibration: list[Feeds] | None):
     import edgepack
     return edgepack.compile(source, output=directory / f"{source.stem}.{precision}.epk", precision=precision,
-                            calibration_data=calibration if precision == "int8" else None, progress=False)
+                            calibration_data=calibration if precision in ("int8", "int8-dynamic") else None, progress=False)
 
 
 # ---- metrics ----------------------------------------------------------------------------------------------

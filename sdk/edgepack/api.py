@@ -150,15 +150,17 @@ def _as_recipe(precision: str, recipe: Recipe | dict | str | Path | None) -> Rec
 
 def quantize_model(graph: Graph, recipe: Recipe, calibration_data: Any = None, progress: bool = True
                    ) -> tuple[Graph, list[Decision], dict[str, Any]]:
-    """Apply `recipe` to a float graph: calibrate if any node asks for static int8, then quantize."""
+    """Apply `recipe` to a float graph, then quantize. Calibration runs when a node asks for static int8
+    (it needs it) or, given calibration data, for dynamic int8 (its inputs are smoothed: quant/smooth.py)."""
     precisions, reasons = assign_precisions(graph, recipe)
     facts: dict[str, Any] = {"recipe": recipe.to_dict()}
     if all(p == "fp32" for p in precisions.values()):
         return graph, [Decision(n.name, n.op, "fp32", "fp32", reasons[n.name]) for n in graph.nodes], facts
     stats = None
-    if "int8" in precisions.values():
+    static = "int8" in precisions.values()
+    if static or "int8-dynamic" in precisions.values() and calibration_data is not None:
         samples = load_calibration_data(calibration_data, graph)
-        stats = calibrate(graph, samples, recipe.observer, progress)
+        stats = calibrate(graph, samples, recipe.observer if static else "minmax", progress)
         facts["calibration_sha256"] = data_hash(samples)
         facts["calibration_samples"] = len(samples)
     result = quantize_graph(graph, precisions, stats, recipe.observer)
@@ -190,7 +192,8 @@ def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[
         "int8-dynamic" | "int4", the default for every node.
     recipe: per-node overrides (a Recipe, a dict, or a YAML path; see edgepack.quant.recipe). Under "auto"
         its overrides pin those nodes and its observer is used.
-    calibration_data: for static int8, an iterable of input dicts or an .npz of stacked inputs.
+    calibration_data: an iterable of input dicts or an .npz of stacked inputs; needed for static int8,
+        used by int8-dynamic to smooth the MatMuls' inputs (docs/quantization.md).
     evaluation_data: inputs (same forms) to measure sensitivity and the end-to-end metric on; defaults
         to the calibration data.
     metric: metric(outputs, fp32_outputs) -> float, higher is better (lists of output dicts, one per

@@ -574,7 +574,10 @@ class _Planner:
         uses_int8 = any("int8" in options for options in self.precisions.values())
         if uses_int8 and calibration is None:   # a recipe pinned a node to static int8
             load_calibration_data(None, graph)
-        self.stats = calibrate(graph, calibration, observer, progress) if uses_int8 else None
+        uses_dynamic = any("int8-dynamic" in options for options in self.precisions.values())
+        # static int8 needs the statistics; dynamic int8 uses them to smooth its inputs (quant/smooth.py)
+        self.stats = (calibrate(graph, calibration, observer if uses_int8 else "minmax", progress)
+                      if uses_int8 or uses_dynamic and calibration is not None else None)
         # ops without weights that run in int8 when their input is int8 (a constant-table Gather is a
         # weighted node with its own options, not a follower)
         self.followers = [node.name for node in graph.nodes

@@ -27,11 +27,15 @@ class TensorStats:
     edge: float = 0.0
     count: int = 0
     has_nonfinite: bool = False
+    channel_absmax: np.ndarray | None = None   # max |x| per index of the last axis (activation smoothing)
 
     def update_range(self, x: np.ndarray) -> None:
         if not np.all(np.isfinite(x)):
             self.has_nonfinite = True
             x = x[np.isfinite(x)]
+        elif x.ndim >= 1 and x.size:
+            absmax = np.abs(x.reshape(-1, x.shape[-1])).max(axis=0)
+            self.channel_absmax = absmax if self.channel_absmax is None else np.maximum(self.channel_absmax, absmax)
         if x.size:
             self.minimum = min(self.minimum, float(x.min()))
             self.maximum = max(self.maximum, float(x.max()))

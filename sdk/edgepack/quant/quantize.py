@@ -28,6 +28,7 @@ from ..ir import DType, Graph, Node, QuantParams, Value
 from ..reference.ops import run_node
 from ..reference.quantized import dequantize, quantize
 from .observers import TensorStats, asymmetric_params, observed_range
+from .smooth import smooth_matmul_inputs
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int4")
 # Kept in float by default in static int8: their inputs or outputs have ranges that int8 cannot hold
@@ -341,11 +342,37 @@ class _Quantizer:
                 return False, "input is float"
         return True, ""
 
+    def dynamic_matmuls(self, precisions: dict[str, str]) -> dict[str, str]:
+        """The MatMuls that will run as dynamic int8 -> why: asked for it (''), or asked for int8 next to
+        a fragile op."""
+        names = {}
+        for node in self.graph.nodes:
+            asked = precisions.get(node.name, "fp32")
+            if node.op != "MatMul" or _static_support(self.graph, node):
+                continue
+            fragile = self.fragile_neighbour(node) if asked == "int8" else ""
+            if asked == "int8-dynamic" or fragile:
+                names[node.name] = f"int8 with per-row activations: {fragile} (fragile)" if fragile else ""
+        return names
+
     def run(self, precisions: dict[str, str]) -> QuantizeResult:
+        self.producers, self.consumers = self.graph.producers(), self.graph.consumers()
+        dynamic = self.dynamic_matmuls(precisions)
+        smoothed, inserted = smooth_matmul_inputs(self.graph, self.stats, set(dynamic)) if self.stats else (set(), set())
         self.producers, self.consumers = self.graph.producers(), self.graph.consumers()
         decisions = []
         for node in self.graph.nodes:
             asked = precisions.get(node.name, "fp32")
+            if node.name in inserted:
+                self.emit_float(node)
+                continue
+            if node.name in dynamic:
+                used, note = self.emit_dynamic(node)
+                note = note or dynamic[node.name]
+                if node.name in smoothed:
+                    note = (note + "; " if note else "") + "input smoothed (SmoothQuant)"
+                decisions.append(Decision(node.name, node.op, asked, used, note))
+                continue
             if asked not in PRECISIONS:
                 raise ValueError(f"node '{node.name}': unknown precision '{asked}' (choose from {', '.join(PRECISIONS)})")
             if asked == "int8":

@@ -103,7 +103,8 @@ def _output_sqnr(graph: Graph, samples: list[dict[str, np.ndarray]], reference: 
 def analyze_graph(graph: Graph, recipe: Recipe, calibration: list[dict[str, np.ndarray]],
                   evaluation: list[dict[str, np.ndarray]], progress: bool = True) -> SensitivityReport:
     precisions, reasons = assign_precisions(graph, recipe)
-    stats = calibrate(graph, calibration, recipe.observer, progress) if "int8" in precisions.values() else None
+    stats = calibrate(graph, calibration, recipe.observer, progress) \
+        if {"int8", "int8-dynamic"} & set(precisions.values()) else None
     reference = [run_graph(graph, s) for s in evaluation]
     full = quantize_graph(graph, precisions, stats, recipe.observer)
     report = SensitivityReport(full_sqnr_db=_output_sqnr(full.graph, evaluation, reference))
