@@ -13,13 +13,16 @@ import pytest
 
 import edgepack
 from edgepack import _native
-from edgepack.backends.epk import (HEADER_BYTES, SECTION_ENTRY_BYTES, ArtifactError, Section, assemble,
-                                   encode_sections, read_epk)
+from edgepack.backends.epk import (HEADER_BYTES, QUANT_ZERO_POINTS, SECTION_ENTRY_BYTES, ArtifactError, Section,
+                                   assemble, encode_sections, read_epk)
 from edgepack.ir import DType
 from edgepack.ir.dtypes import DType as PyDType
 from edgepack.ir.ops import SCHEMAS
 from edgepack.planner.memory import plan_memory
+from edgepack.reference import run_graph
 from op_harness import op_graph
+
+DIGITS = Path(edgepack.__file__).parent / "examples" / "digits_cnn.onnx"
 
 
 @pytest.fixture
@@ -146,8 +149,9 @@ def _tensor_entries(payload: bytes):
         entry = {"dtype": pos, "storage": pos + 1, "dims": pos + 4, "offset": pos + 4 + 8 * rank,
                  "nbytes": pos + 12 + 8 * rank, "storage_value": storage}
         pos += 4 + 8 * rank + 16
-        (nscales,) = struct.unpack_from("<I", payload, pos)
-        pos += 4 + 8 * nscales + 8
+        nscales, flags = struct.unpack_from("<II", payload, pos)
+        entry.update(nscales=pos, quant_flags=pos + 4, quant_flags_value=flags)
+        pos += 8 + (8 if flags & QUANT_ZERO_POINTS else 4) * nscales + 8
         entries.append(entry)
     return entries
 
@@ -157,6 +161,40 @@ def _patched_tensor(sections, index, field, fmt, value):
     entry = _tensor_entries(bytes(payload))[index]
     struct.pack_into("<" + fmt, payload, entry[field], value)
     return assemble(_replace(sections, Section.TENSORS, bytes(payload)))
+
+
+def test_unknown_quant_flags(tmp_path, sections):
+    data = _patched_tensor(sections, 0, "quant_flags", "I", 6)
+    with pytest.raises(edgepack.ArtifactError, match="unknown quant flags 6"):
+        edgepack.load(_write(tmp_path, data))
+
+
+def test_scale_count_beyond_the_section(tmp_path, sections):
+    data = _patched_tensor(sections, 0, "nscales", "I", 1 << 28)
+    with pytest.raises(edgepack.ArtifactError, match="exceeds what the section can hold"):
+        edgepack.load(_write(tmp_path, data))
+
+
+def test_zero_points_are_stored_only_when_one_is_not_zero(tmp_path):
+    """Symmetric int8 weights and int32 biases carry scales alone; an asymmetric activation carries its
+    zero point; both read back as written (Python reader and native loader)."""
+    x = np.random.default_rng(0).uniform(0, 16, (1, 1, 8, 8)).astype(np.float32)
+    compiled = edgepack.compile(DIGITS, precision="int8", calibration_data=[{"image": x}],
+                                output=tmp_path / "q.epk", progress=False)
+    artifact = read_epk(compiled.path)
+    payload = dict(encode_sections(compiled.graph, plan_memory(compiled.graph), {}))[Section.TENSORS]
+    flags = {t.name: e["quant_flags_value"] for t, e in zip(artifact.tensors, _tensor_entries(payload))}
+    weights = [t for t in artifact.tensors if t.dtype in (DType.INT8, DType.INT32) and t.storage == 1]
+    activations = [t for t in artifact.tensors if t.dtype is DType.INT8 and t.storage == 0]
+    assert weights and all(flags[t.name] == 0 and not t.zero_points.any() for t in weights)
+    assert any(flags[t.name] == QUANT_ZERO_POINTS and t.zero_points.any() for t in activations)
+    for t in artifact.tensors:
+        value = compiled.graph.values[t.name]
+        if value.quant is not None:
+            np.testing.assert_array_equal(t.zero_points, np.asarray(value.quant.zero_point).reshape(-1))
+    session = edgepack.load(compiled.path)   # the native loader reads the same records
+    output = compiled.graph.outputs[0]
+    np.testing.assert_array_equal(session.run({"image": x})[output], run_graph(compiled.graph, {"image": x})[output])
 
 
 def test_tensor_offset_outside_arena(tmp_path, sections):

@@ -10,7 +10,7 @@ import yaml
 
 from edgepack.ir import DType, Graph, Node, QuantParams
 from edgepack.ir.ops import SCHEMAS
-from edgepack.planner.cost import (QUANT_PARAM_BYTES, SUPPORTED_OPS, cost_table, estimate, infer_precision,
+from edgepack.planner.cost import (QUANT_PARAM_BYTES, SCALE_BYTES, SUPPORTED_OPS, cost_table, estimate, infer_precision,
                                    int4_block_size)
 from edgepack.planner.memory import plan_memory
 from edgepack.profiles import available_profiles, load_profile
@@ -178,6 +178,10 @@ def test_weight_bytes_per_precision(profile):
     assert weights["int4"] == 8192 // 2 + 128 * QUANT_PARAM_BYTES + 128 * 4     # K=64: one block per column
     stored = estimate(g, profile, default="fp16")
     assert (stored.stored_weights_bytes, stored.weights_bytes) == (8192 * 2 + 512, 8192 * 4 + 512)
+    # the artifact stores a symmetric weight's scales without zero points; the runtime holds both
+    stored = estimate(g, profile, default="int8-dynamic")
+    assert (stored.stored_weights_bytes, stored.weights_bytes) == (8192 + 128 * SCALE_BYTES + 512,
+                                                                   8192 + 128 * QUANT_PARAM_BYTES + 512)
 
 
 def test_int4_blocks_follow_the_quantizer():

@@ -55,8 +55,12 @@ class Reader {
   // A count of items that each take at least `min_item_bytes`: rejects counts the section cannot hold.
   bool count(uint32_t* out, size_t min_item_bytes) {
     if (!get(out)) return false;
-    if (min_item_bytes && *out > remaining() / min_item_bytes) {
-      fail("count " + std::to_string(*out) + " exceeds what the section can hold");
+    return min_item_bytes == 0 || fits(*out, min_item_bytes);
+  }
+  // False (and failed) when n items of item_bytes each do not fit in what remains.
+  bool fits(uint32_t n, size_t item_bytes) {
+    if (n > remaining() / item_bytes) {
+      fail("count " + std::to_string(n) + " exceeds what the section can hold");
       return false;
     }
     return true;
@@ -224,12 +228,19 @@ Status Session::parse(const std::string& path) {
         r.fail(tn + "weight offset is not 64-byte aligned");
         break;
       }
-      uint32_t nscales = 0;
-      if (!r.count(&nscales, 8)) break;
+      uint32_t nscales = 0, flags = 0;
+      if (!r.get(&nscales) || !r.get(&flags)) break;
+      if ((flags & ~uint32_t{kQuantZeroPoints}) != 0) {
+        r.fail(tn + "unknown quant flags " + std::to_string(flags));
+        break;
+      }
+      const bool zero_points = (flags & kQuantZeroPoints) != 0;
+      if (!r.fits(nscales, zero_points ? 8 : 4)) break;
       t.quant.scales.resize(nscales);
-      t.quant.zero_points.resize(nscales);
+      t.quant.zero_points.assign(nscales, 0);
       for (auto& s : t.quant.scales) r.get(&s);
-      for (auto& z : t.quant.zero_points) r.get(&z);
+      if (zero_points)
+        for (auto& z : t.quant.zero_points) r.get(&z);
       r.get(&t.quant.axis);
       r.get(&t.quant.block_size);
       if (t.storage == Storage::kWeight) t.data = const_cast<uint8_t*>(weights.data + t.offset);

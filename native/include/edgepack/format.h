@@ -1,4 +1,4 @@
-// The .epk artifact format, version 1. This comment is the specification (docs/format.md repeats it
+// The .epk artifact format, version 2. This comment is the specification (docs/format.md repeats it
 // with examples); the writer is sdk/edgepack/backends/epk.py, the reader native/src/loader.cpp.
 // Numbers are never reused: a removed entry stays here as a comment.
 //
@@ -28,7 +28,8 @@
 //               i64 dims[rank]  (each >= 0)
 //               u64 offset      (arena offset, or offset inside the WEIGHTS section)
 //               u64 nbytes      (must equal the bytes of dims x dtype)
-//               u32 n_scales; f32 scales[n_scales]; i32 zero_points[n_scales];
+//               u32 n_scales; u32 quant_flags (QuantFlags); f32 scales[n_scales];
+//               i32 zero_points[n_scales] only with kQuantZeroPoints (else all zero points are 0);
 //               i32 quant_axis (-1 per tensor); i32 block_size (0 unless block-wise)
 //   OPS       u32 count, then per op (in execution order):
 //               u32 opcode (OpCode); str name;
@@ -44,6 +45,9 @@
 // The reader treats every file as hostile: every count, size and offset is checked against what
 // remains before it is used; every tensor must fit its arena or the weights section; every op is
 // checked by its kernel's prepare() (shapes, dtypes, attributes) before the first run.
+//
+// History: version 1 stored zero_points[n_scales] always and had no quant_flags (symmetric weights
+// carried 4 bytes of zeros per channel or block).
 #pragma once
 
 #include <cstdint>
@@ -51,12 +55,17 @@
 namespace edgepack {
 
 inline constexpr char kMagic[8] = {'E', 'D', 'G', 'E', 'P', 'A', 'C', 'K'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr uint32_t kHeaderBytes = 64;
 inline constexpr uint32_t kSectionEntryBytes = 32;
 inline constexpr uint32_t kMaxSections = 16;
 inline constexpr uint32_t kWeightAlignment = 64;
 inline constexpr int kMaxRank = 8;
+
+// Bits of a tensor's quant_flags; the others must be 0.
+enum QuantFlags : uint32_t {
+  kQuantZeroPoints = 1u << 0,  // zero_points[n_scales] follow the scales
+};
 
 enum class SectionKind : uint32_t {
   kManifest = 1,

@@ -17,7 +17,8 @@ from ..ir.ops import SCHEMAS
 from ..planner.memory import MemoryPlan
 
 MAGIC = b"EDGEPACK"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+QUANT_ZERO_POINTS = 1   # a tensor's quant flags: zero points stored (format.h QuantFlags)
 HEADER_BYTES = 64
 SECTION_ENTRY_BYTES = 32
 ALIGN = 64
@@ -165,13 +166,15 @@ def encode_sections(graph: Graph, plan: MemoryPlan, manifest: dict[str, Any] | N
         tensors.pack("QQ", offset, value.nbytes)
         quant = value.quant
         if quant is None:
-            tensors.pack("Iii", 0, -1, 0)
+            tensors.pack("IIii", 0, 0, -1, 0)
         else:
             scales = np.asarray(quant.scale, np.float32).reshape(-1)
             zero_points = np.asarray(quant.zero_point, np.int32).reshape(-1)
-            tensors.pack("I", scales.size)
+            flags = QUANT_ZERO_POINTS if zero_points.any() else 0   # symmetric: no zero points stored
+            tensors.pack("II", scales.size, flags)
             tensors.raw(scales.tobytes())
-            tensors.raw(zero_points.tobytes())
+            if flags & QUANT_ZERO_POINTS:
+                tensors.raw(zero_points.tobytes())
             tensors.pack("ii", -1 if quant.axis is None else quant.axis, quant.block_size)
 
     ops = _Buffer()
@@ -329,9 +332,12 @@ def read_epk(path: str | Path) -> Artifact:
         dtype, storage, rank, _ = r.unpack("BBBB")
         shape = r.unpack(f"{rank}q")
         offset, nbytes = r.unpack("QQ")
-        (n,) = r.unpack("I")
+        n, flags = r.unpack("II")
+        if flags & ~QUANT_ZERO_POINTS:
+            raise ArtifactError(f"'{path}': tensor '{name}' has unknown quant flags {flags}")
         scales = np.array(r.unpack(f"{n}f"), np.float32)
-        zero_points = np.array(r.unpack(f"{n}i"), np.int32)
+        zero_points = (np.array(r.unpack(f"{n}i"), np.int32) if flags & QUANT_ZERO_POINTS
+                       else np.zeros(n, np.int32))
         axis, block = r.unpack("ii")
         tensors.append(TensorEntry(name, DType(dtype), storage, tuple(shape), offset, nbytes, scales,
                                    zero_points, axis, block))

@@ -23,14 +23,19 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+import numpy as np
+
 from ..ir import DType, Graph, Node, Value
 from ..ir.ops import ALIASING, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, MOVEMENT, REDUCTIONS
 from ..profiles import Profile, load_profile
 from ..quant.quantize import BLOCK_SIZES, PRECISIONS
 from .memory import plan_memory
 
-# The .epk stores a float32 scale and an int32 zero point per channel or block (docs/format.md).
+# Per channel or block: the native runtime holds a float32 scale and an int32 zero point in memory
+# (QUANT_PARAM_BYTES, resident); the .epk stores the scale, and the zero point only when some zero point
+# of the tensor is not 0 (docs/format.md): weights are symmetric, so they store SCALE_BYTES.
 QUANT_PARAM_BYTES = 8
+SCALE_BYTES = 4
 # Vectorised exp / log / tanh / erf are polynomial approximations of about ten multiply-adds per element.
 # These ops are memory-bound on every profile, so the figure rarely decides a roofline.
 TRANSCENDENTAL_OPS = 10
@@ -270,8 +275,11 @@ def _const_bytes(graph: Graph, node: Node, index: int, precision: str, profile: 
     n = value.numel
     widen = profile.runtime == "native"   # the native runtime widens float16 weights to float32 at load
     if value.dtype is not DType.FLOAT32:   # already quantized (or not numeric data): as it is
-        stored = value.nbytes + (value.quant.scale.size * QUANT_PARAM_BYTES if value.quant is not None else 0)
-        return (4 * n if value.dtype is DType.FLOAT16 and widen else stored), stored
+        quant = value.quant
+        params = 0 if quant is None else quant.scale.size
+        stored = value.nbytes + params * (QUANT_PARAM_BYTES if quant is not None and np.any(quant.zero_point)
+                                          else SCALE_BYTES)
+        return (4 * n if value.dtype is DType.FLOAT16 and widen else value.nbytes + params * QUANT_PARAM_BYTES), stored
     role = ("weight" if index == _weight_index(graph, node)
             else "bias" if node.op in _WEIGHTED and index == 2 else "other")
     if role == "weight":
@@ -279,16 +287,16 @@ def _const_bytes(graph: Graph, node: Node, index: int, precision: str, profile: 
         if precision == "fp16":
             return (4 * n if widen else 2 * n), 2 * n
         if precision in ("int8", "int8-dynamic"):
-            size = n + channels * QUANT_PARAM_BYTES
-            return size, size
+            return n + channels * QUANT_PARAM_BYTES, n + channels * SCALE_BYTES
         if precision == "int4":
             blocks = channels * math.ceil(reduction / int4_block_size(reduction))
-            size = DType.INT4.nbytes(n) + blocks * QUANT_PARAM_BYTES
-            return size, size
+            data = DType.INT4.nbytes(n)
+            return data + blocks * QUANT_PARAM_BYTES, data + blocks * SCALE_BYTES
         return 4 * n, 4 * n
     if precision == "int8":   # int32 bias with a scale per output channel; other constants int8 per tensor
-        size = 4 * n + n * QUANT_PARAM_BYTES if role == "bias" else n + QUANT_PARAM_BYTES
-        return size, size
+        if role == "bias":
+            return 4 * n + n * QUANT_PARAM_BYTES, 4 * n + n * SCALE_BYTES
+        return n + QUANT_PARAM_BYTES, n + QUANT_PARAM_BYTES
     return 4 * n, 4 * n
 
 
