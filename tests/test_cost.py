@@ -8,11 +8,15 @@ import numpy as np
 import pytest
 import yaml
 
+import edgepack
+
 from edgepack.ir import DType, Graph, Node, QuantParams
 from edgepack.ir.ops import SCHEMAS
 from edgepack.planner.cost import (QUANT_PARAM_BYTES, SCALE_BYTES, SUPPORTED_OPS, cost_table, estimate, infer_precision,
                                    int4_block_size)
+from edgepack.backends.epk import write_epk
 from edgepack.planner.memory import plan_memory
+from edgepack.reference import run_graph
 from edgepack.profiles import available_profiles, load_profile
 
 US = 1e-6
@@ -134,6 +138,29 @@ def test_elementwise_pooling_normalisation_movement(profile, op, inputs, out, at
     assert (row.macs, row.ops) == (0, ops)
     read = sum(4 * (x.size if isinstance(x, np.ndarray) else int(np.prod(x))) for x in inputs)
     assert row.bytes == read + 4 * int(np.prod(out))
+
+
+def test_elementwise_ops_and_softmax_run_in_place(tmp_path):
+    """x -> Relu -> r -> Softmax -> s -> LogSoftmax -> l; y = l + s. Softmax overwrites r (r dies there),
+    LogSoftmax reads its input twice so l gets its own bytes, Add overwrites l; Relu does not overwrite
+    the graph input. The native runtime computes the same as the reference with these offsets."""
+    g = Graph("in_place")
+    for name in ("x", "r", "s", "l", "y"):
+        g.add_value(name, DType.FLOAT32, (4, 64))
+    g.inputs, g.outputs = ["x"], ["y"]
+    g.nodes = [Node("Relu", "relu", ["x"], ["r"]), Node("Softmax", "softmax", ["r"], ["s"], {"axis": 1}),
+               Node("LogSoftmax", "log_softmax", ["s"], ["l"], {"axis": 1}), Node("Add", "add", ["l", "s"], ["y"])]
+    g.verify()
+    plan = plan_memory(g)
+    offsets = plan.offsets
+    assert offsets["s"] == offsets["r"] != offsets["x"]
+    assert offsets["y"] == offsets["l"] != offsets["s"]
+    assert plan.arena_bytes == 2 * 4 * 64 * 4   # l / y reuse x's bytes once Relu has read them
+    x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    path = tmp_path / "in_place.epk"
+    write_epk(g, plan, path)
+    got = edgepack.load(path).run({"x": x})["y"]
+    np.testing.assert_allclose(got, run_graph(g, {"x": x})["y"], rtol=1e-5, atol=1e-6)
 
 
 def test_reshape_is_free_when_aliased(profile):

@@ -3,6 +3,12 @@
 Every run-time tensor (graph inputs, intermediates, outputs) gets an offset in one arena. Two tensors
 may share bytes when their lifetimes do not overlap. Reshape outputs alias their input (same bytes),
 so an alias group is planned as one tensor whose lifetime is the union of its members'.
+
+Elementwise ops and Softmax run in place: the output takes the bytes of an input of the same shape
+and dtype that no later node reads (each output element is computed from the same index of that
+input, so the kernels may overwrite it; native/kernels/ref/elementwise.cpp, normalization.cpp). On
+all-MiniLM-L6-v2 the attention scores' Add, Softmax and Where then share one buffer. Graph inputs are
+never overwritten.
 Placement is greedy by size (largest first, lowest offset that fits), the strategy TFLite Micro and
 XNNPACK use: simple, and close to optimal on inference graphs.
 """
@@ -11,7 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Graph
-from ..ir.ops import ALIASING
+from ..ir.ops import ALIASING, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
+
+# Ops whose output may overwrite an input (see the module docstring); Cast changes the element size.
+# Softmax reads its input row once, before writing (LogSoftmax reads it again at the end: not in place).
+IN_PLACE = (ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {"Where", "Softmax"}) - {"Cast"}
 
 ALIGNMENT = 64
 
@@ -63,6 +73,24 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             touch(name, step)
     for name in graph.outputs:
         touch(name, end)
+
+    # in place: the output joins the group of an input that dies at this node
+    inputs = {find(name) for name in graph.inputs}
+    for step, node in enumerate(graph.nodes):
+        if node.op not in IN_PLACE:
+            continue
+        out = graph.values[node.outputs[0]]
+        for name in node.inputs[1:] if node.op == "Where" else node.inputs:   # Where's condition is bool
+            value = graph.values[name] if name else None
+            if value is None or value.is_const or (value.dtype, value.shape) != (out.dtype, out.shape):
+                continue
+            group, target = find(name), find(out.name)
+            if group in inputs or group == target or last[group] != step or first[target] != step:
+                continue
+            root[target] = group
+            last[group] = max(last[group], last.pop(target))
+            first.pop(target)
+            break
 
     sizes: dict[str, int] = {}
     members: dict[str, list[str]] = {}
