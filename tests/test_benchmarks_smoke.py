@@ -91,3 +91,21 @@ def test_embedding_metrics():
     noisy = embedding_metrics(reference, reference + 0.5 * rng.standard_normal(reference.shape))
     assert 0.5 < noisy["min_cosine"] < noisy["mean_cosine"] < 1.0
     assert 0.0 < noisy["top10_agreement"] < 1.0
+
+
+def test_targets_quick(cache, tmp_path):
+    """benchmarks/targets.py --quick: the digits CNN in all four formats; LiteRT and ONNX Runtime agree
+    with the native int8 output, the .mlpackage is structurally sound, corrupted artifacts fail verify."""
+    output = tmp_path / "targets.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "targets.py"), "--quick", "--cache", str(cache),
+                           "--out", str(output)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert list(result["models"]) == ["digits_cnn"]
+    cnn = result["models"]["digits_cnn"]
+    assert set(cnn["files"]) == {"epk", "onnx", "tflite", "coreml"}
+    for check in cnn["against_native"].values():
+        assert check["within_1_lsb"] >= 0.999 and check["top1_same"] == check["samples"] == 450
+    assert cnn["coreml"]["passed"], cnn["coreml"]["failures"]
+    assert cnn["verify"]["intact_exit"] == 0
+    assert {fmt: c["exit"] for fmt, c in cnn["verify"]["corrupted"].items()} == {f: 1 for f in cnn["files"]}
