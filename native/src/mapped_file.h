@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -44,6 +45,18 @@ class MappedFile {
   }
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+
+  // Drops the whole pages of [p, p + n) from this process's resident memory. The mapping is private and
+  // read-only, so nothing is lost: a page read again faults back in from the page cache (or the file).
+  // Kernels that pack a weight at prepare() never read the mapped copy again, so releasing it keeps the
+  // artifact's bytes from counting twice (mapped + packed) in RSS.
+  void release(const uint8_t* p, size_t n) const {
+    static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+    if (p >= data_ && p + n <= data_ + size_ && end > begin)
+      madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advice: a failure changes nothing
+  }
 
  private:
   MappedFile() = default;

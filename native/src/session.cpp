@@ -57,6 +57,11 @@ Status Session::prepare() {
     std::unique_ptr<OpKernel> kernel = make_kernel(op.code, ins);
     EP_CHECK(kernel, Unsupported(std::string("op '") + op.name + "': no kernel for " + op_name(op.code) + " in this build"));
     EP_RETURN_IF_ERROR(kernel->prepare(op, ins, outs));
+    // Weights the kernel packed are never read from the mapping again; weights used in place fault
+    // back in on the first run. Either way only what runs stays resident (docs/architecture.md).
+    if (file_)
+      for (const Tensor* t : ins)
+        if (t != nullptr && t->storage == Storage::kWeight) file_->release(static_cast<const uint8_t*>(t->data), t->nbytes);
     scratch_bytes_ = std::max<uint64_t>(scratch_bytes_, align_up(kernel->scratch_bytes));
     kernels_.push_back(std::move(kernel));
   }
