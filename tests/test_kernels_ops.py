@@ -285,6 +285,14 @@ WHERE_SHAPES = [
     ((2, 1, 4), (1, 3, 1), (3, 4)),
     ((1, 5, 1), (1,), (2, 1, 3)),
     ((64, 1, 1), (8, 64, 16, 16), ()),
+    # every pattern of advancing / broadcast operands along a row longer than a vector, with a tail
+    ((3, 67), (3, 67), ()),
+    ((3, 67), (), (3, 67)),           # attention's NaN guard: Where(isnan(p), 0, p)
+    ((3, 67), (), ()),
+    ((), (3, 67), (3, 67)),
+    ((3, 1), (3, 67), (1,)),
+    ((1,), (), (3, 67)),
+    ((), (), ()),
 ]
 
 

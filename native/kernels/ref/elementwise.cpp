@@ -646,16 +646,30 @@ template <class T> T select(uint8_t c, T a, T b) {
   return static_cast<T>((a & mask) | (b & ~mask));
 }
 
+// One loop per pattern of operands that advance (stride 1) or stay (stride 0, a broadcast scalar), so
+// that each vectorises: a run-time stride multiplies every index and keeps the loop scalar, which made
+// attention's NaN guard (Where(isnan(p), 0, p) over [1, 12, 128, 128]) ten times slower.
+template <class T, bool kC, bool kA, bool kB>
+void where_loop(const uint8_t* c, const T* a, const T* b, T* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = select(c[kC ? i : 0], a[kA ? i : 0], b[kB ? i : 0]);
+}
+
 template <class T>
 void where_row(const uint8_t* c, int64_t sc, const void* pa, int64_t sa, const void* pb, int64_t sb, void* py,
                int64_t n) {
   const T* a = static_cast<const T*>(pa);
   const T* b = static_cast<const T*>(pb);
   T* y = static_cast<T*>(py);
-  if (sc && sa && sb) {  // the common same-shape case, with constant strides so that it vectorises
-    for (int64_t i = 0; i < n; ++i) y[i] = select(c[i], a[i], b[i]);
-  } else {
-    for (int64_t i = 0; i < n; ++i) y[i] = select(c[i * sc], a[i * sa], b[i * sb]);
+  // The last dimension of a broadcast plan has strides 0 or 1 (Broadcast merges only contiguous runs).
+  switch ((sc != 0) << 2 | (sa != 0) << 1 | (sb != 0)) {
+    case 0b111: return where_loop<T, true, true, true>(c, a, b, y, n);
+    case 0b110: return where_loop<T, true, true, false>(c, a, b, y, n);
+    case 0b101: return where_loop<T, true, false, true>(c, a, b, y, n);
+    case 0b100: return where_loop<T, true, false, false>(c, a, b, y, n);
+    case 0b011: return where_loop<T, false, true, true>(c, a, b, y, n);
+    case 0b010: return where_loop<T, false, true, false>(c, a, b, y, n);
+    case 0b001: return where_loop<T, false, false, true>(c, a, b, y, n);
+    default: return where_loop<T, false, false, false>(c, a, b, y, n);
   }
 }
 
