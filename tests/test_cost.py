@@ -1,7 +1,8 @@
 """The cost model against hand-computed MACs, bytes, latency, energy and memory on small graphs.
 
 The test profile has round figures: sustained fp32 1 GOPS, int8 4 GOPS, bandwidth 1 GB/s, 10 us per op;
-2 pJ per fp32 MAC, 0.5 pJ per int8 MAC, 10 pJ per byte, 1 W idle."""
+2 pJ per fp32 MAC, 0.5 pJ per int8 MAC, 10 pJ per byte, 1 W idle. Dense kernels (MatMul, Conv) run at the
+sustained rate; other kernel families at KERNEL_EFFICIENCY of it."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,12 +10,12 @@ import pytest
 import yaml
 
 import edgepack
-
+from edgepack.backends.epk import write_epk
 from edgepack.ir import DType, Graph, Node, QuantParams
 from edgepack.ir.ops import SCHEMAS
-from edgepack.planner.cost import (QUANT_PARAM_BYTES, SCALE_BYTES, SUPPORTED_OPS, cost_table, estimate, infer_precision,
-                                   int4_block_size)
-from edgepack.backends.epk import write_epk
+from edgepack.planner.cost import (DYNAMIC_QUANTIZE_OPS, KERNEL_EFFICIENCY, QUANT_PARAM_BYTES, SCALE_BYTES,
+                                   SUPPORTED_OPS, cost_table, estimate, infer_precision, int4_block_size,
+                                   kernel_efficiency, op_kind)
 from edgepack.planner.memory import plan_memory
 from edgepack.reference import run_graph
 from edgepack.profiles import available_profiles, load_profile
@@ -24,7 +25,7 @@ PJ = 1e-12
 
 
 def make_profile(tmp_path, runtime="native", target="linux-x86_64", fp16=False, weights_in="ram",
-                 ram="1 MiB", p50="1 ms"):
+                 ram="1 MiB", p50="1 ms", cache=None):
     peak = {"fp32": "2 GOPS", "int8": "8 GOPS", **({"fp16": "4 GOPS"} if fp16 else {})}
     mac = {"fp32": "2 pJ", "int8": "0.5 pJ", **({"fp16": "1 pJ"} if fp16 else {})}
     data = {
@@ -39,6 +40,8 @@ def make_profile(tmp_path, runtime="native", target="linux-x86_64", fp16=False, 
         "sources": [{"fields": ["memory.*", "compute.*", "energy.*", "latency.*", "accuracy.*"],
                      "chosen": "round numbers for the tests"}],
     }
+    if cache is not None:   # (size, bandwidth) of a last-level cache
+        data["compute"].update(cache=cache[0], cache_bandwidth=cache[1])
     path = tmp_path / "test-board.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_profile(path)
@@ -225,7 +228,8 @@ def test_arithmetic_and_activation_widths(profile):
     g = dense()
     fp32, int8, dynamic = (estimate(g, profile, default=p).nodes[0] for p in ("fp32", "int8", "int8-dynamic"))
     assert (fp32.arithmetic, int8.arithmetic, dynamic.arithmetic) == ("fp32", "int8", "int8")
-    assert int8.compute_s == pytest.approx(fp32.compute_s / 4)       # 4 GOPS vs 1 GOPS sustained
+    # 4 GOPS vs 1 GOPS sustained, and the int8 GEMM at its family's fraction of the fp32 one
+    assert int8.compute_s == pytest.approx(fp32.compute_s / 4 / KERNEL_EFFICIENCY[("dense", "int8")])
     assert int8.compute_energy_j == pytest.approx(fp32.compute_energy_j / 4)
     # graph input and output keep their float32; dynamic int8 quantizes the input first (+1 write, +1 read)
     assert fp32.activation_bytes == int8.activation_bytes == 64 * 4 + 128 * 4
@@ -325,3 +329,111 @@ def test_cost_table_prices_every_node_at_every_precision(profile):
 def test_every_shipped_profile_prices_a_graph(name):
     report = estimate(two_convs(), load_profile(name), default="int8")
     assert report.latency_s > 0 and report.energy_j > 0 and report.ram_bytes > 0
+
+
+# ---- kernel families, cache, dynamic quantization ------------------------------------------------------
+
+def test_op_kinds():
+    depthwise = graph_of("Conv", [(1, 8, 10, 10), f32(8, 1, 3, 3)], (1, 8, 8, 8), conv_attrs(group=8))
+    pointwise = graph_of("Conv", [(1, 8, 4, 4), f32(16, 8, 1, 1)], (1, 16, 4, 4), conv_attrs())
+    grouped = graph_of("Conv", [(1, 4, 6, 6), f32(6, 2, 3, 3)], (1, 6, 4, 4), conv_attrs(group=2))
+    kinds = [op_kind(g, g.nodes[0]) for g in (depthwise, pointwise, grouped, dense())]
+    assert kinds == ["Conv depthwise", "Conv 1x1", "Conv", "MatMul"]
+    assert kernel_efficiency("Conv 1x1", "int8") == KERNEL_EFFICIENCY[("dense", "int8")]
+    assert kernel_efficiency("Relu", "fp32") == 1.0                      # no family: the profile's rate
+
+
+def test_depthwise_conv_runs_at_its_family_efficiency(profile):
+    g = graph_of("Conv", [(1, 8, 10, 10), f32(8, 1, 3, 3)], (1, 8, 8, 8), conv_attrs(group=8))
+    row = estimate(g, profile).nodes[0]
+    assert row.ops == 2 * 8 * 8 * 8 * 9 == 9216
+    assert row.compute_s == pytest.approx(9216 / (1e9 * KERNEL_EFFICIENCY[("depthwise", "fp32")]))
+    int8 = estimate(g, profile, default="int8").nodes[0]
+    assert int8.compute_s == pytest.approx(9216 / (4e9 * KERNEL_EFFICIENCY[("depthwise", "int8")]))
+
+
+def test_pooling_and_transcendentals_run_at_their_family_efficiency(profile):
+    attrs = {"kernel": [2, 2], "strides": [2, 2], "pads": [0] * 4, "dilations": [1, 1]}
+    pool = estimate(graph_of("MaxPool", [(1, 1, 4, 4)], (1, 1, 2, 2), attrs), profile).nodes[0]
+    assert pool.compute_s == pytest.approx(16 / (1e9 * KERNEL_EFFICIENCY[("window", "fp32")]))
+    gelu = estimate(graph_of("Gelu", [(4, 8)], (4, 8), {"approximate": "none"}), profile).nodes[0]
+    assert gelu.compute_s == pytest.approx(32 * 13 / (1e9 * KERNEL_EFFICIENCY[("transcendental", "fp32")]))
+
+
+def test_activations_that_fit_the_cache_move_at_its_bandwidth(tmp_path):
+    cached = make_profile(tmp_path, cache=("4 KiB", "8 GB/s"))
+    small = estimate(graph_of("Relu", [(4, 4)], (4, 4)), cached).nodes[0]
+    assert small.memory_s == pytest.approx(128 / 8e9)                    # 64 B in + 64 B out <= 4 KiB
+    large = estimate(graph_of("Relu", [(32, 32)], (32, 32)), cached).nodes[0]
+    assert large.memory_s == pytest.approx(8192 / 1e9)                   # 8 KiB: from memory at 1 GB/s
+    # weights are read from memory whatever their size; the activations (64 + 128 floats) from the cache
+    fc = estimate(dense(), cached).nodes[0]
+    assert fc.memory_s == pytest.approx((8192 * 4 + 128 * 4) / 1e9 + (64 + 128) * 4 / 8e9)
+
+
+def test_cache_figures_come_in_pairs(tmp_path):
+    from edgepack.profiles import ProfileError
+    data = yaml.safe_load(make_profile(tmp_path).path.read_text())
+    data["compute"]["cache"] = "1 MiB"
+    path = tmp_path / "test-board.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match="compute.cache and compute.cache_bandwidth go together"):
+        load_profile(path)
+
+
+def test_dynamic_int8_pays_row_quantization(profile):
+    row = estimate(dense(), profile, default="int8-dynamic").nodes[0]
+    assert DYNAMIC_QUANTIZE_OPS == 4                                      # absmax, scale, round, convert
+    assert row.ops == 2 * 64 * 128 + 128 + 4 * 64                       # MACs, bias, quantizing the 64 inputs
+    assert row.compute_s == pytest.approx(row.ops / (4e9 * KERNEL_EFFICIENCY[("dense", "int8")]))
+
+
+def test_threads_follow_the_runtimes_grain(tmp_path):
+    """Two cores: an op splits over them only with a grain of work per thread (16384 elements, 2^22 int8
+    MACs); fp32 GEMMs always split."""
+    two = make_profile(tmp_path)
+    data = yaml.safe_load(two.path.read_text())
+    data["compute"]["cores"] = 2
+    two.path.write_text(yaml.safe_dump(data))
+    two = load_profile(two.path)                       # sustained fp32 1 GOPS, int8 4 GOPS: half per core
+    small = estimate(graph_of("Gelu", [(4, 8)], (4, 8), {"approximate": "none"}), two).nodes[0]
+    big = estimate(graph_of("Gelu", [(256, 128)], (256, 128), {"approximate": "none"}), two).nodes[0]
+    eff = KERNEL_EFFICIENCY[("transcendental", "fp32")]
+    assert small.compute_s == pytest.approx(32 * 13 / (0.5e9 * eff))      # 32 elements: one thread
+    assert big.compute_s == pytest.approx(32768 * 13 / (1e9 * eff))       # 2 x 16384 elements: both
+    fp32 = estimate(dense(), two).nodes[0]
+    assert fp32.compute_s == pytest.approx(fp32.ops / 1e9)
+    int8 = estimate(dense(), two, default="int8").nodes[0]               # 8192 MACs < 2^22: one thread
+    assert int8.compute_s == pytest.approx(int8.ops / (2e9 * KERNEL_EFFICIENCY[("dense", "int8")]))
+
+
+def test_run_overhead_is_added_once(tmp_path):
+    profile = make_profile(tmp_path)
+    data = yaml.safe_load(profile.path.read_text())
+    data["compute"]["run_overhead"] = "3 us"
+    profile.path.write_text(yaml.safe_dump(data))
+    profile = load_profile(profile.path)
+    report = estimate(two_convs(), profile)
+    assert report.latency_s == pytest.approx(sum(n.latency_s for n in report.nodes) + 3 * US)
+    assert report.energy_j == pytest.approx(sum(n.energy_j for n in report.nodes) + 3 * US * 1.0)   # idle 1 W
+
+
+def test_a_model_that_fits_the_cache_keeps_its_weights_there(tmp_path):
+    # two_convs: 256 B of weights + a 3072 B arena fit in 64 KiB: the weights come from the cache as well
+    cached = estimate(two_convs(), make_profile(tmp_path, cache=("64 KiB", "8 GB/s"))).by_name["a"]
+    assert cached.memory_s == pytest.approx(128 / 8e9 + (256 + 512) * 4 / 8e9)
+    # 3 KiB: node a's 3072 B of activations fit, the whole model (3328 B) does not
+    tight = estimate(two_convs(), make_profile(tmp_path, cache=("3 KiB", "8 GB/s"))).by_name["a"]
+    assert tight.memory_s == pytest.approx(128 / 1e9 + (256 + 512) * 4 / 8e9)   # weights from memory
+
+
+def test_other_runtimes_are_priced_at_the_profile_rate(tmp_path):
+    delegate = make_profile(tmp_path, runtime="tflite")
+    g = graph_of("Conv", [(1, 8, 10, 10), f32(8, 1, 3, 3)], (1, 8, 8, 8), conv_attrs(group=8))
+    assert estimate(g, delegate).nodes[0].compute_s == pytest.approx(9216 / 1e9)   # no native kernel families
+
+
+def test_transcendental_kernels_compute_in_float_on_int8_tensors(profile):
+    row = estimate(graph_of("Softmax", [(2, 5)], (2, 5), {"axis": 1}), profile, default="int8").nodes[0]
+    assert row.arithmetic == "fp32"                                      # dequantized, exp in float
+    assert row.compute_s == pytest.approx(10 * 14 / (1e9 * KERNEL_EFFICIENCY[("transcendental", "fp32")]))

@@ -81,6 +81,11 @@ def test_host_profile_is_detected():
     for figure in ("compute.peak.fp32", "compute.bandwidth", "energy.mac.fp32", "energy.active_power"):
         assert {s.kind for s in host.provenance(figure)} == {"estimated"}
         assert "x" in host.provenance(figure)[0].text or "per" in host.provenance(figure)[0].text
+    if host.compute.cache_bytes is not None:   # Linux with sysfs: the last-level cache, and its bandwidth
+        assert {s.kind for s in host.provenance("compute.cache")} == {"detected"}
+        assert {s.kind for s in host.provenance("compute.cache_bandwidth")} == {"estimated"}
+        assert host.compute.cache_bandwidth_bytes_per_s > host.compute.sustained_bandwidth
+    assert 0 < host.compute.run_overhead_s < host.compute.op_overhead_s * 100
 
 
 def test_isa_from_cpuinfo():

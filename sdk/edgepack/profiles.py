@@ -173,6 +173,9 @@ class Compute:
     bandwidth_bytes_per_s: float   # peak main-memory bandwidth
     bandwidth_efficiency: float    # fraction of it sustained (STREAM-like)
     op_overhead_s: float           # fixed cost per executed op (dispatch, thread-pool wake-up)
+    run_overhead_s: float = 0.0                         # fixed cost per inference (the call, input checks)
+    cache_bytes: int | None = None                      # last-level cache the model's tensors may stay in
+    cache_bandwidth_bytes_per_s: float | None = None    # sustained bandwidth from that cache (all cores)
 
     def sustained_ops(self, arithmetic: str) -> float:
         return self.peak_ops[arithmetic] * self.ops_efficiency
@@ -270,6 +273,9 @@ _PROFILE_SCHEMA: dict[str, Any] = {
         "bandwidth": _Field("quantity", BYTE_RATE),
         "bandwidth_efficiency": _Field("fraction"),
         "op_overhead": _Field("quantity", TIME),
+        "run_overhead": _Field("quantity", TIME, required=False),
+        "cache": _Field("quantity", BYTES, required=False),
+        "cache_bandwidth": _Field("quantity", BYTE_RATE, required=False),
     },
     "energy": {
         "mac": _Field("per_arithmetic", ENERGY),
@@ -582,7 +588,8 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         runtime=t["runtime"], isa=t["isa"],
         memory=Memory(m["ram"], m["storage"], m["runtime_overhead"], m["weights_in"]),
         compute=Compute(c["unit"], c["cores"], c["peak"], c["ops_efficiency"], c["bandwidth"],
-                        c["bandwidth_efficiency"], c["op_overhead"]),
+                        c["bandwidth_efficiency"], c["op_overhead"], c.get("run_overhead", 0.0),
+                        c.get("cache"), c.get("cache_bandwidth")),
         energy=Energy(e["mac"], e["memory_byte"], e["active_power"], e["idle_power"]),
         latency=Latency(lat["p50"], lat["p95"]),
         accuracy=Accuracy(acc["min_cosine"], acc["max_sqnr_loss"]),
@@ -607,6 +614,8 @@ def _check_consistency(data: dict[str, Any], target: Target, errors: _Errors) ->
     if set(peak) != set(mac):
         errors.add("energy.mac", f"gives precisions {', '.join(sorted(mac))} but compute.peak gives "
                                  f"{', '.join(sorted(peak))}; each arithmetic needs both")
+    if ("cache" in data["compute"]) != ("cache_bandwidth" in data["compute"]):
+        errors.add("compute.cache", "compute.cache and compute.cache_bandwidth go together: give both or neither")
     m, e, lat = data["memory"], data["energy"], data["latency"]
     if m["runtime_overhead"] >= m["ram"]:
         errors.add("memory.runtime_overhead", "is not below memory.ram: nothing left for the model")
@@ -626,6 +635,7 @@ class HostFacts:
     isa: tuple[str, ...]
     cores: int
     clock_hz: float | None          # None when the OS does not say
+    cache_bytes: int | None         # the last-level cache (None when the OS does not say)
     ram_bytes: int
     ram_how: str
     storage_free_bytes: int
@@ -689,6 +699,22 @@ def _host_clock() -> float | None:
     return max(float(m) for m in mhz) * 1e6 if mhz else None
 
 
+_SIZE_SUFFIX = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+
+
+def _host_cache() -> int | None:
+    """The size of the last-level cache (the highest `level` in sysfs), e.g. '32768K'."""
+    best: tuple[int, int] | None = None
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        level, kind = _read_text(str(index / "level")), _read_text(str(index / "type"))
+        size = re.fullmatch(r"(\d+)([KMG]?)", (_read_text(str(index / "size")) or "").strip())
+        if level is None or size is None or (kind or "").strip() == "Instruction":
+            continue
+        entry = (int(level), int(size.group(1)) * _SIZE_SUFFIX[size.group(2)])
+        best = entry if best is None or entry > best else best
+    return best[1] if best else None
+
+
 @lru_cache(maxsize=1)
 def host_facts() -> HostFacts:
     key = (platform.system(), platform.machine())
@@ -705,7 +731,7 @@ def host_facts() -> HostFacts:
         free = shutil.disk_usage(os.getcwd()).free
     except OSError:
         free = shutil.disk_usage(Path.home()).free
-    return HostFacts(target, cpu, isa, _host_cores(), _host_clock(), ram, ram_how, free)
+    return HostFacts(target, cpu, isa, _host_cores(), _host_clock(), _host_cache(), ram, ram_how, free)
 
 
 # Rough per-core figures for the host's estimates, from the shape of current desktop and server parts.
@@ -714,11 +740,15 @@ _BANDWIDTH_PER_CORE = 6e9        # STREAM triad gives 5-10 GB/s per core until t
 _BANDWIDTH_CAP = 60e9            # two to four DDR4/DDR5 channels
 _ACTIVE_W_PER_CORE = 4.0         # package TDP / cores is 3-6 W on desktop and server CPUs
 _IDLE_W_PER_CORE = 1.0
+_CACHE_BYTES_PER_CYCLE = 32      # per core from the last-level cache (32 B/cycle: Zen, Intel L3, Neoverse L2/L3)
 
 
 def _fp32_flops_per_cycle(isa: tuple[str, ...]) -> tuple[int, str]:
-    if "avx512f" in isa or {"avx2", "fma"} <= set(isa):
-        return 32, "16 fp32 FMA lanes per cycle (two 256-bit FMA pipes, or one 512-bit)"
+    if "avx512f" in isa:
+        return 64, "32 fp32 FMA lanes per cycle (two 512-bit FMA pipes; a part with one pipe, or 256-bit " \
+                   "halves, reaches half of it)"
+    if {"avx2", "fma"} <= set(isa):
+        return 32, "16 fp32 FMA lanes per cycle (two 256-bit FMA pipes)"
     if "avx" in isa or "neon" in isa:
         return 16, "8 fp32 FMA lanes per cycle (two 128-bit FMA pipes, or one 256-bit)"
     return 8, "4 fp32 FMA lanes per cycle (one 128-bit pipe)"
@@ -756,6 +786,8 @@ def _fill_detected(raw: dict[str, Any], errors: _Errors) -> list[dict[str, Any]]
         efficiency = 1.0   # the normal checks report the bad value; this only keeps detection going
     active, idle = facts.cores * _ACTIVE_W_PER_CORE, facts.cores * _IDLE_W_PER_CORE
     bandwidth = min(facts.cores * _BANDWIDTH_PER_CORE, _BANDWIDTH_CAP)
+    clock = facts.clock_hz or _ASSUMED_CLOCK_HZ
+    cache_bandwidth = facts.cores * _CACHE_BYTES_PER_CYCLE * clock
     detectors: dict[str, Callable[[], tuple[Any, str, str]]] = {
         "target.name": lambda: (facts.target, "detected", "platform.system() and platform.machine()"),
         "target.isa": lambda: (list(facts.isa), "detected", "CPU flags in /proc/cpuinfo"),
@@ -770,6 +802,12 @@ def _fill_detected(raw: dict[str, Any], errors: _Errors) -> list[dict[str, Any]]
         "compute.bandwidth": lambda: (f"{bandwidth / 1e9:.1f} GB/s", "estimated",
                                       f"{_BANDWIDTH_PER_CORE / 1e9:.0f} GB/s per core (STREAM triad on current "
                                       f"desktop/server parts), capped at {_BANDWIDTH_CAP / 1e9:.0f} GB/s"),
+        "compute.cache": lambda: (None if facts.cache_bytes is None else f"{facts.cache_bytes} B", "detected",
+                                  "the last-level cache in /sys/devices/system/cpu/cpu0/cache"),
+        "compute.cache_bandwidth": lambda: (None if facts.cache_bytes is None else
+                                            f"{cache_bandwidth / 1e9:.1f} GB/s", "estimated",
+                                            f"{facts.cores} cores x {_CACHE_BYTES_PER_CYCLE} B/cycle (the last-level "
+                                            f"cache's fill rate per core) x {clock / 1e9:.2f} GHz"),
         "energy.active_power": lambda: (f"{active} W", "estimated",
                                         f"{_ACTIVE_W_PER_CORE} W per busy core (package TDP / cores)"),
         "energy.idle_power": lambda: (f"{idle} W", "estimated", f"{_IDLE_W_PER_CORE} W per core"),
@@ -785,6 +823,9 @@ def _fill_detected(raw: dict[str, Any], errors: _Errors) -> list[dict[str, Any]]
             errors.add(path, f"cannot be detected (detectable: {', '.join(detectors)})")
             continue
         value, kind, how = detectors[path]()
+        if value is None:   # an optional figure this machine does not tell (no cache in sysfs): left out
+            raw[section] = {k: v for k, v in raw[section].items() if k != key}
+            continue
         raw[section] = {**raw[section], key: value}
         if path not in ("target.name", "target.isa", "compute.unit"):   # sources cover figures only
             sources.append({"fields": [path], kind: how})

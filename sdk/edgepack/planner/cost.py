@@ -4,11 +4,16 @@ precision (docs/profiles.md, "Cost model").
 Per node:
   ops      = 2 x multiply-accumulates + the other arithmetic (bias, activations, elementwise work)
   bytes    = weights read + activations read and written, at the precision's storage widths
-  latency  = max(ops / sustained ops/s of its arithmetic, bytes / sustained bandwidth) + per-op overhead
+  latency  = max(ops / compute rate, weight bytes / memory bandwidth + activation bytes / their bandwidth)
+             + per-op overhead
   energy   = ops / 2 x energy per MAC + bytes x energy per byte + idle power x latency
-The roofline counts compulsory traffic (every tensor read or written once per op): caches that keep a
-tensor between ops make real runs faster, spills make them slower. Totals add the nodes up, since the
-runtime executes one op at a time (each on all its threads).
+The compute rate is the sustained ops/s of the node's arithmetic; for the native runtime, times its
+kernel family's efficiency (KERNEL_EFFICIENCY: dense GEMM and convolutions 1 at fp32, depthwise,
+pooling, transcendental and int8 elementwise kernels a fitted fraction) and the share of the cores it
+wakes (THREAD_GRAIN). The roofline counts compulsory traffic (every tensor read or written once per
+op); activations that fit in the profile's last-level cache move at its bandwidth, and weights too when
+the whole model fits. Totals add the nodes up, since the runtime executes one op at a time, plus the
+profile's fixed cost per run.
 
 Memory: weights at their precision (int8 and int4 with their quantization parameters), the arena from
 the memory planner run on the tensors at their precision, and the profile's runtime overhead.
@@ -40,6 +45,10 @@ SCALE_BYTES = 4
 # These ops are memory-bound on every profile, so the figure rarely decides a roofline.
 TRANSCENDENTAL_OPS = 10
 
+# int8-dynamic quantizes a weighted op's float input per row before the integer GEMM: the row's
+# absolute maximum (1 op per element), then scale, round and convert (3, as Quantize).
+DYNAMIC_QUANTIZE_OPS = 4
+
 # Arithmetic per output element of the elementwise ops.
 _OPS_PER_ELEMENT: dict[str, int] = {
     **{op: 1 for op in ELEMENTWISE_UNARY | ELEMENTWISE_BINARY},
@@ -51,6 +60,33 @@ _OPS_PER_ELEMENT: dict[str, int] = {
     "Quantize": 3, "Dequantize": 2, "Requantize": 4, "Lut": 1,
 }
 _FUSED_ACTIVATION_OPS = {"none": 0, "relu": 1, "clip": 2}
+
+# The native runtime's kernels by family (op_kind -> family), each family's efficiency relative to the
+# profile's ops_efficiency (which describes the dense kernels, GEMM and convolutions, at fp32), and the
+# work below which a kernel runs on one thread. Fitted with benchmarks/latency_model.py on the host:
+# docs/planner.md, "The cost model on the host", says how. Profiles of other runtimes do not use them.
+_TRANSCENDENTAL = ("Exp", "Log", "Tanh", "Erf", "Pow", "Sigmoid", "Gelu", "Softmax", "LogSoftmax",
+                   "LayerNormalization", "LRN")
+_KIND_FAMILY = {"MatMul": "dense", "Conv": "dense", "Conv 1x1": "dense", "ConvTranspose": "dense",
+                "Conv depthwise": "depthwise", "MaxPool": "window", "AveragePool": "window",
+                **{op: "elementwise" for op in _OPS_PER_ELEMENT if op not in _TRANSCENDENTAL},
+                **{op: "transcendental" for op in _TRANSCENDENTAL}}
+KERNEL_EFFICIENCY: dict[tuple[str, str], float] = {
+    ("dense", "fp32"): 1.0,             # the profile's ops_efficiency itself
+    ("dense", "int8"): 0.8,             # VNNI / dot-product GEMM, requantizing epilogue
+    ("depthwise", "fp32"): 0.03,        # direct kernel, one plane at a time
+    ("depthwise", "int8"): 0.0018,      # code planes + scalar requantization per row
+    ("window", "fp32"): 0.02,           # MaxPool / AveragePool: a short strided reduction per output
+    ("window", "int8"): 0.0065,
+    ("transcendental", "fp32"): 0.15,   # exp / erf polynomials, row reductions (Softmax, LayerNorm); always
+                                        # float math, int8 tensors included
+    ("elementwise", "fp32"): 1.0,       # bandwidth-bound
+    ("elementwise", "int8"): 0.005,     # fixed-point rescaling, table lookups: scalar, per element
+}
+# Work a thread must get before the runtime wakes another (native/kernels: kGrain, kPlaneGrain,
+# kMinMacsPerThread): MACs for int8 GEMMs, MACs or window ops for depthwise convolution and pooling,
+# tensor elements for the rest. fp32 GEMMs split their packed panels over every thread.
+THREAD_GRAIN = {"int8 dense": 1 << 22, "default": 16384}
 _WEIGHTED = ("Conv", "ConvTranspose", "MatMul")
 _FLOAT = (DType.FLOAT32, DType.FLOAT16)
 
@@ -120,12 +156,17 @@ class CostReport:
         return sum(n.bytes for n in self.nodes)
 
     @property
+    def run_overhead_s(self) -> float:
+        """The profile's fixed cost per inference (the call into the runtime), outside every node."""
+        return self.profile.compute.run_overhead_s
+
+    @property
     def latency_s(self) -> float:
-        return sum(n.latency_s for n in self.nodes)
+        return sum(n.latency_s for n in self.nodes) + self.run_overhead_s
 
     @property
     def energy_j(self) -> float:
-        return sum(n.energy_j for n in self.nodes)
+        return sum(n.energy_j for n in self.nodes) + self.run_overhead_s * self.profile.energy.idle_power_w
 
     @property
     def average_power_w(self) -> float:
@@ -158,6 +199,7 @@ class CostReport:
         return {
             "profile": self.profile.name,
             "totals": {"macs": self.macs, "ops": self.ops, "bytes": self.bytes, "latency_s": self.latency_s,
+                       "run_overhead_s": self.run_overhead_s,
                        "energy_j": self.energy_j, "weights_bytes": self.weights_bytes,
                        "stored_weights_bytes": self.stored_weights_bytes, "arena_bytes": self.arena_bytes,
                        "runtime_overhead_bytes": self.runtime_overhead_bytes, "ram_bytes": self.ram_bytes},
@@ -210,6 +252,18 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
     if op in MOVEMENT:
         return 0, 0
     raise ValueError(f"the cost model has no rule for op '{op}' (node '{node.name}')")
+
+
+def op_kind(graph: Graph, node: Node) -> str:
+    """The kind of kernel a node runs: its op, with Conv split into depthwise, pointwise (1x1) and the rest."""
+    if node.op == "Conv":
+        w = graph.values[node.inputs[1]].shape          # [M, C/group, kh, kw]
+        if node.attrs.get("group", 1) > 1 and w[1] == 1:
+            return "Conv depthwise"
+        if _numel(tuple(w[2:])) == 1:
+            return "Conv 1x1"
+        return "Conv"
+    return node.op
 
 
 # ---- precisions and storage ---------------------------------------------------------------------------------
@@ -336,21 +390,28 @@ def estimate(graph: Graph, profile: Profile | str, precisions: Mapping[str, str]
             storage[name] = value.dtype if name in boundary or chosen[node.name] is None \
                 else _activation_dtype(value.dtype, chosen[node.name])
 
-    resident: dict[tuple[str, int], int] = {}   # (constant, stored size) -> resident size, counted once
-    rows = []
-    for node in graph.nodes:
-        precision = chosen[node.name] or infer_precision(graph, node)
-        storage_precision = chosen[node.name] or "fp32"
-        row, consts = _node_cost(graph, node, precision, storage_precision, storage, profile)
-        rows.append(row)
-        resident.update(consts)
+    def price(weights_cached: bool) -> tuple[list[NodeCost], dict[tuple[str, int], int]]:
+        resident: dict[tuple[str, int], int] = {}   # (constant, stored size) -> resident size, counted once
+        rows = []
+        for node in graph.nodes:
+            precision = chosen[node.name] or infer_precision(graph, node)
+            storage_precision = chosen[node.name] or "fp32"
+            row, consts = _node_cost(graph, node, precision, storage_precision, storage, profile, weights_cached)
+            rows.append(row)
+            resident.update(consts)
+        return rows, resident
+
+    rows, resident = price(False)
     arena = _arena_bytes(graph, storage)
+    cache = profile.compute.cache_bytes
+    if cache is not None and sum(resident.values()) + arena <= cache:
+        rows, resident = price(True)   # the whole model stays in the cache from one run to the next
     return CostReport(profile, rows, sum(resident.values()), sum(stored for _, stored in resident),
                       arena, profile.memory.runtime_overhead_bytes)
 
 
 def _node_cost(graph: Graph, node: Node, precision: str, storage_precision: str, storage: dict[str, DType],
-               profile: Profile) -> tuple[NodeCost, dict[tuple[str, int], int]]:
+               profile: Profile, weights_cached: bool = False) -> tuple[NodeCost, dict[tuple[str, int], int]]:
     weight_index = _weight_index(graph, node)
     arithmetic = _arithmetic(precision, weight_index is not None, profile)
     macs, other = count_ops(graph, node)
@@ -375,6 +436,7 @@ def _node_cost(graph: Graph, node: Node, precision: str, storage_precision: str,
             read = dtype.nbytes(graph.values[node.outputs[0]].numel)
         if precision == "int8-dynamic" and weight_index is not None and dtype in _FLOAT:
             read += 2 * value.numel                  # quantized per row first: write an int8 copy, read it back
+            ops += DYNAMIC_QUANTIZE_OPS * value.numel
         activation_bytes += read
     if node.op in ALIASING and not graph.values[node.inputs[0]].is_const:
         activation_bytes = 0                         # the memory planner gave input and output the same bytes
@@ -383,8 +445,17 @@ def _node_cost(graph: Graph, node: Node, precision: str, storage_precision: str,
 
     total_bytes = weight_bytes + activation_bytes
     compute = profile.compute
-    compute_s = ops / compute.sustained_ops(arithmetic)
-    memory_s = total_bytes / compute.sustained_bandwidth
+    rate = compute.sustained_ops(arithmetic)
+    if profile.runtime == "native":   # the native runtime's kernels: their family's efficiency and threading
+        kind = op_kind(graph, node)
+        if _KIND_FAMILY.get(kind) == "transcendental":
+            arithmetic = "fp32"       # int8 tensors are dequantized: exp, erf and row statistics are float math
+            rate = compute.sustained_ops(arithmetic)
+        rate *= kernel_efficiency(kind, arithmetic) * threads_used(graph, node, kind, arithmetic, macs, other,
+                                                                   compute.cores) / compute.cores
+    compute_s = ops / rate
+    weight_bandwidth = compute.cache_bandwidth_bytes_per_s if weights_cached else compute.sustained_bandwidth
+    memory_s = weight_bytes / weight_bandwidth + activation_bytes / _activation_bandwidth(activation_bytes, profile)
     latency = max(compute_s, memory_s) + compute.op_overhead_s
     energy = profile.energy
     row = NodeCost(node.name, node.op, precision, arithmetic, macs, ops, weight_bytes, activation_bytes,
@@ -393,6 +464,39 @@ def _node_cost(graph: Graph, node: Node, precision: str, storage_precision: str,
                    memory_energy_j=total_bytes * energy.memory_byte_j,
                    static_energy_j=latency * energy.idle_power_w)
     return row, consts
+
+
+def kernel_efficiency(kind: str, arithmetic: str) -> float:
+    """The native runtime's kernel for `kind` (op_kind) at `arithmetic`, as a fraction of the rate the
+    profile's dense kernels sustain (peak x ops_efficiency). Fitted on the host: docs/planner.md."""
+    family = _KIND_FAMILY.get(kind, "other")
+    return KERNEL_EFFICIENCY.get((family, arithmetic), KERNEL_EFFICIENCY.get((family, "fp32"), 1.0))
+
+
+def threads_used(graph: Graph, node: Node, kind: str, arithmetic: str, macs: int, other_ops: int,
+                 cores: int) -> int:
+    """How many of the profile's cores the native runtime gives this node: one per grain of work."""
+    family = _KIND_FAMILY.get(kind, "other")
+    if family == "dense" and arithmetic != "int8":
+        return cores
+    if family == "dense":
+        work, grain = macs, THREAD_GRAIN["int8 dense"]
+    elif family in ("depthwise", "window"):
+        work, grain = macs or other_ops, THREAD_GRAIN["default"]
+    else:
+        work = max((graph.values[n].numel for n in node.inputs + node.outputs
+                    if n and not graph.values[n].is_const), default=0)
+        grain = THREAD_GRAIN["default"]
+    return max(1, min(cores, work // grain))
+
+
+def _activation_bandwidth(activation_bytes: int, profile: Profile) -> float:
+    """Run-time tensors that fit in the profile's last-level cache (when it gives one) move at its
+    bandwidth: a producer's output is still there when the next op reads it. Larger ones go to memory."""
+    c = profile.compute
+    if c.cache_bytes is not None and c.cache_bandwidth_bytes_per_s and activation_bytes <= c.cache_bytes:
+        return c.cache_bandwidth_bytes_per_s
+    return c.sustained_bandwidth
 
 
 def _arena_bytes(graph: Graph, storage: dict[str, DType]) -> int:
