@@ -183,3 +183,48 @@ def test_public_api_is_complete_when_imported_lazily():
     assert "edgepack.api" in modules
     plain = _modules_after("import edgepack\nassert edgepack.__version__")
     assert not _compiler_modules(plain) and "numpy" not in plain
+
+
+# ---- run(): the native fast path and the checked path give the same results and errors ----------------------
+def test_run_fast_and_checked_paths_agree(digits):
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    compiled, images = digits
+    session = edgepack.load(compiled.path, num_threads=2)
+    x = np.ascontiguousarray(images[:1])
+    expected = session.run({"image": x})
+    assert list(expected) == ["logits"] and expected["logits"].flags.c_contiguous
+    # a plain dict of ready arrays takes the native fast path; anything else returns None from it
+    assert session._native.run_feeds({"image": x}) is not None
+    assert session._native.run_feeds(OrderedDict(image=x)) is None and session._native.run_feeds({"image": x[0]}) is None
+    again = session.run({"image": x})
+    assert again["logits"] is not expected["logits"]  # a fresh array every call
+    readonly = x.copy()
+    readonly.flags.writeable = False
+
+    class Feeds(dict):
+        def __getitem__(self, key):
+            return np.zeros_like(x) if key == "image" else super().__getitem__(key)
+
+    equivalent_dtype = x.view(np.dtype(np.float32, metadata={"note": 1}))  # another descr, same type
+    assert equivalent_dtype.dtype is not x.dtype
+    for feeds in (OrderedDict(image=x), MappingProxyType({"image": x}),
+                  {"image": readonly}, {"image": equivalent_dtype}, {"image": np.asfortranarray(x)},
+                  {"image": np.asarray(x.tolist(), np.float32)}):
+        np.testing.assert_array_equal(session.run(feeds)["logits"], expected["logits"])
+    # a dict subclass is read through its own __getitem__, as before
+    np.testing.assert_array_equal(session.run(Feeds(image=x))["logits"], session.run({"image": np.zeros_like(x)})["logits"])
+    with pytest.raises(ValueError, match=r"unknown \['extra'\]"):
+        session.run({"image": x, "extra": x})
+    with pytest.raises(ValueError, match=r"expected dtype float32, got float64"):
+        session.run({"image": x.tolist()})
+    with pytest.raises(ValueError, match=r"expected dtype float32, got >f4"):
+        session.run({"image": x.astype(">f4")})
+    with pytest.raises(ValueError, match=r"expected shape \(1, 1, 8, 8\), got \(1, 8, 8\)"):
+        session.run({"image": x[0]})
+    with pytest.raises(TypeError, match="dict of input name -> array"):
+        session.run([x])
+    outputs, seconds = session.run_profiled({"image": x})
+    np.testing.assert_array_equal(outputs["logits"], expected["logits"])
+    assert len(seconds) == len(session.ops)
