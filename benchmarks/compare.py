@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -38,6 +39,9 @@ COLD_REPEATS = 3
 CALIBRATION = {"digits_cnn": 64, "mobilenet": 64, "resnet50": 8, "squeezenet": 8}
 # The issue's figures for MiniLM seq 128, measured earlier on this machine: shown beside this run's.
 ANCHORS_MS = {"litert int8": 5.9, "onnxruntime int8": 8.6, "litert fp32": 15.2, "onnxruntime fp32": 28.6}
+
+# The standalone C++ runner's rows: edgepack-bench (native/tools/), what a board runs, no Python at all.
+STANDALONE = "standalone (C++)"
 
 # Run in a fresh interpreter per runtime: argv = t0 runtime path feeds.npz threads bench_dir. t0 is the
 # parent's time.perf_counter() just before the spawn; perf_counter is CLOCK_MONOTONIC on Linux, one clock for
@@ -128,19 +132,33 @@ def time_alternating(variants: list[Variant], feeds: dict[str, np.ndarray], warm
                 variant.times.append(elapsed)
 
 
-def cold_starts(variants: list[Variant], feeds_path: Path, repeats: int) -> dict[str, dict[str, float]]:
+def cold_starts(variants: list[Variant], feeds_path: Path, repeats: int,
+                standalone: Sequence[tuple[str, Path, Path]] = (), bench: Path | None = None
+                ) -> dict[str, dict[str, float]]:
     """Median seconds to first result and median peak RSS over `repeats` fresh processes per runtime,
-    interleaved; 'baseline' is python + numpy + loading the inputs, the floor of every runtime."""
-    jobs = [("baseline", "baseline", "")] + [(v.label, v.runtime, str(v.path)) for v in variants]
-    samples: dict[str, list[dict]] = {label: [] for label, _, _ in jobs}
+    interleaved; 'baseline' is python + numpy + loading the inputs, the floor of every runtime.
+    standalone: (label, artifact, raw inputs file) run by the `bench` binary (edgepack-bench), timed from
+    just before the spawn to the process's exit, its peak RSS from its own report."""
+    jobs = [("baseline", "baseline", "", "")] + [(v.label, v.runtime, str(v.path), "") for v in variants]
+    jobs += [(label, "standalone", str(artifact), str(inputs)) for label, artifact, inputs in standalone]
+    samples: dict[str, list[dict]] = {label: [] for label, *_ in jobs}
     for _ in range(repeats):
-        for label, runtime, path in jobs:
+        for label, runtime, path, inputs in jobs:
             started = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", COLD_START, repr(started), runtime, path, str(feeds_path),
-                                   str(THREADS), str(BENCH_DIR)], capture_output=True, text=True)
+            if runtime == "standalone":
+                done = subprocess.run([str(bench), path, "--runs", "1", "--warmup", "0", "--threads", str(THREADS),
+                                       "--inputs", inputs], capture_output=True, text=True)
+                seconds = time.perf_counter() - started
+            else:
+                done = subprocess.run([sys.executable, "-c", COLD_START, repr(started), runtime, path, str(feeds_path),
+                                       str(THREADS), str(BENCH_DIR)], capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"cold start of {label} failed:\n{done.stderr[-2000:]}")
-            samples[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            if runtime == "standalone":
+                report = json.loads(done.stdout)
+                samples[label].append({"seconds": seconds, "peak_rss_kib": report["peak_rss_bytes"] / 1024})
+            else:
+                samples[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
     return {label: {"cold_start_ms": round(1e3 * statistics.median(s["seconds"] for s in runs), 1),
                     "peak_rss_mb": round(statistics.median(s["peak_rss_kib"] for s in runs) / 1024, 1)}
             for label, runs in samples.items()}
@@ -168,10 +186,30 @@ def ratios(rows: list[dict]) -> dict[str, dict]:
     return result
 
 
-def measure(name: str, cache: Path, workdir: Path, iterations: int, warmup: int, repeats: int) -> dict:
+def standalone_bench(build: bool) -> tuple[Path | None, str]:
+    """(edgepack-bench for this host, "") or (None, why not). Built (a minute or two, then cached) when
+    `build`; otherwise (--quick) used only when a build of the current sources is cached already."""
+    from edgepack.profiler.native_build import build_bench, cached_bench
+    try:
+        binary = build_bench("host") if build else cached_bench("host")
+    except Exception as error:  # NativeBuildError: no cmake or compiler here
+        return None, f"{type(error).__name__}: {error}"
+    return binary, "" if binary else "edgepack-bench is not built (--quick builds nothing; a full run builds it)"
+
+
+def measure(name: str, cache: Path, workdir: Path, iterations: int, warmup: int, repeats: int,
+            bench: tuple[Path | None, str] = (None, "not requested")) -> dict:
     log(f"{name}: building variants")
     variants, feeds = variants_of(name, cache, workdir)
     ready = [v for v in variants if v.runner is not None]
+    # The standalone runner reads raw inputs in the artifact's input order.
+    standalone = []
+    for variant in ready:
+        if variant.runtime == "edgepack" and bench[0] is not None:
+            raw = workdir / f"{variant.path.stem}.inputs.bin"
+            raw.write_bytes(b"".join(np.ascontiguousarray(feeds[spec.name], spec.dtype).tobytes()
+                                     for spec in variant.runner.session.inputs))
+            standalone.append((f"{variant.label} {STANDALONE}", variant.path, raw))
     for variant in variants:
         if variant.reason:
             log(f"  {variant.label}: absent: {variant.reason}")
@@ -185,7 +223,7 @@ def measure(name: str, cache: Path, workdir: Path, iterations: int, warmup: int,
     feeds_path = workdir / f"{name}.feeds.npz"
     np.savez(feeds_path, **feeds)
     log(f"  cold start: {repeats} fresh process(es) per runtime")
-    cold = cold_starts(ready, feeds_path, repeats)
+    cold = cold_starts(ready, feeds_path, repeats, standalone, bench[0])
     rows = []
     for variant in variants:
         entry = {"label": variant.label, "runtime": variant.runtime, "precision": variant.precision,
@@ -199,7 +237,9 @@ def measure(name: str, cache: Path, workdir: Path, iterations: int, warmup: int,
                          output_cosine_to_ort_fp32=agreement[variant.label])
         rows.append(entry)
     result = {"inputs": {k: list(v.shape) for k, v in feeds.items()}, "rows": rows, "ratios": ratios(rows),
-              "baseline": cold["baseline"]}
+              "baseline": cold["baseline"],
+              "standalone": {label: {**cold[label], "size_bytes": path.stat().st_size} for label, path, _ in standalone}
+              if standalone else {"reason": bench[1]}}
     if name == "minilm":
         result["anchors_ms"] = ANCHORS_MS
     return result
@@ -217,6 +257,10 @@ def tables(results: dict) -> str:
             else:
                 cells.append([name, r["label"], "—", "—", "—", "—", "—"])
                 notes.append(f"- {name} {r['label']}: absent: {r['reason']}")
+        for label, entry in result.get("standalone", {}).items():
+            if label != "reason":
+                cells.append([name, label, "", "", f"{entry['cold_start_ms']:.0f}", f"{entry['peak_rss_mb']:.0f}",
+                              f"{entry['size_bytes'] / 1e6:.3f}"])
         base = result["baseline"]
         cells.append([name, "python + numpy (floor)", "", "", f"{base['cold_start_ms']:.0f}", f"{base['peak_rss_mb']:.0f}", ""])
         ratio_row = [name]
@@ -270,12 +314,17 @@ def main(argv: list[str] | None = None) -> int:
                                             "session.intra_op.allow_spinning": "0"},
                             "litert_quantizer_recipe": LITERT_RECIPE, "litert_interpreter": f"num_threads={THREADS}",
                             "edgepack": f"edgepack.load(path, num_threads={THREADS})",
+                            "edgepack_standalone": f"edgepack-bench ARTIFACT --runs 1 --warmup 0 --threads {THREADS} "
+                                                   "--inputs RAW (cold start and peak RSS only)",
                             "light_models_without_litert": list(LIGHT_MODELS), "quick": args.quick},
                "models": {}}
+    bench = standalone_bench(build=not args.quick)
+    if bench[0] is None:
+        log(f"edgepack standalone (C++) cold start: absent: {bench[1]}")
     with tempfile.TemporaryDirectory(prefix="edgepack-compare-") as workdir:
         for name in models:
             results["models"][name] = measure(name, args.cache_dir, Path(workdir), iterations[name], args.warmup,
-                                              repeats)
+                                              repeats, bench)
     results["machine"]["load_average_at_end"] = machine()["load_average_1_5_15"]
     write_json(args.output, results)
     text = tables(results)

@@ -56,6 +56,13 @@ def test_compare_quick(cache, tmp_path):
     assert {"edgepack fp32", "onnxruntime fp32", "onnxruntime int8"} <= available
     assert model["ratios"]["fp32"]["ratio"] > 0
     assert model["baseline"]["cold_start_ms"] > 0
+    # edgepack-bench's cold start, when a build is cached (--quick builds nothing), else a reason
+    standalone = model["standalone"]
+    assert standalone.get("reason") or set(standalone) == {"edgepack fp32 standalone (C++)",
+                                                           "edgepack int8 standalone (C++)"}, standalone
+    for label, entry in standalone.items():
+        if label != "reason":
+            assert entry["cold_start_ms"] > 0 and entry["peak_rss_mb"] > 0 and entry["size_bytes"] > 0
     for row in model["rows"]:
         if row["available"]:  # VmHWM of the child itself, not the benchmark process's peak it would inherit
             assert row["peak_rss_mb"] > model["baseline"]["peak_rss_mb"]

@@ -1,5 +1,6 @@
 """Run the loader fuzz target briefly (CI): seeded with valid artifacts, it mutates them for a few
 thousand runs; the test fails if the target crashes or reports a finding."""
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,13 @@ def test_loader_survives_fuzzing(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     _seed(corpus)
+    # libFuzzer's RSS is getrusage's ru_maxrss, which Linux seeds at exec with the spawning process's
+    # high-water mark: this pytest process's, over 2 GB after the model tests, which alone tripped the
+    # default 2048 MB limit. The limit is 2048 MB on top of that, so a loader that allocates gigabytes
+    # is still a finding.
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     result = subprocess.run([sys.executable, str(FUZZER), str(corpus), "-runs=4000", "-max_len=4096",
-                             "-timeout=10", f"-artifact_prefix={tmp_path}/"],
+                             "-timeout=10", f"-rss_limit_mb={2048 + inherited_mb}", f"-artifact_prefix={tmp_path}/"],
                             capture_output=True, text=True, timeout=300)
     tail = (result.stdout + result.stderr)[-3000:]
     assert result.returncode == 0, f"fuzzer found a problem:\n{tail}"

@@ -124,3 +124,107 @@ def test_unsupported_op_names_op_node_and_supported_ops(tmp_path):
     message = str(err.value)
     assert "'Einsum'" in message and "my_einsum" in message and "Conv" in message
     assert not (tmp_path / "e.epk").exists()
+
+
+# ---- start-up: running an artifact imports the runtime only ----------------------------------------------
+COMPILER_PACKAGES = ("onnx", "scipy", "torch", "rich", "yaml", "onnxruntime", "edgepack.api", "edgepack.frontends",
+                     "edgepack.planner", "edgepack.quant", "edgepack.reference", "edgepack.backends")
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has imported after running `code` (edgepack from this tree)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    sdk = str(Path(edgepack.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([sdk, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code + "\nimport json, sys; print(json.dumps(sorted(sys.modules)))"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _compiler_modules(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in COMPILER_PACKAGES))
+
+
+def test_import_load_run_imports_no_compiler(digits):
+    compiled, _ = digits
+    modules = _modules_after(f"import numpy as np, edgepack\n"
+                             f"session = edgepack.load({str(compiled.path)!r})\n"
+                             f"out = session.run({{'image': np.zeros((1, 1, 8, 8), np.float32)}})\n"
+                             f"assert out['logits'].shape == (1, 10)")
+    assert "edgepack._native" in modules and "edgepack.runtime" in modules
+    assert not _compiler_modules(modules)
+
+
+def test_cli_run_imports_no_compiler(digits, tmp_path):
+    compiled, images = digits
+    np.savez(tmp_path / "in.npz", image=images[:1])
+    modules = _modules_after(f"from edgepack.cli import main\n"
+                             f"assert main(['run', {str(compiled.path)!r}, '--inputs', {str(tmp_path / 'in.npz')!r}]) == 0")
+    assert "edgepack.runtime" in modules and not _compiler_modules(modules)
+
+
+def test_public_api_is_complete_when_imported_lazily():
+    modules = _modules_after("import edgepack\n"
+                             "from edgepack import *\n"
+                             "from edgepack import compile, analyze, load, CompiledModel, BudgetError\n"
+                             "import edgepack.api, edgepack.planner.search, edgepack.errors\n"
+                             "assert edgepack.compile is edgepack.api.compile and edgepack.analyze is edgepack.api.analyze\n"
+                             "assert edgepack.CompiledModel is edgepack.api.CompiledModel\n"
+                             "assert edgepack.BudgetError is edgepack.planner.search.BudgetError\n"
+                             "assert issubclass(edgepack.BudgetError, edgepack.EdgepackError)\n"
+                             "assert edgepack.UnsupportedError is edgepack.errors.UnsupportedError\n"
+                             "assert set(edgepack.__all__) <= set(dir(edgepack))\n"
+                             "assert edgepack.models.__name__ == 'edgepack.models'  # submodules as attributes\n"
+                             "assert not hasattr(edgepack, 'no_such_thing')\n")
+    assert "edgepack.api" in modules
+    plain = _modules_after("import edgepack\nassert edgepack.__version__")
+    assert not _compiler_modules(plain) and "numpy" not in plain
+
+
+# ---- run(): the native fast path and the checked path give the same results and errors ----------------------
+def test_run_fast_and_checked_paths_agree(digits):
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    compiled, images = digits
+    session = edgepack.load(compiled.path, num_threads=2)
+    x = np.ascontiguousarray(images[:1])
+    expected = session.run({"image": x})
+    assert list(expected) == ["logits"] and expected["logits"].flags.c_contiguous
+    # a plain dict of ready arrays takes the native fast path; anything else returns None from it
+    assert session._native.run_feeds({"image": x}) is not None
+    assert session._native.run_feeds(OrderedDict(image=x)) is None and session._native.run_feeds({"image": x[0]}) is None
+    again = session.run({"image": x})
+    assert again["logits"] is not expected["logits"]  # a fresh array every call
+    readonly = x.copy()
+    readonly.flags.writeable = False
+
+    class Feeds(dict):
+        def __getitem__(self, key):
+            return np.zeros_like(x) if key == "image" else super().__getitem__(key)
+
+    equivalent_dtype = x.view(np.dtype(np.float32, metadata={"note": 1}))  # another descr, same type
+    assert equivalent_dtype.dtype is not x.dtype
+    for feeds in (OrderedDict(image=x), MappingProxyType({"image": x}),
+                  {"image": readonly}, {"image": equivalent_dtype}, {"image": np.asfortranarray(x)},
+                  {"image": np.asarray(x.tolist(), np.float32)}):
+        np.testing.assert_array_equal(session.run(feeds)["logits"], expected["logits"])
+    # a dict subclass is read through its own __getitem__, as before
+    np.testing.assert_array_equal(session.run(Feeds(image=x))["logits"], session.run({"image": np.zeros_like(x)})["logits"])
+    with pytest.raises(ValueError, match=r"unknown \['extra'\]"):
+        session.run({"image": x, "extra": x})
+    with pytest.raises(ValueError, match=r"expected dtype float32, got float64"):
+        session.run({"image": x.tolist()})
+    with pytest.raises(ValueError, match=r"expected dtype float32, got >f4"):
+        session.run({"image": x.astype(">f4")})
+    with pytest.raises(ValueError, match=r"expected shape \(1, 1, 8, 8\), got \(1, 8, 8\)"):
+        session.run({"image": x[0]})
+    with pytest.raises(TypeError, match="dict of input name -> array"):
+        session.run([x])
+    outputs, seconds = session.run_profiled({"image": x})
+    np.testing.assert_array_equal(outputs["logits"], expected["logits"])
+    assert len(seconds) == len(session.ops)

@@ -32,6 +32,7 @@ class Session:
         self._native = _native.Session(str(path), 0 if num_threads is None else int(num_threads))
         self.inputs = [TensorSpec(i["name"], tuple(i["shape"]), np.dtype(i["dtype"])) for i in self._native.inputs]
         self.outputs = [TensorSpec(o["name"], tuple(o["shape"]), np.dtype(o["dtype"])) for o in self._native.outputs]
+        self._run_feeds = self._native.run_feeds
 
     @property
     def arena_bytes(self) -> int:
@@ -75,8 +76,14 @@ class Session:
         return arrays
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs, _ = self._native.run(self._arrays(feeds), False)
-        return {spec.name: out for spec, out in zip(self.outputs, outputs)}
+        # The native fast path takes a dict of exactly the inputs as C-contiguous arrays of the right
+        # shapes and dtypes, checks that in C++ and runs; anything else (other mappings, lists, wrong
+        # names or shapes...) returns None and goes through _arrays(), which converts or explains.
+        outputs = self._run_feeds(feeds)
+        if outputs is None:
+            outputs, _ = self._native.run(self._arrays(feeds), False)
+            outputs = {spec.name: out for spec, out in zip(self.outputs, outputs)}
+        return outputs
 
     def run_profiled(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[float]]:
         """Like run(), plus the seconds each op took (in execution order, see `ops`)."""

@@ -125,7 +125,7 @@ def build_bench(target: str = "host", build_dir: str | Path | None = None, jobs:
 
     cache = Path(build_dir) if build_dir is not None else _default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    entry = cache / f"{target}-{_cache_key(target, toolchain, compiler)}"
+    entry = _cache_entry(cache, target, toolchain, compiler)
     binary = entry / "build" / BENCH_NAME
     # One build per target at a time: parallel test workers wait for the first one and reuse it.
     with open(cache / f"{target}.lock", "w") as lock:
@@ -143,6 +143,24 @@ def build_bench(target: str = "host", build_dir: str | Path | None = None, jobs:
             if stale != entry and stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
     return binary
+
+
+def cached_bench(target: str = "host", build_dir: str | Path | None = None) -> Path | None:
+    """The edgepack-bench binary build_bench(target) would return if it is built already (for the current
+    sources), else None; never builds."""
+    if target not in available_targets():
+        raise ValueError(f"unknown target '{target}'; available: {', '.join(available_targets())}")
+    toolchain = None if target == "host" else TARGETS_DIR / target / "toolchain.cmake"
+    compiler = "g++" if toolchain is None else _toolchain_compiler(toolchain)
+    if shutil.which(compiler) is None:
+        return None
+    cache = Path(build_dir) if build_dir is not None else _default_cache_dir()
+    binary = _cache_entry(cache, target, toolchain, compiler) / "build" / BENCH_NAME
+    return binary if binary.exists() else None
+
+
+def _cache_entry(cache: Path, target: str, toolchain: Path | None, compiler: str) -> Path:
+    return cache / f"{target}-{_cache_key(target, toolchain, compiler)}"
 
 
 def _default_cache_dir() -> Path:
