@@ -241,15 +241,6 @@ class PoolKernel final : public OpKernel {
     }
   }
 
-  // even[j] = in[2j], odd[j] = in[2j + 1] for the n values of `in`.
-  template <class Acc> static void split_even_odd(const Acc* in, int64_t n, Acc* even, Acc* odd) {
-    for (int64_t j = 0; j < n / 2; ++j) {
-      even[j] = in[2 * j];
-      odd[j] = in[2 * j + 1];
-    }
-    if (n % 2 != 0) even[n / 2] = in[n - 1];
-  }
-
   // The max, or sum, of `a` and an input value: a NaN input wins the max, as np.max (std::max keeps
   // `a` when it is NaN). Written as a max and a rarely taken NaN test rather than one comparison, so
   // that scalar loop tails select without a data-dependent branch.
