@@ -1,8 +1,8 @@
 // Depthwise convolution (C/group == 1, M/group == 1) on padded, stride-split planes, shared by the float
 // Conv kernels (conv.cpp, qconv.cpp's float-weight kernel) and the int8 one (qconv.cpp).
 //
-// Each image is first copied into padded planes (the pad value is 0.0f, or the zero point of codes) that
-// are split by the stride into sh x sw phases: phase (a, b) of a channel holds the padded rows a, a + sh, ...
+// Each channel is first copied into padded planes (the pad value is 0.0f, or the zero point of codes)
+// that are split by the stride into sh x sw phases: phase (a, b) of a channel holds the padded rows a, a + sh, ...
 // and columns b, b + sw, ..., as a plane of PHs x PWs (PHs = ceil(PH / sh), PWs = ceil(PW / sw)). Output
 // (y, x) under tap (i, j) reads padded (y*sh + i*dh, x*sw + j*dw), which is phase ((i*dh) % sh, (j*dw) % sw)
 // at (y + (i*dh) / sh, x + (j*dw) / sw). So over a grid of output rows x PWs columns, every tap reads one
@@ -23,7 +23,7 @@ namespace edgepack {
 
 class DepthwisePlan {
  public:
-  static constexpr int64_t kGrid = 4096;  // sums per work item, on the stack of run()
+  static constexpr int64_t kGrid = 4096;  // sums computed together, on the stack of run()
 
   // Fills the plan for a depthwise conv; false when the padded planes would not fit in int64.
   bool prepare(const ConvGeometry& g) {
@@ -47,8 +47,8 @@ class DepthwisePlan {
                                (i * g.dh) / g.sh * phase_w_ + (j * g.dw) / g.sw);
     column_taps_.clear();
     for (int64_t b = 0; b < g.sw; ++b) column_taps_.push_back(make_tap(b - g.pl, g.sw, g.w, phase_w_));
-    // A work item is a block of output rows of one channel, or a chunk of one row when a row is wider
-    // than the grid.
+    // The sums of a channel are computed a block of output rows at a time, or a chunk of one row when a
+    // row is wider than the grid.
     rows_per_item_ = std::max<int64_t>(1, std::min(g.oh, kGrid / phase_w_));
     blocks_ = (g.oh + rows_per_item_ - 1) / rows_per_item_;
     chunks_ = (phase_w_ + kGrid - 1) / kGrid;
@@ -57,23 +57,48 @@ class DepthwisePlan {
 
   const ConvGeometry& geometry() const { return g_; }
 
-  // Elements of the padded planes of one image (the scratch a kernel needs per image).
+  // Elements of the padded planes of one image (the scratch run() needs).
   int64_t elements() const { return elements_; }
 
-  // Copies one image x [C, H, W] into its padded phase planes.
-  template <class T> void build(const T* x, T pad, T* planes, ThreadPool* pool) const {
+  // Runs the depthwise conv of one image x [C, H, W] (codes, or floats) with `planes` as scratch
+  // (elements() of T). A work item is a channel: its padded phase planes are built (`pad` in the
+  // padding) and used at once, while they are in cache. Then, per block of output rows (or chunk of a
+  // row wider than the grid), sums[k] = sum over taps t of weight(c)[t] times the input under tap t
+  // (Acc: float, or int32 for codes), and store(c, oy, x0, sums, n) for each output row it covers: n
+  // outputs from column x0 of row oy. `weight(c)` returns channel c's kh * kw weights as Acc.
+  template <class Acc, class T, class Weights, class Store>
+  void run(const T* x, T pad, T* planes, const Weights& weight, const Store& store, ThreadPool* pool) const {
     std::fill(planes + g_.c * channel_, planes + elements_, pad);
-    const int64_t rows = g_.c * g_.sh * phase_h_;  // (channel, phase row a, row r of the phase)
-    pool->parallel_for(rows, [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t c = item / (g_.sh * phase_h_), a = item / phase_h_ % g_.sh, r = item % phase_h_;
+    const int64_t taps = static_cast<int64_t>(tap_offsets_.size());
+    pool->parallel_for(g_.c, [&](int64_t begin, int64_t end) {
+      Acc sums[kGrid];
+      for (int64_t c = begin; c < end; ++c) {
+        T* channel = planes + c * channel_;
+        build_channel(x + c * g_.h * g_.w, pad, channel);
+        for (int64_t item = 0; item < blocks_ * chunks_; ++item) {
+          const int64_t oy0 = item / chunks_ * rows_per_item_, x0 = item % chunks_ * kGrid;
+          const int64_t rows = std::min(rows_per_item_, g_.oh - oy0);
+          const int64_t len = chunks_ == 1 ? rows * phase_w_ : std::min(kGrid, phase_w_ - x0);
+          multiply_add(channel + oy0 * phase_w_ + x0, tap_offsets_.data(), weight(c), taps, len, sums);
+          const int64_t n = std::min(g_.ow, x0 + len) - x0;
+          for (int64_t r = 0; r < rows && n > 0; ++r) store(c, oy0 + r, x0, sums + r * phase_w_, n);
+        }
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g_.oh * g_.ow * taps)));
+  }
+
+ private:
+  // The padded phase planes of one channel from its input plane xc [H, W].
+  template <class T> void build_channel(const T* xc, T pad, T* channel) const {
+    for (int64_t a = 0; a < g_.sh; ++a) {
+      for (int64_t r = 0; r < phase_h_; ++r) {
         const int64_t iy = r * g_.sh + a - g_.pt;  // input row
-        T* dst = planes + c * channel_ + a * g_.sw * phase_ + r * phase_w_;  // its column phase 0
+        T* dst = channel + a * g_.sw * phase_ + r * phase_w_;  // its column phase 0
         if (iy < 0 || iy >= g_.h) {
           for (int64_t b = 0; b < g_.sw; ++b) std::fill(dst + b * phase_, dst + b * phase_ + phase_w_, pad);
           continue;
         }
-        const T* src = x + (c * g_.h + iy) * g_.w;
+        const T* src = xc + iy * g_.w;
         if (g_.sw == 2) {  // padded column p = input column + pl goes to phase p % 2, column p / 2
           std::fill(dst, dst + phase_w_, pad);
           std::fill(dst + phase_, dst + phase_ + phase_w_, pad);
@@ -92,31 +117,9 @@ class DepthwisePlan {
           std::fill(dst + t.hi, dst + phase_w_, pad);
         }
       }
-    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g_.sw * phase_w_)));
+    }
   }
 
-  // Runs the depthwise conv over an image's planes: for each work item, sums[k] = sum over taps t of
-  // weight(c)[t] * planes[...] (Acc: float, or int32 for codes) over its grid, then
-  // store(c, oy, x0, sums, n) for each output row it covers: n outputs from column x0 of row oy.
-  // `weight(c)` returns channel c's kh * kw weights as Acc.
-  template <class Acc, class T, class Weights, class Store>
-  void run(const T* planes, const Weights& weight, const Store& store, ThreadPool* pool) const {
-    const int64_t taps = static_cast<int64_t>(tap_offsets_.size());
-    const int64_t item_work = std::min(kGrid, rows_per_item_ * phase_w_) * taps;
-    pool->parallel_for(g_.c * blocks_ * chunks_, [&](int64_t begin, int64_t end) {
-      Acc sums[kGrid];
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t c = item / (blocks_ * chunks_), oy0 = item / chunks_ % blocks_ * rows_per_item_;
-        const int64_t x0 = item % chunks_ * kGrid, rows = std::min(rows_per_item_, g_.oh - oy0);
-        const int64_t len = chunks_ == 1 ? rows * phase_w_ : std::min(kGrid, phase_w_ - x0);
-        multiply_add(planes + c * channel_ + oy0 * phase_w_ + x0, tap_offsets_.data(), weight(c), taps, len, sums);
-        const int64_t n = std::min(g_.ow, x0 + len) - x0;
-        for (int64_t r = 0; r < rows && n > 0; ++r) store(c, oy0 + r, x0, sums + r * phase_w_, n);
-      }
-    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, item_work)));
-  }
-
- private:
   // sums[k] = sum over taps t of w[t] * in[offsets[t] + k], k < len. Taps go four at a time, so that
   // the sums are loaded and stored once per four multiply-adds.
   template <class Acc, class T>
@@ -151,8 +154,7 @@ inline void depthwise_float(const DepthwisePlan& plan, const float* x, const flo
   const int64_t taps = g.kh * g.kw;
   for (int64_t n = 0; n < g.n; ++n) {
     float* yn = y + n * g.c * g.oh * g.ow;
-    plan.build(x + n * g.c * g.h * g.w, 0.0f, planes, pool);
-    plan.run<float>(planes, [&](int64_t c) { return w + c * taps; },
+    plan.run<float>(x + n * g.c * g.h * g.w, 0.0f, planes, [&](int64_t c) { return w + c * taps; },
                     [&](int64_t c, int64_t oy, int64_t x0, const float* sums, int64_t count) {
                       const float b = bias != nullptr ? bias[c] : 0.0f;
                       float* out = yn + (c * g.oh + oy) * g.ow + x0;

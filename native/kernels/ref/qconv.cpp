@@ -87,13 +87,13 @@ class Int8ConvKernel final : public OpKernel {
     uint8_t* y = outs[0]->as<uint8_t>();  // int8 and uint8 codes alike
     const int64_t image = g_.c * g_.h * g_.w, out_image = g_.m * g_.oh * g_.ow;
     if (g_.depthwise()) {
-      uint8_t* planes = ctx.scratch;
+      const uint8_t* x = ins[0]->as<const uint8_t>();
       for (int64_t n = 0; n < g_.n; ++n) {
-        depthwise_.build(ins[0]->as<const uint8_t>() + n * image, static_cast<uint8_t>(zero_point_), planes, ctx.pool);
         if (signed_) {
-          run_depthwise(reinterpret_cast<const int8_t*>(planes), y + n * out_image, ctx.pool);
+          run_depthwise(reinterpret_cast<const int8_t*>(x + n * image), reinterpret_cast<int8_t*>(ctx.scratch),
+                        y + n * out_image, ctx.pool);
         } else {
-          run_depthwise(planes, y + n * out_image, ctx.pool);
+          run_depthwise(x + n * image, ctx.scratch, y + n * out_image, ctx.pool);
         }
       }
       return Status::Ok();
@@ -261,9 +261,9 @@ class Int8ConvKernel final : public OpKernel {
   }
 
   // The raw sums of w[i][j] times the code under tap (i, j) (the zero point in the padding), requantized.
-  template <class Code> void run_depthwise(const Code* planes, uint8_t* y, ThreadPool* pool) const {
+  template <class Code> void run_depthwise(const Code* x, Code* planes, uint8_t* y, ThreadPool* pool) const {
     const int64_t taps = g_.kh * g_.kw;
-    depthwise_.run<int32_t>(planes, [&](int64_t c) { return depthwise_weights_.data() + c * taps; },
+    depthwise_.run<int32_t>(x, static_cast<Code>(zero_point_), planes, [&](int64_t c) { return depthwise_weights_.data() + c * taps; },
                             [&](int64_t c, int64_t oy, int64_t x0, const int32_t* sums, int64_t n) {
                               requant_.per_row(sums, 0, 1, static_cast<int>(n), c, y + (c * g_.oh + oy) * g_.ow + x0, 0);
                             }, pool);
