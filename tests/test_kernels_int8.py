@@ -187,6 +187,8 @@ def test_lut(x_dtype, table_dtype):
     check("Lut", {}, [all_codes(x_dtype), table], dtypes=out, consts={1})
     check("Lut", {}, [codes((2, 3, 40000), x_dtype), table], dtypes=out, consts={1})
     check("Lut", {}, [codes((1, 1, 5), x_dtype), table], dtypes=out, consts={1})
+    for length in (63, 64, 65, 129, 255):  # around the 64-byte vectors of the AVX-512 VBMI lookup
+        check("Lut", {}, [codes((length,), x_dtype), table], dtypes=out, consts={1})
 
 
 def test_lut_as_the_quantizer_builds_it():
