@@ -16,7 +16,6 @@ namespace edgepack {
 
 namespace {
 constexpr auto kSpin = std::chrono::microseconds(100);
-constexpr int kChunksPerThread = 4;  // small enough chunks that a late or descheduled thread is covered
 
 // Polls `done` for up to kSpin; true when it became true.
 template <class F> bool spin_until(const F& done) {
@@ -70,8 +69,8 @@ void ThreadPool::run_chunks(uint64_t generation, const RangeFn& fn, int64_t n, i
 
 void ThreadPool::parallel_for(int64_t n, RangeFn fn, int64_t grain) {
   if (n <= 0) return;
-  const int64_t most = static_cast<int64_t>(num_threads()) * (num_threads() > 1 ? kChunksPerThread : 1);
-  const int chunks = static_cast<int>(std::min<int64_t>(most, std::max<int64_t>(1, n / std::max<int64_t>(1, grain))));
+  // One chunk per thread: kernels such as the GEMM stream a shared operand once per chunk.
+  const int chunks = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / std::max<int64_t>(1, grain))));
   // Another run (or a nested parallel_for) owns the workers: do the work here rather than wait.
   std::unique_lock<std::mutex> owner(busy_, std::try_to_lock);
   if (chunks <= 1 || !owner.owns_lock()) {

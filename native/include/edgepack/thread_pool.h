@@ -1,6 +1,6 @@
-// A small fixed thread pool: parallel_for splits [0, n) into a few contiguous chunks per thread, which
-// the caller and the workers claim one at a time, so that a worker the OS has not scheduled yet (the
-// machine may be shared) delays nothing: the caller takes its chunks. No allocation per call. When another run already owns
+// A small fixed thread pool: parallel_for splits [0, n) into one contiguous chunk per thread, which the
+// caller and the workers claim, so that a worker the OS has not scheduled yet (the machine may be
+// shared) delays nothing: the caller takes its chunk too. No allocation per call. When another run already owns
 // the pool (concurrent sessions or runs), the work runs inline on the caller instead of waiting.
 // Workers and the caller spin briefly before sleeping: an op takes tens of microseconds, and a
 // condition-variable wake-up costs about as much, so sleeping between ops would eat the gain.
