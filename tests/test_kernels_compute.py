@@ -188,6 +188,18 @@ def test_conv_depthwise(strides, pads, dilations, act):
     conv_case(2, 7, 12, 15, 7, 3, 3, group=7, strides=strides, pads=pads, dilations=dilations, act=act)
 
 
+@pytest.mark.parametrize("shape,kernel,strides,pads,dilations", [
+    ((1, 6, 11, 13), (3, 3), (2, 2), (1, 1, 0, 2), (1, 1)),      # stride 2, odd left pad
+    ((1, 5, 10, 16), (3, 3), (2, 2), (0, 2, 1, 1), (1, 1)),      # stride 2, even left pad
+    ((1, 4, 14, 17), (3, 4), (3, 3), (1, 2, 2, 1), (1, 1)),      # stride 3
+    ((1, 3, 13, 15), (3, 3), (2, 2), (2, 3, 2, 1), (2, 3)),      # stride 2, dilated
+    ((1, 3, 3, 4200), (2, 3), (1, 1), (1, 1, 0, 1), (1, 1)),     # rows wider than the grid: chunked
+    ((1, 3, 3, 8500), (1, 3), (1, 2), (0, 1, 0, 0), (1, 1)),
+], ids=str)
+def test_conv_depthwise_strides_and_wide_rows(shape, kernel, strides, pads, dilations):
+    conv_case(*shape, shape[1], *kernel, group=shape[1], strides=strides, pads=pads, dilations=dilations, act="relu")
+
+
 def test_conv_depthwise_5x5_and_no_bias():
     conv_case(1, 16, 20, 20, 16, 5, 5, group=16, bias=False, pads=(2, 2, 2, 2), strides=(2, 2))
 

@@ -187,6 +187,8 @@ def test_lut(x_dtype, table_dtype):
     check("Lut", {}, [all_codes(x_dtype), table], dtypes=out, consts={1})
     check("Lut", {}, [codes((2, 3, 40000), x_dtype), table], dtypes=out, consts={1})
     check("Lut", {}, [codes((1, 1, 5), x_dtype), table], dtypes=out, consts={1})
+    for length in (63, 64, 65, 129, 255):  # around the 64-byte vectors of the AVX-512 VBMI lookup
+        check("Lut", {}, [codes((length,), x_dtype), table], dtypes=out, consts={1})
 
 
 def test_lut_as_the_quantizer_builds_it():
@@ -253,6 +255,12 @@ POOL_CASES = [
     ((1, 1, 1, 1), [1, 1], [1, 1], [0, 0, 0, 0], [1, 1]),
     ((1, 2, 1, 600), [1, 5], [1, 1], [0, 2, 0, 2], [1, 1]),   # more output columns than one block
     ((1, 64, 56, 56), [3, 3], [2, 2], [1, 1, 1, 1], [1, 1]),
+    # the separable path: several chunks of output columns, stride 2 over odd and even spans, and
+    # windows wider than the merged line (pooled row by row)
+    ((1, 2, 5, 1203), [3, 3], [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((1, 2, 4, 1200), [2, 3], [1, 2], [0, 0, 1, 1], [1, 1]),
+    ((1, 3, 6, 17), [3, 2], [2, 2], [1, 0, 1, 1], [2, 1]),
+    ((1, 2, 3, 1040), [2, 1030], [1, 3], [1, 4, 0, 3], [1, 1]),
 ]
 POOL_PARAMS = [(0.05, 0), (1e-4, -128), (1e3, 127)]
 

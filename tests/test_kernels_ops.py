@@ -365,6 +365,12 @@ POOL_CASES = [
     ((2, 3, 7, 7), [7, 7], [1, 1], [0, 0, 0, 0], [1, 1]),
     ((1, 1, 5, 5), [3, 3], [3, 3], [2, 2, 2, 2], [1, 1]),
     ((1, 64, 56, 56), [3, 3], [2, 2], [1, 1, 1, 1], [1, 1]),
+    # the separable path: several chunks of output columns, stride 2 over odd and even spans, and
+    # windows wider than the merged line (pooled row by row)
+    ((1, 2, 5, 1203), [3, 3], [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((1, 2, 4, 1200), [2, 3], [1, 2], [0, 0, 1, 1], [1, 1]),
+    ((1, 3, 6, 17), [3, 2], [2, 2], [1, 0, 1, 1], [2, 1]),
+    ((1, 2, 3, 1040), [2, 1030], [1, 3], [1, 4, 0, 3], [1, 1]),
 ]
 
 
@@ -372,6 +378,14 @@ POOL_CASES = [
 def test_max_pool(shape, kernel, strides, pads, dilations):
     attrs = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations}
     check("MaxPool", attrs, [randn(*shape)])
+
+
+
+def test_max_pool_nan_wins():
+    x = randn(1, 2, 7, 21)
+    x[0, 0, 3, 4] = x[0, 1, 0, 0] = x[0, 1, 6, 20] = x[0, 1, 2, 9] = np.nan
+    for strides in ([1, 1], [2, 2], [1, 3]):
+        check("MaxPool", {"kernel": [3, 3], "strides": strides, "pads": [1, 1, 1, 1], "dilations": [1, 1]}, [x])
 
 
 @pytest.mark.parametrize("count_include_pad", [0, 1])

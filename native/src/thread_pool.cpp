@@ -31,7 +31,7 @@ template <class F> bool spin_until(const F& done) {
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
-  for (int i = 1; i < std::max(1, num_threads); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < std::max(1, num_threads); ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -49,8 +49,27 @@ static void chunk_bounds(int64_t n, int chunks, int index, int64_t* begin, int64
   *end = *begin + base + (index < extra ? 1 : 0);
 }
 
+void ThreadPool::run_chunks(uint64_t generation, const RangeFn& fn, int64_t n, int chunks) {
+  const uint64_t tag = (generation & 0xffffffffu) << 32;
+  for (;;) {
+    uint64_t claim = claim_.load(std::memory_order_acquire);
+    do {
+      if ((claim & ~uint64_t{0xffffffffu}) != tag || static_cast<int>(claim & 0xffffffffu) >= chunks) return;
+    } while (!claim_.compare_exchange_weak(claim, claim + 1, std::memory_order_acq_rel));
+    int64_t begin, end;
+    chunk_bounds(n, chunks, static_cast<int>(claim & 0xffffffffu), &begin, &end);
+    fn(begin, end);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // under the lock, so a caller between its check and its wait cannot miss the wake-up
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_.notify_one();
+    }
+  }
+}
+
 void ThreadPool::parallel_for(int64_t n, RangeFn fn, int64_t grain) {
   if (n <= 0) return;
+  // One chunk per thread: kernels such as the GEMM stream a shared operand once per chunk.
   const int chunks = static_cast<int>(std::min<int64_t>(num_threads(), std::max<int64_t>(1, n / std::max<int64_t>(1, grain))));
   // Another run (or a nested parallel_for) owns the workers: do the work here rather than wait.
   std::unique_lock<std::mutex> owner(busy_, std::try_to_lock);
@@ -58,18 +77,19 @@ void ThreadPool::parallel_for(int64_t n, RangeFn fn, int64_t grain) {
     fn(0, n);
     return;
   }
+  uint64_t generation;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     job_ = &fn;
     job_n_ = n;
     job_chunks_ = chunks;
-    pending_.store(chunks - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    pending_.store(chunks, std::memory_order_relaxed);
+    generation = generation_.load(std::memory_order_relaxed) + 1;
+    claim_.store((generation & 0xffffffffu) << 32, std::memory_order_release);
+    generation_.store(generation, std::memory_order_release);
   }
   wake_.notify_all();
-  int64_t begin, end;
-  chunk_bounds(n, chunks, 0, &begin, &end);
-  fn(begin, end);
+  run_chunks(generation, fn, n, chunks);
   const auto finished = [this] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(finished)) {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -79,7 +99,7 @@ void ThreadPool::parallel_for(int64_t n, RangeFn fn, int64_t grain) {
   job_ = nullptr;
 }
 
-void ThreadPool::worker_loop(int index) {
+void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
     const RangeFn* job;
@@ -99,16 +119,8 @@ void ThreadPool::worker_loop(int index) {
       n = job_n_;
       chunks = job_chunks_;
     }
-    if (index < chunks) {
-      int64_t begin, end;
-      chunk_bounds(n, chunks, index, &begin, &end);
-      (*job)(begin, end);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        // under the lock, so a caller between its check and its wait cannot miss the wake-up
-        std::lock_guard<std::mutex> lock(mutex_);
-        done_.notify_one();
-      }
-    }
+    // the job may be over already (its caller ran every chunk): then the claim fails at once
+    if (job != nullptr) run_chunks(seen, *job, n, chunks);
   }
 }
 

@@ -1,5 +1,6 @@
-// A small fixed thread pool with static partitioning: parallel_for splits [0, n) into one contiguous
-// chunk per thread (the caller runs chunk 0). No allocation per call. When another run already owns
+// A small fixed thread pool: parallel_for splits [0, n) into one contiguous chunk per thread, which the
+// caller and the workers claim, so that a worker the OS has not scheduled yet (the machine may be
+// shared) delays nothing: the caller takes its chunk too. No allocation per call. When another run already owns
 // the pool (concurrent sessions or runs), the work runs inline on the caller instead of waiting.
 // Workers and the caller spin briefly before sleeping: an op takes tens of microseconds, and a
 // condition-variable wake-up costs about as much, so sleeping between ops would eat the gain.
@@ -38,7 +39,9 @@ class ThreadPool {
   void parallel_for(int64_t n, RangeFn fn, int64_t grain = 1);
 
  private:
-  void worker_loop(int index);
+  void worker_loop();
+  // Claims and runs chunks of the job of `generation` until none is left (or a newer job replaced it).
+  void run_chunks(uint64_t generation, const RangeFn& fn, int64_t n, int chunks);
   std::vector<std::thread> workers_;
   std::mutex busy_;                 // held by the run that owns the workers
   std::mutex mutex_;
@@ -49,7 +52,10 @@ class ThreadPool {
   int64_t job_n_ = 0;
   int job_chunks_ = 0;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  // The next chunk to claim, tagged with the low 32 bits of its job's generation in the high half: a
+  // worker still holding an old job's pointer cannot claim a chunk of a newer one.
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> pending_{0};   // chunks of the current job not finished yet
   std::atomic<bool> stop_{false};
 };
 

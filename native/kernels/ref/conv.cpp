@@ -1,7 +1,8 @@
 // Conv and ConvTranspose (float32, NCHW, constant weights).
 //
 // Conv picks one of four paths at prepare():
-//   depthwise  (C/group == 1 and M/group == 1): a direct kernel, one channel plane at a time;
+//   depthwise  (C/group == 1 and M/group == 1): a direct kernel on padded, stride-split planes
+//              (depthwise.h);
 //   pointwise  (1x1, stride 1, no padding): per group, Y_g[Mg, HW] = W_g[Mg, Cg] · X_g[Cg, HW] is a
 //              GEMM straight on the input (read in place for few output channels, else packed);
 //   shifted    (other stride-1 convs): the input is copied once into a zero-padded plane of width
@@ -23,6 +24,7 @@
 
 #include "edgepack/kernel.h"
 #include "kernels/ref/conv_geometry.h"
+#include "kernels/ref/depthwise.h"
 #include "kernels/ref/gemm.h"
 #include "kernels/ref/kernels.h"
 
@@ -129,8 +131,10 @@ class ConvKernel final : public OpKernel {
     offsets_.clear();
     for (int64_t j = 0; j < g_.kw; ++j) taps_.push_back(make_tap(j * g_.dw - g_.pl, g_.sw, g_.w, g_.ow));
 
-    if (g_.cg == 1 && g_.mg == 1) {
+    if (g_.depthwise()) {
       path_ = Path::kDepthwise;  // reads the weights in place: [C, 1, kh, kw] is already per channel
+      if (!depthwise_.prepare(g_)) return bad(op, "input " + x.shape_str() + " is too large");
+      scratch_bytes = static_cast<size_t>(depthwise_.elements()) * sizeof(float);
       return Status::Ok();
     }
     // Weights [M, Cg, kh, kw] are, per group, a row-major Mg x K matrix: pack each one.
@@ -186,11 +190,11 @@ class ConvKernel final : public OpKernel {
     const float* x = ins[0]->as<const float>();
     const float* bias = has_bias_ ? ins[2]->as<const float>() : nullptr;
     float* y = outs[0]->as<float>();
+    float* scratch = reinterpret_cast<float*>(ctx.scratch);
     if (path_ == Path::kDepthwise) {
-      run_depthwise(x, ins[1]->as<const float>(), bias, y, ctx.pool);
+      depthwise_float(depthwise_, x, ins[1]->as<const float>(), bias, epilogue_.lo, epilogue_.hi, y, scratch, ctx.pool);
       return Status::Ok();
     }
-    float* scratch = reinterpret_cast<float*>(ctx.scratch);
     if (path_ == Path::kShifted) {
       run_shifted(x, bias, y, scratch, ctx.pool);
       return Status::Ok();
@@ -292,53 +296,13 @@ class ConvKernel final : public OpKernel {
     }
   }
 
-  // One output plane per (image, channel): taps are accumulated across whole output rows, so the
-  // inner loop is an axpy over a row segment (contiguous for stride 1) that vectorises.
-  void run_depthwise(const float* x, const float* w, const float* bias, float* y, ThreadPool* pool) const {
-    const int64_t planes = g_.n * g_.c;
-    const int64_t grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, pixels_ * g_.kh * g_.kw));
-    pool->parallel_for(planes, [&](int64_t begin, int64_t end) {
-      for (int64_t plane = begin; plane < end; ++plane) {
-        const int64_t ch = plane % g_.c;
-        const float* xp = x + plane * g_.h * g_.w;
-        const float* wp = w + ch * g_.kh * g_.kw;
-        const float b = bias != nullptr ? bias[ch] : 0.0f;
-        float* yp = y + plane * pixels_;
-        for (int64_t oy = 0; oy < g_.oh; ++oy) {
-          float* out = yp + oy * g_.ow;
-          std::fill(out, out + g_.ow, 0.0f);
-          for (int64_t i = 0; i < g_.kh; ++i) {
-            const int64_t iy = oy * g_.sh - g_.pt + i * g_.dh;
-            if (iy < 0 || iy >= g_.h) continue;
-            const float* row = xp + iy * g_.w;
-            for (int64_t j = 0; j < g_.kw; ++j) {
-              const Tap& tap = taps_[j];
-              const float wv = wp[i * g_.kw + j];
-              const float* in = row + tap.offset;
-              if (g_.sw == 1) {
-                for (int64_t ox = tap.lo; ox < tap.hi; ++ox) out[ox] += wv * in[ox];
-              } else {
-                for (int64_t ox = tap.lo; ox < tap.hi; ++ox) out[ox] += wv * in[ox * g_.sw];
-              }
-            }
-          }
-          // Bias after the sum, as the reference; NaN passes the clamp (see gemm's Isa::clamp).
-          for (int64_t ox = 0; ox < g_.ow; ++ox) {
-            float v = out[ox] + b;
-            v = v < epilogue_.lo ? epilogue_.lo : v;
-            out[ox] = v > epilogue_.hi ? epilogue_.hi : v;
-          }
-        }
-      }
-    }, grain);
-  }
-
   Geometry g_;
   Path path_ = Path::kIm2col;
   bool has_bias_ = false;
   int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
   std::vector<Tap> taps_;       // per kernel column
   Im2col im2col_;
+  DepthwisePlan depthwise_;
   // In-place B: row k of the group's B starts at offsets_[k] (in the input for the pointwise path,
   // in the padded planes for the shifted one); empty when B is packed.
   std::vector<int64_t> offsets_;

@@ -45,6 +45,17 @@ template <class I> I trunc_saturate(double x) {
   return static_cast<I>(x);
 }
 
+// even[j] = in[2j], odd[j] = in[2j + 1] for the n values of `in` (even gets the last one when n is odd):
+// a stride-2 row split so that later loops read it contiguously. Reading both halves in one loop is
+// what lets the compiler vectorise it (a lone stride-2 load does not).
+template <class T> void split_even_odd(const T* in, int64_t n, T* even, T* odd) {
+  for (int64_t j = 0; j < n / 2; ++j) {
+    even[j] = in[2 * j];
+    odd[j] = in[2 * j + 1];
+  }
+  if (n % 2 != 0) even[n / 2] = in[n - 1];
+}
+
 // ---- vectorisable float math ----------------------------------------------------------------------
 // std::exp is a library call that loops cannot vectorise. This is branch-free (selects only) and
 // accurate to ~2 ulp, well inside the tolerance of transcendental ops.

@@ -149,6 +149,11 @@ class PoolKernel final : public OpKernel {
     for (const ColumnTap& t : taps_)
       for (int64_t ow = t.lo; ow < t.hi; ++ow) ++column_counts_[ow];
     count_include_pad_ = include_pad == 1;
+    // Rows are merged over the input columns of a chunk of output columns: (chunk - 1) * stride plus
+    // the window's width must fit the merged row. A window wider than that pools row by row.
+    const int64_t window_w = (kernel[1] - 1) * dilations[1] + 1;
+    merge_rows_ = window_w <= kSpan;
+    chunk_ = merge_rows_ ? std::min(kColumns, (kSpan - window_w) / strides[1] + 1) : kColumns;
     return Status::Ok();
   }
 
@@ -170,50 +175,105 @@ class PoolKernel final : public OpKernel {
  private:
   using RowFn = void (PoolKernel::*)(const uint8_t* plane, const Window& r, uint8_t* out) const;
   static constexpr int64_t kColumns = 256;  // output columns accumulated together, on the stack
+  static constexpr int64_t kSpan = 1024;    // input columns of the merged rows, on the stack
 
-  // Sum is AveragePool's accumulator type; MaxPool keeps the element type.
-  template <class T, class Sum> RowFn pick_row() const {
-    return average_ ? &PoolKernel::pool_row<T, Sum, true> : &PoolKernel::pool_row<T, T, false>;
+  // Acc is the type rows are pooled in: float for float32; int32 for codes, whose sums need it and
+  // whose maxima are cheaper to reorder (the split of a line into even and odd columns) in 32-bit lanes.
+  template <class T, class Acc> RowFn pick_row() const {
+    return average_ ? &PoolKernel::pool_row<T, Acc, true> : &PoolKernel::pool_row<T, Acc, false>;
   }
 
-  // One output row, kColumns columns at a time: Acc is the element type for MaxPool, the sum's type
-  // for AveragePool (float for float32, int32 for codes).
+  // One output row, chunk_ columns at a time. The window is separable: the kernel rows inside
+  // the input are first merged column by column into one line (a contiguous, vectorised pass over the
+  // input columns the chunk reads), then the kernel columns pool that line. With stride 2 the line is
+  // split into its even and odd columns first, so that every kernel column reads contiguously too.
   template <class T, class Acc, bool kAverage>
   void pool_row(const uint8_t* plane_bytes, const Window& r, uint8_t* out_bytes) const {
     const T* plane = reinterpret_cast<const T*>(plane_bytes);
     T* out = reinterpret_cast<T*>(out_bytes);
+    const int64_t rows = r.k1 - r.k0;
+    const T* first_row = plane + r.first * width_;
+    const int64_t row_step = dilation_h_ * width_;
     Acc acc[kColumns];
-    for (int64_t c0 = 0; c0 < out_w_; c0 += kColumns) {
-      const int64_t c1 = std::min(out_w_, c0 + kColumns);
+    Acc merged[kSpan], split[kSpan + 1];
+    for (int64_t c0 = 0; c0 < out_w_; c0 += chunk_) {
+      const int64_t c1 = std::min(out_w_, c0 + chunk_);
       // MaxPool starts below every value, so padding never wins; a window wholly in the padding
       // yields that floor (-inf, or the lowest code), as the reference's padded windows do.
-      std::fill(acc, acc + (c1 - c0), kAverage ? Acc(0) : lowest<Acc>());
-      for (int64_t i = r.k0; i < r.k1; ++i) {
-        const T* row = plane + (r.first + (i - r.k0) * dilation_h_) * width_;
-        for (const ColumnTap& t : taps_) {
-          const int64_t lo = std::max(t.lo, c0), hi = std::min(t.hi, c1);
-          if (lo < hi)
-            pool_columns<T, Acc, kAverage>(row + lo * stride_w_ + t.offset, stride_w_, hi - lo, acc + (lo - c0));
+      std::fill(acc, acc + (c1 - c0), kAverage ? Acc(0) : static_cast<Acc>(lowest<T>()));
+      if (!merge_rows_) {  // a window wider than the line: row by row, strided
+        for (int64_t i = 0; i < rows; ++i) pool_taps<T, Acc, kAverage>(first_row + i * row_step, 0, 0, c0, c1, acc);
+      } else if (rows > 0) {
+        // the input columns that the chunk's kernel columns read
+        const int64_t x0 = std::max<int64_t>(0, c0 * stride_w_ + taps_.front().offset);
+        const int64_t x1 = std::max(x0, std::min(width_, (c1 - 1) * stride_w_ + taps_.back().offset + 1));
+        merge_rows<T, Acc, kAverage>(first_row + x0, row_step, rows, x1 - x0, merged);
+        if (stride_w_ == 2) {
+          const int64_t half = (x1 - x0 + 1) / 2;
+          split_even_odd(merged, x1 - x0, split, split + half);
+          pool_taps<Acc, Acc, kAverage>(split, x0, half, c0, c1, acc);
+        } else {
+          pool_taps<Acc, Acc, kAverage>(merged, x0, 0, c0, c1, acc);
         }
       }
-      const int64_t rows = r.k1 - r.k0;
-      if constexpr (!kAverage) std::copy(acc, acc + (c1 - c0), out + c0);
+      if constexpr (!kAverage) std::transform(acc, acc + (c1 - c0), out + c0, [](Acc v) { return static_cast<T>(v); });
       else if constexpr (std::is_floating_point_v<T>) float_averages(acc, rows, c0, c1, out);
       else code_averages(acc, column_counts_.data() + c0, rows, c1 - c0, out + c0);
     }
   }
 
-  // acc[j] = max or sum of acc[j] and in[j * stride], j < n. Everything the loop reads is a parameter:
-  // a store through an int8 pointer may alias any object, so members would be reloaded every
-  // iteration and the loop would not vectorise.
+  // Pools output columns [c0, c1) of one line of input columns from `base` on into acc. Column x is
+  // line[x - base], or, when the line is split into even and odd columns (half > 0; stride 2), at
+  // (x - base) / 2 of the even half (line) or of the odd one (line + half).
   template <class T, class Acc, bool kSum>
-  static void pool_columns(const T* in, int64_t stride, int64_t n, Acc* acc) {
-    // A NaN input wins the max, as np.max.
-    auto combine = [](Acc a, T v) -> Acc { return kSum ? a + v : (v > a || is_nan(v) ? v : a); };
-    if (stride == 1) {
-      for (int64_t j = 0; j < n; ++j) acc[j] = combine(acc[j], in[j]);
+  void pool_taps(const T* line, int64_t base, int64_t half, int64_t c0, int64_t c1, Acc* acc) const {
+    for (const ColumnTap& t : taps_) {
+      const int64_t lo = std::max(t.lo, c0), hi = std::min(t.hi, c1);
+      if (lo >= hi) continue;
+      const int64_t x = lo * stride_w_ + t.offset - base;
+      if (half > 0) {
+        pool_columns<1, T, Acc, kSum>(line + x % 2 * half + x / 2, 1, hi - lo, acc + (lo - c0));
+      } else if (stride_w_ == 1) {
+        pool_columns<1, T, Acc, kSum>(line + x, 1, hi - lo, acc + (lo - c0));
+      } else {
+        pool_columns<0, T, Acc, kSum>(line + x, stride_w_, hi - lo, acc + (lo - c0));
+      }
+    }
+  }
+
+  // The max, or sum, of `a` and an input value: a NaN input wins the max, as np.max (std::max keeps
+  // `a` when it is NaN). Written as a max and a rarely taken NaN test rather than one comparison, so
+  // that scalar loop tails select without a data-dependent branch.
+  template <class T, class Acc, bool kSum> static Acc combine(Acc a, T v) {
+    if constexpr (kSum) {
+      return a + v;
     } else {
-      for (int64_t j = 0; j < n; ++j) acc[j] = combine(acc[j], in[j * stride]);
+      const Acc m = std::max(a, static_cast<Acc>(v));
+      return is_nan(v) ? v : m;
+    }
+  }
+
+  // acc[j] = max or sum of acc[j] and in[j * stride], j < n; kStride is the stride when known at
+  // compile time (0: use `stride`), so that the common strides vectorise. Everything the loop reads
+  // is a parameter: a store through an int8 pointer may alias any object, so members would be
+  // reloaded every iteration and the loop would not vectorise.
+  template <int64_t kStride, class T, class Acc, bool kSum>
+  static void pool_columns(const T* in, int64_t stride, int64_t n, Acc* acc) {
+    const int64_t step = kStride != 0 ? kStride : stride;
+    for (int64_t j = 0; j < n; ++j) acc[j] = combine<T, Acc, kSum>(acc[j], in[j * step]);
+  }
+
+  // merged[x] = max or sum over the `rows` rows (`row_step` apart, from `in`) of column x, x < n.
+  template <class T, class Acc, bool kSum>
+  static void merge_rows(const T* in, int64_t row_step, int64_t rows, int64_t n, Acc* merged) {
+    if (rows == 1) {
+      for (int64_t x = 0; x < n; ++x) merged[x] = static_cast<Acc>(in[x]);
+      return;
+    }
+    for (int64_t x = 0; x < n; ++x) merged[x] = combine<T, Acc, kSum>(static_cast<Acc>(in[x]), in[row_step + x]);
+    for (int64_t i = 2; i < rows; ++i) {
+      const T* row = in + i * row_step;
+      for (int64_t x = 0; x < n; ++x) merged[x] = combine<T, Acc, kSum>(merged[x], row[x]);
     }
   }
 
@@ -243,13 +303,13 @@ class PoolKernel final : public OpKernel {
     }
   }
 
-  template <class Acc> static Acc lowest() {
-    return std::numeric_limits<Acc>::has_infinity ? -std::numeric_limits<Acc>::infinity()
-                                                  : std::numeric_limits<Acc>::lowest();
+  template <class T> static T lowest() {
+    return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
   }
 
   RowFn row_ = nullptr;
-  bool average_ = false, count_include_pad_ = false;
+  bool average_ = false, count_include_pad_ = false, merge_rows_ = false;
+  int64_t chunk_ = kColumns;  // output columns per chunk
   std::vector<Window> rows_;
   std::vector<ColumnTap> taps_;
   std::vector<int32_t> column_counts_;  // per output column, the kernel columns inside the input

@@ -5,9 +5,9 @@
 //                          float, on the float GEMM.
 //
 // Int8ConvKernel has two paths:
-//   depthwise (C/group == 1, M/group == 1): a direct kernel on the codes. The image is first copied
-//     into zero-point padded planes, so that each tap is one branch-free multiply-add loop over a
-//     block of output rows; the requantization subtracts zx * sum(w);
+//   depthwise (C/group == 1, M/group == 1): a direct kernel on the codes (depthwise.h). The image is
+//     first copied into zero-point padded, stride-split planes, so that each tap is one branch-free
+//     multiply-add loop over a block of output rows; the requantization subtracts zx * sum(w);
 //   GEMM (all others), per group Y_g[Mg, pixels] = W_g[Mg, K] . X_g[K, pixels] on the qgemm core with
 //     the weights as packed row panels. The input is first copied, once per image, into zero-point
 //     padded planes whose lanes interleave kGroup channels ("channel groups"): the lane of channel
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "kernels/ref/conv_geometry.h"
+#include "kernels/ref/depthwise.h"
 #include "kernels/ref/gemm.h"
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/qlinear.h"
@@ -86,13 +87,13 @@ class Int8ConvKernel final : public OpKernel {
     uint8_t* y = outs[0]->as<uint8_t>();  // int8 and uint8 codes alike
     const int64_t image = g_.c * g_.h * g_.w, out_image = g_.m * g_.oh * g_.ow;
     if (g_.depthwise()) {
-      uint8_t* padded = ctx.scratch;
+      const uint8_t* x = ins[0]->as<const uint8_t>();
       for (int64_t n = 0; n < g_.n; ++n) {
-        build_code_planes(ins[0]->as<const uint8_t>() + n * image, padded, ctx.pool);
         if (signed_) {
-          run_depthwise(reinterpret_cast<const int8_t*>(padded), y + n * out_image, ctx.pool);
+          run_depthwise(reinterpret_cast<const int8_t*>(x + n * image), reinterpret_cast<int8_t*>(ctx.scratch),
+                        y + n * out_image, ctx.pool);
         } else {
-          run_depthwise(padded, y + n * out_image, ctx.pool);
+          run_depthwise(x + n * image, ctx.scratch, y + n * out_image, ctx.pool);
         }
       }
       return Status::Ok();
@@ -108,15 +109,10 @@ class Int8ConvKernel final : public OpKernel {
 
  private:
   Status prepare_depthwise(const OpInfo& op, const Tensor& x, const Tensor& w) {
-    pw_ = g_.w + g_.pl + g_.pr;
-    int64_t lanes = 0;
-    if (!gemm::checked_mul(g_.h + g_.pt + g_.pb, pw_, &plane_) || !gemm::checked_mul(g_.c, plane_, &lanes))
-      return bad(op, "input " + x.shape_str() + " is too large");
+    if (!depthwise_.prepare(g_)) return bad(op, "input " + x.shape_str() + " is too large");
     const int8_t* src = w.as<const int8_t>();
     depthwise_weights_.assign(src, src + w.numel);
-    // The planes, plus what the last grid row shifted by the widest tap reads past them (dropped sums).
-    code_planes_bytes_ = lanes + (g_.kw - 1) * g_.dw;
-    scratch_bytes = static_cast<size_t>(code_planes_bytes_);
+    scratch_bytes = static_cast<size_t>(depthwise_.elements());  // the planes of codes, as bytes
     return Status::Ok();
   }
 
@@ -264,74 +260,23 @@ class Int8ConvKernel final : public OpKernel {
     }
   }
 
-  // The image's codes in planes of PH x PW padded with the zero point (as bytes: int8 or uint8).
-  void build_code_planes(const uint8_t* x, uint8_t* planes, ThreadPool* pool) const {
-    const int64_t ph = plane_ / pw_;
-    const auto pad = static_cast<uint8_t>(zero_point_);
-    std::fill(planes + g_.c * plane_, planes + code_planes_bytes_, pad);
-    pool->parallel_for(g_.c * ph, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        uint8_t* dst = planes + r * pw_;
-        const int64_t iy = r % ph - g_.pt;
-        if (iy < 0 || iy >= g_.h) {
-          std::memset(dst, pad, static_cast<size_t>(pw_));
-          continue;
-        }
-        std::memset(dst, pad, static_cast<size_t>(g_.pl));
-        std::memcpy(dst + g_.pl, x + (r / ph * g_.h + iy) * g_.w, static_cast<size_t>(g_.w));
-        std::memset(dst + g_.pl + g_.w, pad, static_cast<size_t>(g_.pr));
-      }
-    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, pw_)));
-  }
-
-  // Raw sums of w[i][j] times the code under tap (i, j) (the zero point in the padding), for work
-  // items of one channel. With unit strides an item is a block of output rows held as a grid of rows x PW
-  // sums, acc[r * PW + x] for output (oy0 + r, x): each tap is then one multiply-add loop over the whole
-  // block (its shifted window of the padded planes), and the PW - OW extra sums per row are dropped.
-  // Otherwise an item is (a chunk of) one output row.
-  template <class Code>
-  void run_depthwise(const Code* planes, uint8_t* y, ThreadPool* pool) const {
-    constexpr int64_t kAcc = 4096;  // int32 sums per item, on the stack
-    const bool grid = g_.sh == 1 && g_.sw == 1 && pw_ <= kAcc;
-    const int64_t rows_per_item = grid ? std::min(g_.oh, kAcc / pw_) : 1;
-    const int64_t blocks = (g_.oh + rows_per_item - 1) / rows_per_item;
-    const int64_t chunks = grid ? 1 : (g_.ow + kAcc - 1) / kAcc;
-    const int64_t item_work = (grid ? rows_per_item * pw_ : std::min(g_.ow, kAcc)) * g_.kh * g_.kw;
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, item_work));
-    pool->parallel_for(g_.c * blocks * chunks, [&](int64_t begin, int64_t end) {
-      int32_t acc[kAcc];
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t ch = item / (blocks * chunks), oy0 = item / chunks % blocks * rows_per_item;
-        const int64_t x0 = item % chunks * kAcc, rows = std::min(rows_per_item, g_.oh - oy0);
-        const int64_t len = grid ? rows * pw_ : std::min(kAcc, g_.ow - x0);
-        const int8_t* wp = depthwise_weights_.data() + ch * g_.kh * g_.kw;
-        std::fill(acc, acc + len, 0);
-        for (int64_t i = 0; i < g_.kh; ++i) {
-          for (int64_t j = 0; j < g_.kw; ++j) {
-            const int32_t wv = wp[i * g_.kw + j];
-            const Code* in = planes + ch * plane_ + (oy0 * g_.sh + i * g_.dh) * pw_ + x0 * g_.sw + j * g_.dw;
-            if (g_.sw == 1) {
-              for (int64_t t = 0; t < len; ++t) acc[t] += wv * int32_t{in[t]};
-            } else {
-              for (int64_t t = 0; t < len; ++t) acc[t] += wv * int32_t{in[t * g_.sw]};
-            }
-          }
-        }
-        uint8_t* out = y + (ch * g_.oh + oy0) * g_.ow + x0;
-        for (int64_t r = 0; r < rows; ++r)
-          requant_.per_row(acc + r * pw_, 0, 1, static_cast<int>(grid ? g_.ow : len), ch, out + r * g_.ow, 0);
-      }
-    }, grain);
+  // The raw sums of w[i][j] times the code under tap (i, j) (the zero point in the padding), requantized.
+  template <class Code> void run_depthwise(const Code* x, Code* planes, uint8_t* y, ThreadPool* pool) const {
+    const int64_t taps = g_.kh * g_.kw;
+    depthwise_.run<int32_t>(x, static_cast<Code>(zero_point_), planes, [&](int64_t c) { return depthwise_weights_.data() + c * taps; },
+                            [&](int64_t c, int64_t oy, int64_t x0, const int32_t* sums, int64_t n) {
+                              requant_.per_row(sums, 0, 1, static_cast<int>(n), c, y + (c * g_.oh + oy) * g_.ow + x0, 0);
+                            }, pool);
   }
 
   Geometry g_;
   Requantizer requant_;
   bool signed_ = true;
   int32_t zero_point_ = 0, shift_ = 0;
-  // Both paths pad the image to planes of plane_ = PH x PW (of lanes of channel groups, or of codes).
+  DepthwisePlan depthwise_;
+  std::vector<int32_t> depthwise_weights_;  // [C, kh * kw]
+  // The GEMM path pads the image to planes of plane_ = PH x PW lanes of channel groups.
   int64_t pw_ = 0, plane_ = 0;
-  std::vector<int8_t> depthwise_weights_;  // [C, kh * kw]
-  int64_t code_planes_bytes_ = 0;          // the depthwise path's padded planes of codes
   // GEMM path: K = groups_ k-groups over channel_groups_ groups of kGroup channels.
   int64_t channel_groups_ = 0, groups_ = 0, group_lanes_ = 0, padded_lanes_ = 0;
   std::vector<int64_t> tap_lanes_;   // per k-group: its lane offset in a group's padded planes
@@ -409,7 +354,11 @@ class FloatWeightConvKernel final : public OpKernel {
     epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerRow : gemm::BiasKind::kNone;
     im2col_.taps = column_taps(g);
     EP_RETURN_IF_ERROR(weight_to_float(op, w, &weights_));
-    if (g.depthwise()) return Status::Ok();
+    if (g.depthwise()) {
+      if (!depthwise_.prepare(g)) return bad(op, "input " + x.shape_str() + " is too large");
+      scratch_bytes = static_cast<size_t>(depthwise_.elements()) * sizeof(float);
+      return Status::Ok();
+    }
 
     int64_t per_group = 0, total = 0, panel_b = 0, scratch = 0;
     if (!gemm::checked_mul(g.cg, g.kh * g.kw, &k_) || !gemm::checked_mul(g.oh, g.ow, &pixels_) ||
@@ -435,11 +384,11 @@ class FloatWeightConvKernel final : public OpKernel {
     const float* x = ins[0]->as<const float>();
     const float* bias = has_bias_ ? ins[2]->as<const float>() : nullptr;
     float* y = outs[0]->as<float>();
+    float* scratch = reinterpret_cast<float*>(ctx.scratch);
     if (g.depthwise()) {
-      run_depthwise(x, bias, y, ctx.pool);
+      depthwise_float(depthwise_, x, weights_.data(), bias, epilogue_.lo, epilogue_.hi, y, scratch, ctx.pool);
       return Status::Ok();
     }
-    float* scratch = reinterpret_cast<float*>(ctx.scratch);
     for (int64_t n = 0; n < g.n; ++n) {
       const float* xn = x + n * g.c * g.h * g.w;
       float* yn = y + n * g.m * pixels_;
@@ -460,39 +409,8 @@ class FloatWeightConvKernel final : public OpKernel {
   }
 
  private:
-  // One output row per work item, taps accumulated across the row; bias after the sum, as the reference.
-  void run_depthwise(const float* x, const float* bias, float* y, ThreadPool* pool) const {
-    const Geometry& g = im2col_.g;
-    const int64_t rows = g.n * g.c * g.oh;
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, g.ow * g.kh * g.kw));
-    pool->parallel_for(rows, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t plane = r / g.oh, oy = r % g.oh, ch = plane % g.c;
-        const float* xp = x + plane * g.h * g.w;
-        const float* wp = weights_.data() + ch * g.kh * g.kw;
-        float* out = y + plane * g.oh * g.ow + oy * g.ow;
-        std::fill(out, out + g.ow, 0.0f);
-        for (int64_t i = 0; i < g.kh; ++i) {
-          const int64_t iy = oy * g.sh - g.pt + i * g.dh;
-          if (iy < 0 || iy >= g.h) continue;
-          for (int64_t j = 0; j < g.kw; ++j) {
-            const Tap& tap = im2col_.taps[j];
-            const float wv = wp[i * g.kw + j];
-            const float* in = xp + iy * g.w + tap.offset;
-            for (int64_t ox = tap.lo; ox < tap.hi; ++ox) out[ox] += wv * in[ox * g.sw];
-          }
-        }
-        const float b = bias != nullptr ? bias[ch] : 0.0f;
-        for (int64_t ox = 0; ox < g.ow; ++ox) {  // NaN passes the clamp, as in numpy
-          float v = out[ox] + b;
-          v = v < epilogue_.lo ? epilogue_.lo : v;
-          out[ox] = v > epilogue_.hi ? epilogue_.hi : v;
-        }
-      }
-    }, grain);
-  }
-
   Im2col im2col_;  // the geometry and column taps, and the packer of the GEMM path
+  DepthwisePlan depthwise_;
   bool has_bias_ = false;
   gemm::Epilogue epilogue_;
   std::vector<float> weights_;   // dequantized [M, Cg, kh, kw], kept for the depthwise path

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/byte_map.h"
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/quant_check.h"
@@ -175,7 +176,7 @@ class ByteMapKernel : public OpKernel {
     const uint8_t* x = ins[0]->as<const uint8_t>();
     uint8_t* y = outs[0]->as<uint8_t>();
     ctx.pool->parallel_for(outs[0]->numel, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) y[i] = table_[x[i]];
+      map_bytes(table_, x + begin, y + begin, end - begin);
     }, kGrain);
     return Status::Ok();
   }
