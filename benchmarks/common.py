@@ -163,8 +163,8 @@ def bench_feeds(name: str, input_names: Sequence[str]) -> dict[str, np.ndarray]:
 
 
 def calibration_feeds(name: str, input_names: Sequence[str], count: int) -> list[dict[str, np.ndarray]]:
-    """Static-int8 calibration samples, disjoint from what is evaluated: digits from the training split,
-    seeded noise for the light models (their weights are random: there is no data distribution)."""
+    """Calibration samples, disjoint from what is evaluated: digits from the training split, seeded noise for
+    the light models (their weights are random: there is no data distribution), real sentences for MiniLM."""
     if name in DIGITS_MODELS:
         from edgepack.models.digits import digits_data
         x = digits_data().x_train
@@ -172,7 +172,10 @@ def calibration_feeds(name: str, input_names: Sequence[str], count: int) -> list
     if name in LIGHT_MODELS:
         rng = np.random.default_rng(LIGHT_INPUT_SEED + 1)
         return [{input_names[0]: rng.standard_normal((1, 3, 224, 224)).astype(np.float32)} for _ in range(count)]
-    raise ValueError(f"no calibration set defined for '{name}' here (accuracy.py calibrates MiniLM on sentences)")
+    if name == "minilm":   # accuracy.py's calibration sentences: those after its 500 evaluated ones
+        from edgepack.models import minilm
+        return minilm.tokenize(minilm.sentences(500 + count)[500:])
+    raise ValueError(f"no calibration set defined for '{name}'")
 
 
 # ---- runners: run(feeds) -> list of output arrays ------------------------------------------------------

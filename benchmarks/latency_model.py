@@ -2,7 +2,7 @@
 models, each in fp32 and int8, per model and per op kind.
 
 For each model x precision: compile for profile `host` (static int8 with calibration for the CNNs, as
-compare.py does; int8-dynamic for MiniLM), load with two threads, time `Session.run` (p50 of the runs)
+compare.py does; int8-dynamic with its smoothing calibration for MiniLM), load with two threads, time `Session.run` (p50 of the runs)
 and, in separate runs, every op (`Session.run_profiled`: the median of each op's time over the runs),
 in several rounds; the machine is shared, so the least disturbed round's figures are kept (see measure()).
 The prediction is the cost model (`edgepack.planner.cost.estimate`) on the graph read back from the
@@ -36,7 +36,7 @@ import numpy as np
 from common import ALL_MODELS, DEFAULT_CACHE, RESULTS_DIR, THREADS, bench_feeds, calibration_feeds, ensure_onnx, \
     log, machine, markdown_table, onnx_inputs, versions, write_json
 
-CALIBRATION = {"digits_cnn": 64, "mobilenet": 64, "resnet50": 8, "squeezenet": 8}
+CALIBRATION = {"digits_cnn": 64, "mobilenet": 64, "resnet50": 8, "squeezenet": 8, "minilm": 100}
 RUNS = {"digits_cnn": 300, "mobilenet": 300, "squeezenet": 30, "resnet50": 10, "minilm": 30}   # per round and pass
 ROUNDS = 5
 MIN_SECONDS = 2.0            # each pass (timing or per-op) lasts at least this long over all rounds
@@ -53,7 +53,7 @@ def compile_variant(name: str, precision: str, cache: Path, workdir: Path) -> Pa
     import edgepack
     onnx_path = ensure_onnx(name, cache)
     inputs = onnx_inputs(onnx_path)
-    calibration = calibration_feeds(name, inputs, CALIBRATION[name]) if precision == "int8" else None
+    calibration = calibration_feeds(name, inputs, CALIBRATION[name]) if precision != "fp32" else None
     output = workdir / f"{name}.{precision}.epk"
     if output.exists():
         output.unlink()
