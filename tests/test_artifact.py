@@ -13,8 +13,8 @@ import pytest
 
 import edgepack
 from edgepack import _native
-from edgepack.backends.epk import (HEADER_BYTES, QUANT_ZERO_POINTS, SECTION_ENTRY_BYTES, ArtifactError, Section,
-                                   assemble, encode_sections, read_epk)
+from edgepack.backends.epk import (HEADER_BYTES, QUANT_ZERO_POINTS, SECTION_ENTRY_BYTES, SMALL_CONST_BYTES,
+                                   ArtifactError, Section, assemble, encode_sections, read_epk)
 from edgepack.ir import DType
 from edgepack.ir.dtypes import DType as PyDType
 from edgepack.ir.ops import SCHEMAS
@@ -264,3 +264,19 @@ def test_opcodes_and_dtypes_agree_with_native():
     assert _native.op_names() == {s.code: s.name for s in SCHEMAS.values()}
     assert _native.dtype_names() == {int(d): d.name.lower() for d in PyDType}
     assert DType.INT4.nbytes(5) == 3
+
+
+def test_small_constants_are_stored_before_large_ones(tmp_path):
+    """Biases and scales (read in place at run time) sit together at the start of the weights section, away
+    from the large weights whose mapped pages the runtime releases after packing them."""
+    rng = np.random.default_rng(0)
+    attrs = {"activation": "none", "act_min": 0.0, "act_max": 0.0}
+    graph, _ = op_graph("MatMul", attrs, [rng.standard_normal((2, 256), np.float32),
+                                          rng.standard_normal((256, 128), np.float32),    # 128 KiB
+                                          rng.standard_normal(128).astype(np.float32)], consts={1, 2})
+    path = tmp_path / "m.epk"
+    path.write_bytes(assemble(encode_sections(graph, plan_memory(graph), {})))
+    weights = [t for t in read_epk(path).tensors if t.storage == 1]
+    small = [t.offset for t in weights if t.nbytes < SMALL_CONST_BYTES]
+    large = [t.offset for t in weights if t.nbytes >= SMALL_CONST_BYTES]
+    assert small and large and max(small) < min(large)

@@ -22,6 +22,7 @@ QUANT_ZERO_POINTS = 1   # a tensor's quant flags: zero points stored (format.h Q
 HEADER_BYTES = 64
 SECTION_ENTRY_BYTES = 32
 ALIGN = 64
+SMALL_CONST_BYTES = 64 * 1024   # constants below this are stored first in the weights section
 MAX_RANK = 8
 
 
@@ -147,7 +148,19 @@ def encode_sections(graph: Graph, plan: MemoryPlan, manifest: dict[str, Any] | N
                               + list(graph.outputs)))
     index = {name: i for i, name in enumerate(used)}
 
+    # Small constants (biases, scales, norm parameters: read in place at run time) come first, the large
+    # ones (mostly packed at load, their mapped pages then released) after them: a page fault maps a
+    # whole folio of the page cache, so a bias stored between two packed weights would bring their pages
+    # back into the process's RSS on the first run.
+    consts = [name for name in used if graph.values[name].is_const]
     weights = bytearray()
+    weight_offsets: dict[str, int] = {}
+    for name in sorted(consts, key=lambda n: graph.values[n].nbytes >= SMALL_CONST_BYTES):   # stable
+        value = graph.values[name]
+        weights.extend(b"\0" * (_align(len(weights)) - len(weights)))
+        weight_offsets[name] = len(weights)
+        weights.extend(_weight_bytes(value.const, value.dtype))
+
     tensors = _Buffer()
     tensors.pack("I", len(used))
     for name in used:
@@ -155,9 +168,7 @@ def encode_sections(graph: Graph, plan: MemoryPlan, manifest: dict[str, Any] | N
         if len(value.shape) > MAX_RANK:
             raise ValueError(f"tensor '{name}' has rank {len(value.shape)} > {MAX_RANK}")
         if value.is_const:
-            weights.extend(b"\0" * (_align(len(weights)) - len(weights)))
-            offset, storage = len(weights), Storage.WEIGHT
-            weights.extend(_weight_bytes(value.const, value.dtype))
+            offset, storage = weight_offsets[name], Storage.WEIGHT
         else:
             offset, storage = plan.offsets[name], Storage.ARENA
         tensors.str(name)
