@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "accuracy loss (docs/planner.md); otherwise the precision of every node")
     p.add_argument("--recipe", help="YAML recipe with per-node overrides (see docs/quantization.md)")
     p.add_argument("--calibration", metavar="DATA.npz",
-                   help="calibration inputs for static int8: one array per input, stacked on a first axis")
+                   help="calibration inputs (one array per input, stacked on a first axis): needed for static "
+                        "int8; int8-dynamic uses them to smooth its MatMul inputs")
     p.add_argument("--evaluation", metavar="DATA.npz",
                    help="inputs to measure sensitivity and accuracy on (default: the calibration inputs)")
     p.add_argument("--budget", action="append", metavar="KEY=VALUE",
