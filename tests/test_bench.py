@@ -5,6 +5,7 @@ Needs the Debian packages cmake, g++-aarch64-linux-gnu and qemu-user-static. Wit
 with a message naming the package, never skip: a skipped cross test would hide a broken ARM build."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -288,3 +289,18 @@ def test_aarch64_outputs_match_host(host_bench, aarch64_bench, artifacts, tmp_pa
     for name, expected in host_outputs.items():
         assert np.isfinite(expected).all()
         np.testing.assert_allclose(arm_outputs[name], expected, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_the_bench_cache_keeps_the_most_recently_used_builds(tmp_path):
+    """Two source trees building in turn keep each other's binary: only builds beyond the KEEP_BUILDS most
+    recently used of a target are removed, and other targets are left alone."""
+    from edgepack.profiler.native_build import KEEP_BUILDS, _prune
+    for i in range(KEEP_BUILDS + 2):
+        (tmp_path / f"host-{i}").mkdir()
+        os.utime(tmp_path / f"host-{i}", (1000 + i, 1000 + i))
+    (tmp_path / "linux-aarch64-0").mkdir()
+    os.utime(tmp_path / "host-0", (5000, 5000))   # the oldest build was used again most recently
+    _prune(tmp_path, "host")
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == sorted(["host-0"] + [f"host-{i}" for i in range(KEEP_BUILDS + 2)][-(KEEP_BUILDS - 1):]
+                          + ["linux-aarch64-0"])

@@ -6,7 +6,7 @@
 
 Builds are cached under ~/.cache/edgepack/bench (or `build_dir`), keyed by a hash of the native sources,
 the target's toolchain file and the compiler, so a test session or the profiler rebuilds only after a
-change.
+change; the four most recently used builds of each target are kept.
 """
 from __future__ import annotations
 
@@ -107,6 +107,9 @@ def _run_step(command: list[str], what: str) -> None:
                                + "\n".join(log[-60:]))
 
 
+KEEP_BUILDS = 4   # builds kept per target in the cache (the most recently used)
+
+
 def build_bench(target: str = "host", build_dir: str | Path | None = None, jobs: int | None = None) -> Path:
     """Configure and build edgepack-bench for `target` ("host" or a folder of targets/ with a
     toolchain.cmake, e.g. "linux-aarch64"); returns the binary. Reuses a cached build of the same sources."""
@@ -131,6 +134,7 @@ def build_bench(target: str = "host", build_dir: str | Path | None = None, jobs:
     with open(cache / f"{target}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if binary.exists():
+            os.utime(entry)   # recently used: kept by _prune
             return binary
         shutil.rmtree(entry, ignore_errors=True)
         configure = [cmake, "-S", str(NATIVE_DIR), "-B", str(entry / "build"), *generator, "-DCMAKE_BUILD_TYPE=Release",
@@ -138,11 +142,16 @@ def build_bench(target: str = "host", build_dir: str | Path | None = None, jobs:
         _run_step(configure, f"configuring edgepack-bench for {target}")
         _run_step([cmake, "--build", str(entry / "build"), "--target", BENCH_NAME,
                    "--parallel", str(jobs or os.cpu_count() or 2)], f"building edgepack-bench for {target}")
-        # Only the newest build of each target is kept.
-        for stale in cache.glob(f"{target}-*"):
-            if stale != entry and stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
+        _prune(cache, target)
     return binary
+
+
+def _prune(cache: Path, target: str, keep: int = KEEP_BUILDS) -> None:
+    """Keep the `keep` most recently used builds of `target` (two source trees used in turn, e.g. two
+    checkouts testing side by side, must not delete each other's binary while one of them runs it)."""
+    builds = sorted((d for d in cache.glob(f"{target}-*") if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True)
+    for stale in builds[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def cached_bench(target: str = "host", build_dir: str | Path | None = None) -> Path | None:
