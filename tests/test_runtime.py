@@ -228,3 +228,14 @@ def test_run_fast_and_checked_paths_agree(digits):
     outputs, seconds = session.run_profiled({"image": x})
     np.testing.assert_array_equal(outputs["logits"], expected["logits"])
     assert len(seconds) == len(session.ops)
+
+
+def test_repr_of_a_session_whose_load_failed(tmp_path):
+    """A traceback that shows the half-built Session must not raise again from its repr."""
+    from edgepack.runtime import Session
+    bad = tmp_path / "bad.epk"
+    bad.write_bytes(b"not an artifact")
+    session = Session.__new__(Session)
+    with pytest.raises(edgepack.ArtifactError):
+        session.__init__(bad)
+    assert repr(session) == f"Session('{bad}', not loaded)"

@@ -91,6 +91,8 @@ class Session:
         return {spec.name: out for spec, out in zip(self.outputs, outputs)}, list(op_seconds)
 
     def __repr__(self) -> str:
+        if not hasattr(self, "outputs"):   # __init__ raised (a traceback may still show the object)
+            return f"Session('{getattr(self, 'path', '?')}', not loaded)"
         return f"Session('{self.path}', inputs={self.inputs}, outputs={self.outputs})"
 
 
