@@ -43,11 +43,10 @@ def smooth_matmul_inputs(graph: Graph, stats: dict[str, TensorStats], targets: s
                          alpha: float = ALPHA) -> tuple[set[str], set[str]]:
     """Smooth, in place, the inputs of the MatMul nodes named in `targets` (constant 2-D weights, run as
     dynamic int8). Returns (the MatMuls smoothed, the Mul nodes inserted)."""
-    nodes = {node.name: node for node in graph.nodes}
-    groups: dict[str, list[Node]] = {}
-    for name in targets:
-        node = nodes[name]
-        groups.setdefault(node.inputs[0], []).append(node)
+    groups: dict[str, list[Node]] = {}   # input -> its target MatMuls, in graph order (a reproducible build)
+    for node in graph.nodes:
+        if node.name in targets:
+            groups.setdefault(node.inputs[0], []).append(node)
     smoothed: set[str] = set()
     muls: set[str] = set()
     inserts: list[tuple[Node, Node]] = []   # (first consumer, Mul to put before it)
@@ -61,8 +60,7 @@ def smooth_matmul_inputs(graph: Graph, stats: dict[str, TensorStats], targets: s
         y = graph.unique_name(f"{x}::smoothed")
         graph.add_value(y, DType.FLOAT32, graph.values[x].shape)
         mul = Node("Mul", f"smooth/{x}", [x, inverse], [y], {})
-        order = {id(node): i for i, node in enumerate(graph.nodes)}
-        inserts.append((min(members, key=lambda node: order[id(node)]), mul))
+        inserts.append((members[0], mul))
         muls.add(mul.name)
         for node, w in zip(members, weights):
             node.inputs[0] = y
