@@ -82,16 +82,6 @@ RUNNERS = {"onnx": ("ONNX Runtime", ort_runner), "tflite": ("LiteRT", litert_run
 
 
 # ---- checks ----------------------------------------------------------------------------------------
-def output_lsb(graph, name: str) -> float | None:
-    """The int8 step of an output that dequantizes an int8 value (None for a float output)."""
-    for node in graph.nodes:
-        if name in node.outputs and node.op == "Dequantize":
-            quant = graph.values[node.inputs[0]].quant
-            if quant is not None and np.size(quant.scale) == 1:
-                return float(np.asarray(quant.scale).reshape(-1)[0])
-    return None
-
-
 def coreml_structure(path: Path, graph, precision: str) -> dict[str, Any]:
     """The package read without Core ML, checked against the graph it was written from."""
     from edgepack.backends.coreml import describe_package
@@ -177,6 +167,7 @@ def _size(path: Path) -> int:
 def measure_cnn(name: str, cache: Path, workdir: Path) -> dict[str, Any]:
     from common import torch_model
     from edgepack.models.digits import digits_data
+    from edgepack.verify import output_lsb
     module, example = torch_model(name, cache)
     data = digits_data()
     calibration = [{"x": x[None]} for x in data.x_train[:CNN_CALIBRATION]]

@@ -363,7 +363,7 @@ def _sqnr_db(signal: np.ndarray, test: np.ndarray) -> float:
     return 10 * math.log10(power / noise) if power > 0 else -math.inf
 
 
-def _output_lsb(graph: Graph, name: str) -> float | None:
+def output_lsb(graph: Graph, name: str) -> float | None:
     """The int8 step of a graph output that is the dequantization of an int8 value."""
     for node in graph.nodes:
         if name in node.outputs and node.op == "Dequantize":
@@ -498,7 +498,7 @@ def _compare(check: ArtifactCheck, results, expected, baseline, graph: Graph | N
             want = [np.asarray(b[name], np.float64) for b in baseline]
             diff = np.concatenate([np.abs(w - g).ravel() for w, g in zip(want, got)])
             output.native_max_abs = float(diff.max(initial=0.0))
-            output.lsb = _output_lsb(graph, name) if graph is not None else None
+            output.lsb = output_lsb(graph, name) if graph is not None else None
             if output.lsb is not None:
                 # compared in the output's int8 grid: within one step (plus float rounding of the step)
                 output.within_lsb = float(np.mean(diff <= output.lsb * (1 + 1e-4)))

@@ -8,6 +8,7 @@
 //      jr: one B panel        (B micro-panel of kc x kTileN: stays in L1 across the ir loop)
 //       ir: one A panel       -> micro-kernel on a kTileM x kTileN tile of C
 #include "kernels/ref/gemm.h"
+#include "kernels/ref/kernel_util.h"
 
 #include <algorithm>
 #include <array>
@@ -408,6 +409,63 @@ bool AlignedFloats::resize(int64_t count) {
   const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) & ~static_cast<size_t>(63);
   data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
   return data_ != nullptr;
+}
+
+}  // namespace gemm
+}  // namespace edgepack
+
+namespace edgepack {
+namespace gemm {
+
+Status read_matmul(const OpInfo& op, const Tensor& a, const Tensor& b, const Tensor* bias, const Tensor& y,
+                   MatMulShape* s, Epilogue* epilogue) {
+  const std::string operands = "A " + a.shape_str() + " and B " + b.shape_str();
+  if (a.rank < 2 || b.rank < 2)
+    return bad(op, "inputs must have rank >= 2, got " + operands);
+  s->m = a.dim(-2);
+  s->k = a.dim(-1);
+  s->n = b.dim(-1);
+  if (b.dim(-2) != s->k) return bad(op, operands + " do not multiply");
+  int64_t mk = 0, kn = 0;
+  if (!checked_mul(s->m, s->k, &mk) || !checked_mul(s->k, s->n, &kn))
+    return bad(op, operands + " are too large");
+
+  s->batch_rank = std::max(a.rank, b.rank) - 2;
+  std::vector<int64_t> out_shape(s->batch_rank);
+  int64_t a_stride = 1, b_stride = 1, out_batch = 1;
+  s->a_matrices = s->b_matrices = 1;
+  for (int d = s->batch_rank - 1; d >= 0; --d) {
+    const int ad = d - (s->batch_rank - (a.rank - 2)), bd = d - (s->batch_rank - (b.rank - 2));
+    const int64_t da = ad >= 0 ? a.dims[ad] : 1, db = bd >= 0 ? b.dims[bd] : 1;
+    if (da != db && da != 1 && db != 1) return bad(op, "batch dimensions of " + operands + " do not broadcast");
+    out_shape[d] = s->batch_dims[d] = std::max(da, db);
+    s->a_strides[d] = da == 1 ? 0 : a_stride;
+    s->b_strides[d] = db == 1 ? 0 : b_stride;
+    if (!checked_mul(s->a_matrices, da, &s->a_matrices) || !checked_mul(s->b_matrices, db, &s->b_matrices) ||
+        !checked_mul(out_batch, s->batch_dims[d], &out_batch) || !checked_mul(a_stride, da, &a_stride) ||
+        !checked_mul(b_stride, db, &b_stride))
+      return bad(op, operands + " are too large");
+  }
+  int64_t elements = 0;
+  if (!checked_mul(s->a_matrices, mk, &elements) || !checked_mul(s->b_matrices, kn, &elements))
+    return bad(op, operands + " are too large");
+  out_shape.push_back(s->m);
+  out_shape.push_back(s->n);
+  EP_RETURN_IF_ERROR(expect_shape(op, y, out_shape, "output"));
+
+  s->folded = s->b_matrices == 1;
+  s->count = s->folded ? 1 : out_batch;
+  s->rows = s->m;
+  if (s->folded && !checked_mul(s->a_matrices, s->m, &s->rows)) return bad(op, "A is too large");
+
+  if (bias != nullptr) {
+    EP_RETURN_IF_ERROR(expect_dtype(op, *bias, DType::kFloat32, "bias"));
+    EP_RETURN_IF_ERROR(expect_shape(op, *bias, {s->n}, "bias"));
+  }
+  AttrReader attrs(op);
+  EP_RETURN_IF_ERROR(read_activation(op, attrs, epilogue));
+  epilogue->bias_kind = bias != nullptr ? BiasKind::kPerColumn : BiasKind::kNone;
+  return Status::Ok();
 }
 
 }  // namespace gemm

@@ -160,6 +160,37 @@ void sgemm_batch(int64_t count, ItemFn item, ThreadPool* pool);
 // `epilogue`. Problems are reported through `attrs` or returned, naming the op.
 Status read_activation(const OpInfo& op, AttrReader& attrs, Epilogue* epilogue);
 
+// A float MatMul A [..., M, K] x B [..., K, N] -> Y [..., M, N], the batch dims broadcast by numpy's
+// rules. When B has no batch (the usual constant weight), A's batch folds into the rows of one GEMM.
+struct MatMulShape {
+  static constexpr int kMaxBatchRank = kMaxRank - 2;
+  int64_t m = 0, k = 0, n = 0;
+  int64_t rows = 0;                        // rows of each GEMM: M, or batch * M when folded
+  int64_t count = 0;                       // GEMMs per run
+  int64_t a_matrices = 1, b_matrices = 1;  // batch matrices of each operand
+  bool folded = false;
+  int batch_rank = 0;
+  int64_t batch_dims[kMaxBatchRank] = {};
+  int64_t a_strides[kMaxBatchRank] = {}, b_strides[kMaxBatchRank] = {};  // in matrices; 0 where broadcast
+
+  // The matrices of A and B that output batch item `item` multiplies (walking its index from the last dim).
+  void locate(int64_t item, int64_t* a_matrix, int64_t* b_matrix) const {
+    *a_matrix = *b_matrix = 0;
+    for (int d = batch_rank - 1; d >= 0 && !folded; --d) {
+      const int64_t i = item % batch_dims[d];
+      item /= batch_dims[d];
+      *a_matrix += i * a_strides[d];
+      *b_matrix += i * b_strides[d];
+    }
+  }
+};
+
+// Checks A, B and Y of a float MatMul (ranks, inner dims, broadcast batch, output shape; every product
+// the kernels take from these sizes) and an optional bias [N]; reads the fused activation and the bias
+// kind into `epilogue`. Dtypes are the caller's to check.
+Status read_matmul(const OpInfo& op, const Tensor& a, const Tensor& b, const Tensor* bias, const Tensor& y,
+                   MatMulShape* shape, Epilogue* epilogue);
+
 // a * b for sizes from a hostile file: false when the product would exceed kMaxElements.
 inline constexpr int64_t kMaxElements = int64_t{1} << 40;
 inline bool checked_mul(int64_t a, int64_t b, int64_t* out) {

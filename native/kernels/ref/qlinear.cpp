@@ -533,7 +533,6 @@ void dequantize_int4(const uint8_t* codes, int64_t first, int64_t n, const float
   for (i += 2 * bytes; i < n; ++i) out[i] = static_cast<float>(int4_at(codes, first + i)) * scale[i];
 }
 
-constexpr int kMaxBatchRank = kMaxRank - 2;
 // Int4 weights are dequantized one column panel at a time into one of this many slot buffers, each
 // slot owning a contiguous range of panels: at most this many threads share a MatMul.
 constexpr int64_t kInt4Slots = 8;
@@ -549,28 +548,13 @@ class FloatWeightMatMulKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(expect_dtype(op, a, DType::kFloat32, "input A"));
     EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
     EP_RETURN_IF_ERROR(expect_constant(op, b, "weight"));
-    if (a.rank < 2 || b.rank < 2)
-      return bad(op, "inputs must have rank >= 2, got A " + a.shape_str() + " and B " + b.shape_str());
-    m_ = a.dim(-2);
-    k_ = a.dim(-1);
-    n_ = b.dim(-1);
-    if (b.dim(-2) != k_) return bad(op, "A " + a.shape_str() + " and B " + b.shape_str() + " do not multiply");
-    int64_t mk = 0, kn = 0;
-    if (!gemm::checked_mul(m_, k_, &mk) || !gemm::checked_mul(k_, n_, &kn))
-      return bad(op, "A " + a.shape_str() + " and B " + b.shape_str() + " are too large");
-    EP_RETURN_IF_ERROR(read_batch(op, a, b, y));
-    if (bias != nullptr) {
-      EP_RETURN_IF_ERROR(expect_dtype(op, *bias, DType::kFloat32, "bias"));
-      EP_RETURN_IF_ERROR(expect_shape(op, *bias, {n_}, "bias"));
-    }
-    AttrReader attrs(op);
-    EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &epilogue_));
-    epilogue_.bias_kind = bias != nullptr ? gemm::BiasKind::kPerColumn : gemm::BiasKind::kNone;
+    EP_RETURN_IF_ERROR(gemm::read_matmul(op, a, b, bias, y, &shape_, &epilogue_));
+    const int64_t kn = shape_.k * shape_.n;
 
     int64_t pa = 0, pb = 0, a_scratch = 0;
-    if (!gemm::checked_mul(gemm::panels_a(rows_) * gemm::kTileM, k_, &pa) ||
-        !gemm::checked_mul(gemm::panels_b(n_) * gemm::kTileN, k_, &pb) ||
-        !gemm::checked_mul(gemm::whole_lines(pa), count_, &a_scratch))
+    if (!gemm::checked_mul(gemm::panels_a(shape_.rows) * gemm::kTileM, shape_.k, &pa) ||
+        !gemm::checked_mul(gemm::panels_b(shape_.n) * gemm::kTileN, shape_.k, &pb) ||
+        !gemm::checked_mul(gemm::whole_lines(pa), shape_.count, &a_scratch))
       return bad(op, "operands are too large");
     packed_a_floats_ = gemm::whole_lines(pa);
     packed_b_floats_ = gemm::whole_lines(pb);
@@ -580,19 +564,19 @@ class FloatWeightMatMulKernel final : public OpKernel {
     stream_int4_ = b.dtype == DType::kInt4 && b.rank == 2 && b.quant.block_size > 0 && b.quant.axis == 0;
     if (stream_int4_) {
       EP_RETURN_IF_ERROR(expect_blockwise(op, b, "weight"));
-      slots_ = std::min(kInt4Slots, gemm::panels_b(n_));
-      slot_floats_ = gemm::whole_lines(k_ * gemm::kTileN);
-      if (rows_ >= gemm::kTileM)
+      slots_ = std::min(kInt4Slots, gemm::panels_b(shape_.n));
+      slot_floats_ = gemm::whole_lines(shape_.k * gemm::kTileN);
+      if (shape_.rows >= gemm::kTileM)
         scratch_bytes = static_cast<size_t>(a_scratch + slots_ * slot_floats_) * sizeof(float);
       return Status::Ok();
     }
     std::vector<float> weights;
     EP_RETURN_IF_ERROR(weight_to_float(op, b, &weights));
-    const int64_t mats = b.numel / std::max<int64_t>(1, kn);
+    const int64_t mats = shape_.b_matrices;
     if (!packed_b_.resize(mats * packed_b_floats_))
       return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
     for (int64_t i = 0; i < mats; ++i)
-      gemm::pack_b(weights.data() + i * kn, n_, 1, k_, n_, 0, gemm::panels_b(n_),
+      gemm::pack_b(weights.data() + i * kn, shape_.n, 1, shape_.k, shape_.n, 0, gemm::panels_b(shape_.n),
                    packed_b_.data() + i * packed_b_floats_);
     scratch_bytes = static_cast<size_t>(a_scratch) * sizeof(float);
     return Status::Ok();
@@ -605,7 +589,7 @@ class FloatWeightMatMulKernel final : public OpKernel {
     gemm::Epilogue epilogue = epilogue_;
     if (ins.size() > 2 && ins[2] != nullptr) epilogue.bias = ins[2]->as<const float>();
     float* scratch = reinterpret_cast<float*>(ctx.scratch);
-    if (stream_int4_ && rows_ < gemm::kTileM) {
+    if (stream_int4_ && shape_.rows < gemm::kTileM) {
       run_int4_few_rows(a, *ins[1], epilogue, y, ctx.pool);
       return Status::Ok();
     }
@@ -613,91 +597,54 @@ class FloatWeightMatMulKernel final : public OpKernel {
       run_int4(a, *ins[1], epilogue, y, scratch, ctx.pool);
       return Status::Ok();
     }
-    gemm::sgemm_batch(count_, [&](int64_t item, gemm::Problem* p) {
-      int64_t a_off = 0, b_mat = 0;  // A's element offset and B's matrix index for this output batch item
-      for (int64_t d = batch_rank_ - 1, rest = item; d >= 0 && count_ > 1; --d) {
-        const int64_t i = rest % batch_dims_[d];
-        rest /= batch_dims_[d];
-        a_off += i * a_strides_[d];
-        b_mat += i * b_strides_[d];
-      }
-      p->m = rows_;
-      p->n = n_;
-      p->k = k_;
-      p->a = gemm::Operand::strided(a + a_off, k_, 1, scratch + item * packed_a_floats_);
+    gemm::sgemm_batch(shape_.count, [&](int64_t item, gemm::Problem* p) {
+      int64_t a_mat = 0, b_mat = 0;
+      shape_.locate(item, &a_mat, &b_mat);
+      p->m = shape_.rows;
+      p->n = shape_.n;
+      p->k = shape_.k;
+      p->a = gemm::Operand::strided(a + a_mat * shape_.m * shape_.k, shape_.k, 1, scratch + item * packed_a_floats_);
       p->b = gemm::Operand::prepacked(packed_b_.data() + b_mat * packed_b_floats_);
-      p->c = y + item * rows_ * n_;
-      p->ldc = n_;
+      p->c = y + item * shape_.rows * shape_.n;
+      p->ldc = shape_.n;
       p->epilogue = epilogue;
     }, ctx.pool);
     return Status::Ok();
   }
 
  private:
-  // Output batch dims from A's and B's (numpy broadcasting); A's element strides and B's matrix strides
-  // along them. When B has no batch, A's batch folds into the rows of a single GEMM.
-  Status read_batch(const OpInfo& op, const Tensor& a, const Tensor& b, const Tensor& y) {
-    batch_rank_ = std::max(a.rank, b.rank) - 2;
-    std::vector<int64_t> out_shape(batch_rank_);
-    int64_t a_stride = m_ * k_, b_stride = 1, a_batch = 1, b_batch = 1, out_batch = 1;
-    for (int d = batch_rank_ - 1; d >= 0; --d) {
-      const int ad = d - (batch_rank_ - (a.rank - 2)), bd = d - (batch_rank_ - (b.rank - 2));
-      const int64_t da = ad >= 0 ? a.dims[ad] : 1, db = bd >= 0 ? b.dims[bd] : 1;
-      if (da != db && da != 1 && db != 1)
-        return bad(op, "batch dimensions of A " + a.shape_str() + " and B " + b.shape_str() + " do not broadcast");
-      out_shape[d] = batch_dims_[d] = std::max(da, db);
-      a_strides_[d] = da == 1 ? 0 : a_stride;
-      b_strides_[d] = db == 1 ? 0 : b_stride;
-      if (!gemm::checked_mul(a_batch, da, &a_batch) || !gemm::checked_mul(b_batch, db, &b_batch) ||
-          !gemm::checked_mul(out_batch, batch_dims_[d], &out_batch) || !gemm::checked_mul(a_stride, da, &a_stride))
-        return bad(op, "A " + a.shape_str() + " and B " + b.shape_str() + " are too large");
-      b_stride *= db;
-    }
-    out_shape.push_back(m_);
-    out_shape.push_back(n_);
-    EP_RETURN_IF_ERROR(expect_shape(op, y, out_shape, "output"));
-    if (b_batch == 1) {
-      count_ = 1;
-      rows_ = a_batch * m_;
-    } else {
-      count_ = out_batch;
-      rows_ = m_;
-    }
-    return Status::Ok();
-  }
-
   // B = int4 [K, N], blocks of block_size along K. A is packed once; then each slot dequantizes its
   // column panels one at a time (K x kTileN floats, in the packed-B layout) and multiplies A with it.
   void run_int4(const float* a, const Tensor& b, const gemm::Epilogue& epilogue, float* y, float* scratch,
                 ThreadPool* pool) const {
     float* a_panels = scratch;
     float* slots = scratch + packed_a_floats_;
-    const int64_t a_grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, gemm::kTileM * k_));
-    pool->parallel_for(gemm::panels_a(rows_), [&](int64_t first, int64_t end) {
-      gemm::pack_a(a, k_, 1, rows_, k_, first, end, a_panels);
+    const int64_t a_grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, gemm::kTileM * shape_.k));
+    pool->parallel_for(gemm::panels_a(shape_.rows), [&](int64_t first, int64_t end) {
+      gemm::pack_a(a, shape_.k, 1, shape_.rows, shape_.k, first, end, a_panels);
     }, a_grain);
     const uint8_t* codes = b.as<const uint8_t>();
     const float* scales = b.quant.scales.data();
-    const int64_t block = b.quant.block_size, panels = gemm::panels_b(n_);
+    const int64_t block = b.quant.block_size, panels = gemm::panels_b(shape_.n);
     pool->parallel_for(slots_, [&](int64_t first_slot, int64_t end_slot) {
       for (int64_t s = first_slot; s < end_slot; ++s) {
         float* panel = slots + s * slot_floats_;
         for (int64_t p = s * panels / slots_; p < (s + 1) * panels / slots_; ++p) {
           const int64_t col0 = p * gemm::kTileN;
-          const int cols = static_cast<int>(std::min<int64_t>(gemm::kTileN, n_ - col0));
-          for (int64_t k = 0; k < k_; ++k) {
+          const int cols = static_cast<int>(std::min<int64_t>(gemm::kTileN, shape_.n - col0));
+          for (int64_t k = 0; k < shape_.k; ++k) {
             float* out = panel + k * gemm::kTileN;
-            dequantize_int4(codes, k * n_ + col0, cols, scales + k / block * n_ + col0, out);
+            dequantize_int4(codes, k * shape_.n + col0, cols, scales + k / block * shape_.n + col0, out);
             std::fill(out + cols, out + gemm::kTileN, 0.0f);
           }
           gemm::Problem prob;
-          prob.m = rows_;
+          prob.m = shape_.rows;
           prob.n = cols;
-          prob.k = k_;
+          prob.k = shape_.k;
           prob.a = gemm::Operand::prepacked(a_panels);
           prob.b = gemm::Operand::prepacked(panel);
           prob.c = y + col0;
-          prob.ldc = n_;
+          prob.ldc = shape_.n;
           prob.epilogue = epilogue;
           if (epilogue.bias != nullptr) prob.epilogue.bias = epilogue.bias + col0;
           gemm::sgemm_serial(prob);
@@ -714,22 +661,22 @@ class FloatWeightMatMulKernel final : public OpKernel {
     constexpr int64_t kCols = 256;
     const uint8_t* codes = b.as<const uint8_t>();
     const float* scales = b.quant.scales.data();
-    const int64_t block = b.quant.block_size, chunks = (n_ + kCols - 1) / kCols;
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, k_ * kCols * (rows_ + 1)));
+    const int64_t block = b.quant.block_size, chunks = (shape_.n + kCols - 1) / kCols;
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, shape_.k * kCols * (shape_.rows + 1)));
     pool->parallel_for(chunks, [&](int64_t first, int64_t end) {
       float w[kCols], acc[gemm::kTileM][kCols];
       for (int64_t chunk = first; chunk < end; ++chunk) {
-        const int64_t c0 = chunk * kCols, len = std::min(kCols, n_ - c0);
-        for (int64_t r = 0; r < rows_; ++r) std::fill(acc[r], acc[r] + len, 0.0f);
-        for (int64_t k = 0; k < k_; ++k) {
-          dequantize_int4(codes, k * n_ + c0, len, scales + k / block * n_ + c0, w);
-          for (int64_t r = 0; r < rows_; ++r) {
-            const float ark = a[r * k_ + k];
+        const int64_t c0 = chunk * kCols, len = std::min(kCols, shape_.n - c0);
+        for (int64_t r = 0; r < shape_.rows; ++r) std::fill(acc[r], acc[r] + len, 0.0f);
+        for (int64_t k = 0; k < shape_.k; ++k) {
+          dequantize_int4(codes, k * shape_.n + c0, len, scales + k / block * shape_.n + c0, w);
+          for (int64_t r = 0; r < shape_.rows; ++r) {
+            const float ark = a[r * shape_.k + k];
             for (int64_t c = 0; c < len; ++c) acc[r][c] += ark * w[c];
           }
         }
-        for (int64_t r = 0; r < rows_; ++r) {
-          float* out = y + r * n_ + c0;
+        for (int64_t r = 0; r < shape_.rows; ++r) {
+          float* out = y + r * shape_.n + c0;
           for (int64_t c = 0; c < len; ++c) {
             float v = epilogue.bias != nullptr ? acc[r][c] + epilogue.bias[c0 + c] : acc[r][c];
             v = v < epilogue.lo ? epilogue.lo : v;
@@ -740,10 +687,7 @@ class FloatWeightMatMulKernel final : public OpKernel {
     }, grain);
   }
 
-  int64_t m_ = 0, k_ = 0, n_ = 0;
-  int64_t rows_ = 0, count_ = 1;  // rows per GEMM and GEMMs per run (see read_batch)
-  int batch_rank_ = 0;
-  int64_t batch_dims_[kMaxBatchRank] = {}, a_strides_[kMaxBatchRank] = {}, b_strides_[kMaxBatchRank] = {};
+  gemm::MatMulShape shape_;
   gemm::Epilogue epilogue_;
   int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per matrix, whole 64-byte lines
   gemm::AlignedFloats packed_b_;                       // the dequantized B matrices, packed

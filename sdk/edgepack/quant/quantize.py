@@ -363,6 +363,8 @@ class _Quantizer:
         decisions = []
         for node in self.graph.nodes:
             asked = precisions.get(node.name, "fp32")
+            if asked not in PRECISIONS:
+                raise ValueError(f"node '{node.name}': unknown precision '{asked}' (choose from {', '.join(PRECISIONS)})")
             if node.name in inserted:
                 self.emit_float(node)
                 continue
@@ -373,8 +375,6 @@ class _Quantizer:
                     note = (note + "; " if note else "") + "input smoothed (SmoothQuant)"
                 decisions.append(Decision(node.name, node.op, asked, used, note))
                 continue
-            if asked not in PRECISIONS:
-                raise ValueError(f"node '{node.name}': unknown precision '{asked}' (choose from {', '.join(PRECISIONS)})")
             if asked == "int8":
                 ok, reason = self.wants_int8(node, asked)
                 if ok:
@@ -382,9 +382,6 @@ class _Quantizer:
                 elif reason.startswith("constant table"):
                     used, note = self.emit_dynamic(node)
                     note = note or "embedding table int8 per row"
-                elif reason.startswith("fragile neighbour") and node.op == "MatMul":
-                    used, note = self.emit_dynamic(node)
-                    note = note or f"int8 with per-row activations: {reason[len('fragile neighbour: '):]} (fragile)"
                 else:
                     self.emit_float(node)
                     used = "fp32"
