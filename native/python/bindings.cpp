@@ -229,6 +229,14 @@ PYBIND11_MODULE(_native, m) {
       if (op_code_valid(code)) out[py::int_(code)] = op_name(static_cast<OpCode>(code));
     return out;
   });
+  // For tests: the loader's CRC and the portable one, over any bytes-like object.
+  m.def("crc32", [](py::buffer data, uint32_t crc, bool portable) {
+    const py::buffer_info info = data.request();
+    const auto* p = static_cast<const uint8_t*>(info.ptr);
+    const size_t n = static_cast<size_t>(info.size * info.itemsize);
+    py::gil_scoped_release release;
+    return portable ? crc32_portable(p, n, crc) : crc32(p, n, crc);
+  }, py::arg("data"), py::arg("crc") = 0, py::arg("portable") = false);
   m.def("dtype_names", [] {
     py::dict out;
     for (int code = 0; code < 256; ++code)

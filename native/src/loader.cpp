@@ -10,27 +10,6 @@
 
 namespace edgepack {
 
-// ---- CRC-32 (IEEE 802.3, the zlib one) -----------------------------------------------------------
-namespace {
-struct CrcTable {
-  uint32_t v[256];
-  CrcTable() {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      v[i] = c;
-    }
-  }
-};
-}  // namespace
-
-uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc) {
-  static const CrcTable table;
-  crc = ~crc;
-  for (size_t i = 0; i < size; ++i) crc = table.v[(crc ^ data[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
-
 // ---- a bounded little-endian reader ----------------------------------------------------------------
 namespace {
 

@@ -91,6 +91,9 @@ class Session {
   mutable size_t arenas_created_ = 0;
 };
 
+// CRC-32 of zlib (IEEE 802.3), continuing from `crc` (src/crc32.cpp: PCLMULQDQ / ARM CRC where built).
 uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc = 0);
+// The same CRC by slicing-by-8 tables: the path of builds without those instructions.
+uint32_t crc32_portable(const uint8_t* data, size_t size, uint32_t crc = 0);
 
 }  // namespace edgepack
