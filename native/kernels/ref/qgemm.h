@@ -118,6 +118,29 @@ void requantize_per_row(const int32_t* acc, int64_t acc_stride, int rows, int n,
 // A compiler vectorises a min/max reduction of floats only under -ffast-math, hence one per ISA.
 void row_range(const float* a, int64_t n, float* lo, float* hi);
 
+// The float epilogue of a dynamic int8 MatMul (docs/quantization.md): for row r and column c of the
+// tile, with sum = raw - correction[r] * col_sum[c] (wrapping in int32),
+//   y[r][c] = clamp(float(sum) * (row_scale[r] * w_scale[c]) + bias[c], lo, hi)
+// in the reference's float32 operations and order (product, then sum: no FMA), NaN passing the clamp.
+struct DynamicEpilogue {
+  const int32_t* correction = nullptr;  // per row of the problem: the row's zero point + act_shift
+  const float* row_scale = nullptr;     // per row of the problem
+  const int32_t* col_sum = nullptr;     // per column: sum of the column's weights
+  const float* w_scale = nullptr;       // per column
+  const float* bias = nullptr;          // per column, or null
+  float lo = 0, hi = 0;                 // the fused activation's clamp (+-inf when none)
+  float* y = nullptr;                   // the output, row stride ldy
+  int64_t ldy = 0;
+};
+#if defined(EDGEPACK_QGEMM_AVX512VNNI)
+// tile_act_rows with that epilogue applied in registers: the tile's rows [row0, row0 + rows) and
+// columns [col0, col0 + cols) of y are written. (Elsewhere the kernel runs tile_act_rows and then the
+// same epilogue in plain C++.)
+#define EDGEPACK_QGEMM_FUSED_DYNAMIC 1
+void tile_act_rows_dynamic(int rows, int64_t groups, const Act* a_rows, const Wgt* w_cols, int64_t row0,
+                           int64_t col0, int cols, const DynamicEpilogue& e);
+#endif
+
 // ---- weight-only int4 ----
 // Two int4 codes per byte, low nibble first (values -8..7), times their scales: for i < bytes,
 // out[2i] = low(packed[i]) * scale[2i] and out[2i + 1] = high(packed[i]) * scale[2i + 1].

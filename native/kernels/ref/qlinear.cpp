@@ -305,27 +305,26 @@ void pack_code_rows(const Code* a, int64_t rows, int64_t k, int32_t shift, int64
 }
 
 // The product of the activation rows with the packed weight columns: pack(first, end) writes row panels
-// [first, end) of A, then epilogue(acc, rows, row0, col0, cols) receives every tile. With enough row
+// [first, end) of A, then tile(a_panel, w_panel, rows, row0, col0, cols) computes and stores every tile
+// (rows x cols of the output at row0, col0). With enough row
 // panels the threads split the rows, each packing its own panels and multiplying them with every
 // column panel: one parallel region per op (waking the pool costs as much as a small op). Otherwise
 // the few rows are packed first and the threads split the columns.
-template <class Pack, class Epilogue>
+template <class Pack, class TileFn>
 void multiply(ThreadPool* pool, int64_t rows, int64_t cols, int64_t groups, const Act* a_panels, const Wgt* w_panels,
-              const Pack& pack, const Epilogue& epilogue) {
+              const Pack& pack, const TileFn& tile) {
   constexpr int64_t kRowBlock = 8;  // row panels whose A (kRowBlock * kTileM rows) stays in L2 across the columns
   const int64_t rp = qgemm::row_panels(rows), cp = qgemm::col_panels(cols);
   const int64_t tile_macs = kTileM * kTileN * groups * kGroup;
   const int64_t a_step = qgemm::row_panel_size(groups), w_step = qgemm::col_panel_size(groups);
   auto tiles = [&](int64_t p0, int64_t p1, int64_t c0, int64_t c1) {
-    alignas(64) int32_t acc[kTileM * kTileN];
     for (int64_t b0 = p0; b0 < p1; b0 += kRowBlock) {
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t col0 = c * kTileN;
         const int ncols = static_cast<int>(std::min<int64_t>(kTileN, cols - col0));
         for (int64_t p = b0; p < std::min(p1, b0 + kRowBlock); ++p) {
           const int nrows = static_cast<int>(std::min<int64_t>(kTileM, rows - p * kTileM));
-          qgemm::tile_act_rows(nrows, groups, a_panels + p * a_step, w_panels + c * w_step, acc);
-          epilogue(acc, nrows, p * kTileM, col0, ncols);
+          tile(a_panels + p * a_step, w_panels + c * w_step, nrows, p * kTileM, col0, ncols);
         }
       }
     }
@@ -376,7 +375,9 @@ class Int8MatMulKernel final : public OpKernel {
       }
     };
     multiply(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(), pack,
-             [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
+             [&](const Act* a_panel, const Wgt* w_panel, int rows, int64_t row0, int64_t col0, int cols) {
+               alignas(64) int32_t acc[kTileM * kTileN];
+               qgemm::tile_act_rows(rows, groups_, a_panel, w_panel, acc);
                requant_.per_column(acc, kTileN, rows, cols, col0, y + row0 * n_ + col0, n_);
              });
     return Status::Ok();
@@ -418,6 +419,36 @@ void quantize_row(const float* a, int64_t k, int32_t shift, Act* lanes, float* s
   }
 }
 
+// qgemm::DynamicEpilogue on a tile of raw sums acc[r * kTileN + c], in plain C++ (the AVX-512 build
+// applies it in registers instead: tile_act_rows_dynamic).
+[[maybe_unused]] void dynamic_epilogue(const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols,
+                                       const qgemm::DynamicEpilogue& e) {
+  const int32_t* col_sum = e.col_sum + col0;
+  const float* w_scale = e.w_scale + col0;
+  const float* b = e.bias != nullptr ? e.bias + col0 : nullptr;
+  const float lo = e.lo, hi = e.hi;
+  for (int r = 0; r < rows; ++r) {
+    const int64_t row = row0 + r;
+    // The raw sums are sum((q + shift) * w); acc = raw - (z + shift) * sum(w), wrapping in int32.
+    const auto correction = static_cast<uint32_t>(e.correction[row]);
+    const float s = e.row_scale[row];
+    const int32_t* raw = acc + r * kTileN;
+    float* out = e.y + row * e.ldy + col0;
+    // y = float(acc) * (s * s_w) + bias, then the clamp: the reference's float32 operations in its
+    // order. The product is stored before the sum is taken: GCC contracts a * b + c into an FMA
+    // (one rounding instead of numpy's two) even in ISO C++ mode, but not across two loops.
+    for (int c = 0; c < cols; ++c) {
+      const auto sum = static_cast<int32_t>(static_cast<uint32_t>(raw[c]) - correction * static_cast<uint32_t>(col_sum[c]));
+      out[c] = static_cast<float>(sum) * (s * w_scale[c]);
+    }
+    for (int c = 0; c < cols; ++c) {
+      float v = b != nullptr ? out[c] + b[c] : out[c];
+      v = v < lo ? lo : v;  // NaN passes, as through numpy's maximum / clip
+      out[c] = v > hi ? hi : v;
+    }
+  }
+}
+
 class DynamicMatMulKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
@@ -452,7 +483,7 @@ class DynamicMatMulKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(pack_weight_columns(op, b, &weights_));
     groups_ = qgemm::k_groups(k_);
     shift_ = qgemm::act_shift(DType::kUInt8);
-    // Scratch: A's row panels, then each row's scale and zero point.
+    // Scratch: A's row panels, then each row's scale and its zero point + shift.
     panels_bytes_ = qgemm::whole_lines(static_cast<size_t>(qgemm::row_panels(rows_) * qgemm::row_panel_size(groups_)) *
                                        sizeof(Act));
     scales_bytes_ = qgemm::whole_lines(static_cast<size_t>(rows_) * sizeof(float));
@@ -467,45 +498,38 @@ class DynamicMatMulKernel final : public OpKernel {
     float* y = outs[0]->as<float>();
     Act* a_panels = reinterpret_cast<Act*>(ctx.scratch);
     float* row_scale = reinterpret_cast<float*>(ctx.scratch + panels_bytes_);
-    int32_t* row_zero = reinterpret_cast<int32_t*>(ctx.scratch + panels_bytes_ + scales_bytes_);
+    int32_t* row_correction = reinterpret_cast<int32_t*>(ctx.scratch + panels_bytes_ + scales_bytes_);
 
     auto quantize = [&](int64_t first, int64_t end) {
       for (int64_t p = first; p < end; ++p) {
         Act* panel = a_panels + p * qgemm::row_panel_size(groups_);
         for (int r = 0; r < kTileM && p * kTileM + r < rows_; ++r) {
           const int64_t row = p * kTileM + r;
-          quantize_row(a + row * k_, k_, shift_, panel + r * kGroup, row_scale + row, row_zero + row);
+          quantize_row(a + row * k_, k_, shift_, panel + r * kGroup, row_scale + row, row_correction + row);
+          row_correction[row] += shift_;
         }
       }
     };
-    const float lo = bounds_.lo, hi = bounds_.hi;
-    auto scale = [&](const int32_t* acc, int rows, int64_t row0, int64_t col0, int cols) {
-      const int32_t* col_sum = col_sums_.data() + col0;
-      const float* w_scale = w_scales_.data() + col0;
-      const float* b = bias != nullptr ? bias + col0 : nullptr;
-      for (int r = 0; r < rows; ++r) {
-        const int64_t row = row0 + r;
-        // The raw sums are sum((q + shift) * w); acc = raw - (z + shift) * sum(w), wrapping in int32.
-        const auto correction = static_cast<uint32_t>(row_zero[row] + shift_);
-        const float s = row_scale[row];
-        const int32_t* raw = acc + r * kTileN;
-        float* out = y + row * n_ + col0;
-        // y = float(acc) * (s * s_w) + bias, then the clamp: the reference's float32 operations in its
-        // order. The product is stored before the sum is taken: GCC contracts a * b + c into an FMA
-        // (one rounding instead of numpy's two) even in ISO C++ mode, but not across two loops.
-        for (int c = 0; c < cols; ++c) {
-          const auto sum =
-              static_cast<int32_t>(static_cast<uint32_t>(raw[c]) - correction * static_cast<uint32_t>(col_sum[c]));
-          out[c] = static_cast<float>(sum) * (s * w_scale[c]);
-        }
-        for (int c = 0; c < cols; ++c) {
-          float v = b != nullptr ? out[c] + b[c] : out[c];
-          v = v < lo ? lo : v;  // NaN passes, as through numpy's maximum / clip
-          out[c] = v > hi ? hi : v;
-        }
-      }
-    };
-    multiply(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(), quantize, scale);
+    qgemm::DynamicEpilogue e;
+    e.correction = row_correction;
+    e.row_scale = row_scale;
+    e.col_sum = col_sums_.data();
+    e.w_scale = w_scales_.data();
+    e.bias = bias;
+    e.lo = bounds_.lo;
+    e.hi = bounds_.hi;
+    e.y = y;
+    e.ldy = n_;
+    multiply(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(), quantize,
+             [&](const Act* a_panel, const Wgt* w_panel, int rows, int64_t row0, int64_t col0, int cols) {
+#if defined(EDGEPACK_QGEMM_FUSED_DYNAMIC)
+               qgemm::tile_act_rows_dynamic(rows, groups_, a_panel, w_panel, row0, col0, cols, e);
+#else
+               alignas(64) int32_t acc[kTileM * kTileN];
+               qgemm::tile_act_rows(rows, groups_, a_panel, w_panel, acc);
+               dynamic_epilogue(acc, rows, row0, col0, cols, e);
+#endif
+             });
     return Status::Ok();
   }
 

@@ -26,13 +26,21 @@ inline __m512i broadcast_group(const void* p) {
   return _mm512_set1_epi32(lanes);
 }
 
+// acc + the dot products of four unsigned bytes of u with four signed bytes of s, per 32-bit lane.
+// Inline asm, not _mm512_dpbusd_epi32: GCC 12 does not tie that builtin's accumulator to its output
+// register, and copied all sixteen accumulators (spilling two) on every k-group: the tile ran at
+// about half of vpdpbusd's throughput.
+inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+  return acc;
+}
+
 // A kRows x 32 tile of int32 sums held in kRows * 2 registers across the whole K; each k-group is two
 // column loads, kRows broadcasts and kRows * 2 vpdpbusd. kActRows says which operand holds the
 // (unsigned) activations: vpdpbusd takes them first.
 template <int kRows, bool kActRows, bool kInPlace>
-void qs8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint8_t* cols, const int64_t* col_offsets,
-                                 int32_t* acc) {
-  __m512i sum[kRows][kVecs];
+inline void sum_tile(int64_t groups, const uint8_t* rows, const uint8_t* cols, const int64_t* col_offsets,
+                     __m512i (&sum)[kRows][kVecs]) {
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 4
@@ -49,15 +57,72 @@ void qs8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint
       const __m512i a = broadcast_group(row + r * 4);
 #pragma GCC unroll 4
       for (int v = 0; v < kVecs; ++v)
-        sum[r][v] = kActRows ? _mm512_dpbusd_epi32(sum[r][v], a, b[v]) : _mm512_dpbusd_epi32(sum[r][v], b[v], a);
+        sum[r][v] = kActRows ? dpbusd(sum[r][v], a, b[v]) : dpbusd(sum[r][v], b[v], a);
     }
   }
+}
+
+template <int kRows, bool kActRows, bool kInPlace>
+void qs8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint8_t* cols, const int64_t* col_offsets,
+                                 int32_t* acc) {
+  __m512i sum[kRows][kVecs];
+  sum_tile<kRows, kActRows, kInPlace>(groups, rows, cols, col_offsets, sum);
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 4
     for (int v = 0; v < kVecs; ++v) _mm512_storeu_si512(acc + r * kTileN + v * kLanes, sum[r][v]);
   }
 }
+
+// Lanes [0, n) of a vector, for any n (none when n <= 0).
+inline __mmask16 lanes_below(int n) {
+  return n >= kLanes ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
+}
+
+// The dynamic int8 tile (activations in rows) with DynamicEpilogue applied to the sums in registers:
+// the int32 tile never goes through memory, and the float output is written once.
+template <int kRows>
+void qd8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint8_t* cols, int64_t row0,
+                                 int64_t col0, int ncols, const DynamicEpilogue& e) {
+  constexpr __mmask16 kAll16 = 0xFFFF;
+  __m512i sum[kRows][kVecs];
+  sum_tile<kRows, true, false>(groups, rows, cols, nullptr, sum);
+  __mmask16 mask[kVecs];
+  __m512i col_sum[kVecs];
+  __m512 w_scale[kVecs], bias[kVecs];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVecs; ++v) {
+    mask[v] = lanes_below(ncols - v * kLanes);
+    col_sum[v] = _mm512_maskz_loadu_epi32(mask[v], e.col_sum + col0 + v * kLanes);
+    w_scale[v] = _mm512_maskz_loadu_ps(mask[v], e.w_scale + col0 + v * kLanes);
+    bias[v] = e.bias != nullptr ? _mm512_maskz_loadu_ps(mask[v], e.bias + col0 + v * kLanes) : _mm512_setzero_ps();
+  }
+  const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+    const __m512i correction = _mm512_set1_epi32(e.correction[row0 + r]);
+    const __m512 s = _mm512_set1_ps(e.row_scale[row0 + r]);
+    float* out = e.y + (row0 + r) * e.ldy + col0;
+#pragma GCC unroll 4
+    for (int v = 0; v < kVecs; ++v) {
+      const __m512i x = _mm512_sub_epi32(sum[r][v], _mm512_mullo_epi32(correction, col_sum[v]));
+      // float(x) * (s * s_w), then + bias, as separate roundings (intrinsics are never contracted).
+      __m512 y = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(kAll16, x), _mm512_mul_ps(s, w_scale[v]));
+      if (e.bias != nullptr) y = _mm512_add_ps(y, bias[v]);
+      // max(lo, y) / min(hi, y) return their second operand when either is NaN: NaN passes.
+      y = _mm512_mask_min_ps(y, kAll16, hi, _mm512_mask_max_ps(y, kAll16, lo, y));
+      _mm512_mask_storeu_ps(out + v * kLanes, mask[v], y);
+    }
+  }
+}
+
+template <size_t... I>
+constexpr std::array<void (*)(int64_t, const uint8_t*, const uint8_t*, int64_t, int64_t, int, const DynamicEpilogue&),
+                     sizeof...(I)>
+make_dynamic_tiles(std::index_sequence<I...>) {
+  return {{&qd8_gemm_8x32c4__avx512vnni<static_cast<int>(I) + 1>...}};
+}
+constexpr auto kDynamicTiles = make_dynamic_tiles(std::make_index_sequence<kTileM>{});
 
 using TileFn = void (*)(int64_t, const uint8_t*, const uint8_t*, const int64_t*, int32_t*);
 
@@ -123,6 +188,11 @@ inline __mmask16 first_lanes(int n) { return n >= kLanes ? __mmask16(0xFFFF) : _
 
 void tile_act_rows(int rows, int64_t groups, const Act* a_rows, const Wgt* w_cols, int32_t* acc) {
   kActRowTiles[rows - 1](groups, a_rows, reinterpret_cast<const uint8_t*>(w_cols), nullptr, acc);
+}
+
+void tile_act_rows_dynamic(int rows, int64_t groups, const Act* a_rows, const Wgt* w_cols, int64_t row0,
+                           int64_t col0, int cols, const DynamicEpilogue& e) {
+  kDynamicTiles[rows - 1](groups, a_rows, reinterpret_cast<const uint8_t*>(w_cols), row0, col0, cols, e);
 }
 
 void tile_act_cols(int rows, int64_t groups, const Wgt* w_rows, const Act* x_cols, const int64_t* col_offsets,
