@@ -152,18 +152,22 @@ class Int8ConvKernel final : public OpKernel {
     // Weights [M, Cg, kh, kw] -> per group, Mg row panels over K = (channel group, i, j, lane element).
     weights_group_ = qgemm::row_panels(g_.mg) * qgemm::row_panel_size(groups_);
     if (!weights_.resize(static_cast<size_t>(weights_group_ * g_.group) * sizeof(Wgt))) return out_of_memory(op);
+    // Written in the packed order (one store stream); rows past Mg and channels past Cg are zero.
     Wgt* dst = weights_.as<Wgt>();
-    std::fill(dst, dst + weights_group_ * g_.group, Wgt{0});
     const int8_t* src = w.as<const int8_t>();
-    for (int64_t m = 0; m < g_.m; ++m) {
-      Wgt* panels = dst + m / g_.mg * weights_group_;
-      for (int64_t c = 0; c < g_.cg; ++c)
-        for (int64_t i = 0; i < g_.kh; ++i)
-          for (int64_t j = 0; j < g_.kw; ++j) {
-            const int64_t k = ((c / kGroup * g_.kh + i) * g_.kw + j) * kGroup + c % kGroup;
-            panels[qgemm::row_panel_index(groups_, m % g_.mg, k)] = src[((m * g_.cg + c) * g_.kh + i) * g_.kw + j];
-          }
-    }
+    const int64_t taps = g_.kh * g_.kw;
+    for (int64_t grp = 0; grp < g_.group; ++grp)
+      for (int64_t p = 0; p < qgemm::row_panels(g_.mg); ++p)
+        for (int64_t cq = 0; cq < channel_groups_; ++cq)
+          for (int64_t tap = 0; tap < taps; ++tap)
+            for (int r = 0; r < kTileM; ++r) {
+              const int64_t mg = p * kTileM + r;
+              for (int e = 0; e < kGroup; ++e, ++dst) {
+                const int64_t c = cq * kGroup + e;
+                *dst = mg < g_.mg && c < g_.cg ? static_cast<Wgt>(src[((grp * g_.mg + mg) * g_.cg + c) * taps + tap])
+                                               : Wgt{0};
+              }
+            }
     return Status::Ok();
   }
 

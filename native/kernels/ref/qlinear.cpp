@@ -52,11 +52,31 @@ void channel_sums(const Tensor& w, int axis, std::vector<int64_t>* sum, std::vec
   const int64_t channels = w.dims[axis], inner = product(w, axis + 1, w.rank);
   sum->assign(static_cast<size_t>(channels), 0);
   abs_sum->assign(static_cast<size_t>(channels), 0);
+  if (w.numel == 0) return;
+  const int64_t outer = w.numel / (channels * inner);
   const int8_t* v = w.as<const int8_t>();
-  for (int64_t i = 0; i < w.numel; ++i) {
-    const int64_t c = i / inner % channels;
-    (*sum)[c] += v[i];
-    (*abs_sum)[c] += std::abs(int32_t{v[i]});
+  // Loops in memory order, no division per element (this runs over every weight at load). The inner
+  // loops vectorise: per channel over a contiguous run (inner > 1), or across channels (inner == 1).
+  int64_t* s = sum->data();
+  int64_t* a = abs_sum->data();
+  for (int64_t o = 0; o < outer; ++o) {
+    if (inner == 1) {
+      for (int64_t c = 0; c < channels; ++c) {
+        s[c] += v[c];
+        a[c] += std::abs(int32_t{v[c]});
+      }
+      v += channels;
+      continue;
+    }
+    for (int64_t c = 0; c < channels; ++c, v += inner) {
+      int64_t run = 0, run_abs = 0;
+      for (int64_t i = 0; i < inner; ++i) {
+        run += v[i];
+        run_abs += std::abs(int32_t{v[i]});
+      }
+      s[c] += run;
+      a[c] += run_abs;
+    }
   }
 }
 
@@ -280,10 +300,19 @@ Status pack_weight_columns(const OpInfo& op, const Tensor& b, qgemm::AlignedBuff
   if (!panels->resize(static_cast<size_t>(size) * sizeof(Wgt)))
     return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
   Wgt* dst = panels->as<Wgt>();
-  std::fill(dst, dst + size, Wgt{0});
   const int8_t* src = b.as<const int8_t>();
-  for (int64_t kk = 0; kk < k; ++kk)
-    for (int64_t c = 0; c < n; ++c) dst[qgemm::col_panel_index(groups, c, kk)] = src[kk * n + c];
+  // In the order of the packed layout (one store stream); K and column tails are zero.
+  for (int64_t p = 0; p < qgemm::col_panels(n); ++p) {
+    const int64_t col0 = p * kTileN, cols = std::min<int64_t>(kTileN, n - col0);
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int64_t c = 0; c < kTileN; ++c) {
+        for (int e = 0; e < kGroup; ++e, ++dst) {
+          const int64_t kk = g * kGroup + e;
+          *dst = c < cols && kk < k ? static_cast<Wgt>(src[kk * n + col0 + c]) : Wgt{0};
+        }
+      }
+    }
+  }
   return Status::Ok();
 }
 
