@@ -38,6 +38,8 @@ setup(
             "edgepack._native",
             sources + ["native/python/bindings.cpp"],
             include_dirs=["native/include", "native"],
+            # Headers carry kernels too (depthwise.h, gemm.h): a changed header rebuilds the extension.
+            depends=sorted(glob.glob("native/**/*.h", recursive=True)),
             cxx_std=17,
             extra_compile_args=["-O3", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"] + arch_flags,
         )

@@ -124,11 +124,11 @@ def test_matmul_nan_propagates_through_relu():
 
 
 # ---- Conv -----------------------------------------------------------------------------------------
-def conv_case(n, c, h, w, m, kh, kw, group=1, bias=True, **attrs):
+def conv_case(n, c, h, w, m, kh, kw, group=1, bias=True, num_threads=2, **attrs):
     x = randn(n, c, h, w)
     wt = weights(m, c // group, kh, kw, fan_in=c // group * kh * kw)
     inputs = [x, wt] + ([randn(m)] if bias else [])
-    check("Conv", conv_attrs(group=group, **attrs), inputs, consts={1, 2})
+    check("Conv", conv_attrs(group=group, **attrs), inputs, consts={1, 2}, num_threads=num_threads)
 
 
 @pytest.mark.parametrize("c", [1, 3, 8, 17])
@@ -202,6 +202,19 @@ def test_conv_depthwise_strides_and_wide_rows(shape, kernel, strides, pads, dila
 
 def test_conv_depthwise_5x5_and_no_bias():
     conv_case(1, 16, 20, 20, 16, 5, 5, group=16, bias=False, pads=(2, 2, 2, 2), strides=(2, 2))
+
+
+@pytest.mark.parametrize("shape,kernel,strides,pads,dilations", [
+    ((2, 37, 4, 4), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),       # blocks of 16 channels and a tail
+    ((1, 40, 8, 7), (5, 5), (2, 2), (2, 1, 2, 3), (1, 1)),
+    ((1, 33, 6, 6), (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),       # dilated
+    ((1, 120, 2, 2), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1)),      # MobileNet's 2x2 stage
+    ((1, 16, 8, 8), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),       # 64 pixels: the largest channels-last plane
+], ids=str)
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_conv_depthwise_small_planes_go_channels_last(shape, kernel, strides, pads, dilations, num_threads):
+    conv_case(*shape, shape[1], *kernel, group=shape[1], strides=strides, pads=pads, dilations=dilations, act="clip",
+              num_threads=num_threads)
 
 
 @pytest.mark.parametrize("multiplier", [2, 3])

@@ -134,6 +134,7 @@ class ConvKernel final : public OpKernel {
     if (g_.depthwise()) {
       path_ = Path::kDepthwise;  // reads the weights in place: [C, 1, kh, kw] is already per channel
       if (!depthwise_.prepare(g_)) return bad(op, "input " + x.shape_str() + " is too large");
+      if (w.storage == Storage::kWeight) depthwise_.keep_weights(w.as<const float>());
       scratch_bytes = static_cast<size_t>(depthwise_.elements()) * sizeof(float);
       return Status::Ok();
     }

@@ -8,10 +8,18 @@
 // at (y + (i*dh) / sh, x + (j*dw) / sw). So over a grid of output rows x PWs columns, every tap reads one
 // contiguous run of a phase plane, for any stride: the multiply-adds are long unit-stride loops that
 // vectorise, with no padding tests. The PWs - OW extra columns of each grid row are computed and dropped.
+//
+// Small output planes (MobileNet's last stages: 4x4, 2x2) make those runs shorter than a vector, and the
+// per-channel work is all overhead. There, when the kernel has handed its constant weights over
+// (keep_weights), the plan goes channels-last instead: the image is copied into one padded [PH, PW, C]
+// buffer and each output pixel sums its taps over a block of channels at once, the channels being the
+// unit-stride (vector) dimension.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "edgepack/thread_pool.h"
@@ -57,6 +65,17 @@ class DepthwisePlan {
 
   const ConvGeometry& geometry() const { return g_; }
 
+  // Copies the constant weights w [C, kh * kw] (as the Acc of run()), transposed to [kh * kw, C], which
+  // lets run() take the channels-last path on small output planes. Optional; call after prepare().
+  template <class Acc> void keep_weights(const Acc* w) {
+    const int64_t taps = g_.kh * g_.kw;
+    if (g_.oh * g_.ow > kChannelsLastMaxPixels || taps > kMaxTaps) return;
+    std::vector<Acc>& t = transposed<Acc>();
+    t.resize(static_cast<size_t>(taps * g_.c));
+    for (int64_t c = 0; c < g_.c; ++c)
+      for (int64_t k = 0; k < taps; ++k) t[k * g_.c + c] = w[c * taps + k];
+  }
+
   // Elements of the padded planes of one image (the scratch run() needs).
   int64_t elements() const { return elements_; }
 
@@ -65,9 +84,13 @@ class DepthwisePlan {
   // padding) and used at once, while they are in cache. Then, per block of output rows (or chunk of a
   // row wider than the grid), sums[k] = sum over taps t of weight(c)[t] times the input under tap t
   // (Acc: float, or int32 for codes), and store(c, oy, x0, sums, n) for each output row it covers: n
-  // outputs from column x0 of row oy. `weight(c)` returns channel c's kh * kw weights as Acc.
+  // outputs from column x0 of row oy (n may run on into the next rows: store writes them contiguously). `weight(c)` returns channel c's kh * kw weights as Acc.
   template <class Acc, class T, class Weights, class Store>
   void run(const T* x, T pad, T* planes, const Weights& weight, const Store& store, ThreadPool* pool) const {
+    if (!transposed<Acc>().empty()) {
+      run_channels_last<Acc>(x, pad, planes, store, pool);
+      return;
+    }
     std::fill(planes + g_.c * channel_, planes + elements_, pad);
     const int64_t taps = static_cast<int64_t>(tap_offsets_.size());
     pool->parallel_for(g_.c, [&](int64_t begin, int64_t end) {
@@ -88,6 +111,74 @@ class DepthwisePlan {
   }
 
  private:
+  // Output planes up to this many pixels go channels-last (when the weights were kept).
+  static constexpr int64_t kChannelsLastMaxPixels = 64;
+  static constexpr int64_t kChannelBlock = 16;  // channels summed together: one AVX-512 vector of floats
+  static constexpr int64_t kMaxTaps = 64;       // kernels up to 8x8 (the planes path takes larger ones)
+
+  template <class Acc> std::vector<Acc>& transposed() {
+    if constexpr (std::is_same_v<Acc, float>) return weights_f_; else return weights_i_;
+  }
+  template <class Acc> const std::vector<Acc>& transposed() const {
+    if constexpr (std::is_same_v<Acc, float>) return weights_f_; else return weights_i_;
+  }
+
+  // The channels-last path (see the top): `buffer` (elements() >= PH * PW * C) holds the padded image
+  // [PH, PW, C]; per block of channels, sums[pixel][channel] over the taps, then store() per output row.
+  template <class Acc, class T, class Store>
+  void run_channels_last(const T* x, T pad, T* buffer, const Store& store, ThreadPool* pool) const {
+    const int64_t C = g_.c, pw = g_.w + g_.pl + g_.pr, ph = g_.h + g_.pt + g_.pb;
+    std::fill(buffer, buffer + ph * pw * C, pad);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t iy = 0; iy < g_.h; ++iy) {
+        const T* src = x + (c * g_.h + iy) * g_.w;
+        T* dst = buffer + ((iy + g_.pt) * pw + g_.pl) * C + c;
+        for (int64_t ix = 0; ix < g_.w; ++ix) dst[ix * C] = src[ix];
+      }
+    const Acc* wt = transposed<Acc>().data();
+    const int64_t taps = g_.kh * g_.kw, pixels = g_.oh * g_.ow;
+    int64_t tap_in[kMaxTaps];  // per tap: where it reads, relative to the window's corner
+    for (int64_t i = 0; i < g_.kh; ++i)
+      for (int64_t j = 0; j < g_.kw; ++j) tap_in[i * g_.kw + j] = (i * g_.dh * pw + j * g_.dw) * C;
+    const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
+    pool->parallel_for(blocks, [&](int64_t begin, int64_t end) {
+      Acc sums[kChannelsLastMaxPixels * kChannelBlock];  // [pixel][channel of the block]
+      Acc plane[kChannelsLastMaxPixels];
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t c0 = b * kChannelBlock, n = std::min(kChannelBlock, C - c0);
+        for (int64_t p = 0; p < pixels; ++p) {
+          const int64_t oy = p / g_.ow, ox = p % g_.ow;
+          const T* corner = buffer + (oy * g_.sh * pw + ox * g_.sw) * C + c0;
+          if (n == kChannelBlock) {
+            // The block's sums as one GCC vector, kept in registers across the taps (a plain array of
+            // 16 was unrolled into 16 scalar chains).
+            typedef Acc V __attribute__((vector_size(kChannelBlock * sizeof(Acc))));
+            typedef T VT __attribute__((vector_size(kChannelBlock * sizeof(T))));
+            V acc = {};
+            for (int64_t t = 0; t < taps; ++t) {
+              V w;
+              VT in;
+              std::memcpy(&w, wt + t * C + c0, sizeof(w));
+              std::memcpy(&in, corner + tap_in[t], sizeof(in));
+              acc += w * __builtin_convertvector(in, V);
+            }
+            std::memcpy(sums + p * kChannelBlock, &acc, sizeof(acc));
+          } else {
+            Acc* acc = sums + p * kChannelBlock;
+            std::fill(acc, acc + n, Acc(0));
+            for (int64_t t = 0; t < taps; ++t)
+              for (int64_t k = 0; k < n; ++k) acc[k] += wt[t * C + c0 + k] * Acc(corner[tap_in[t] + k]);
+          }
+        }
+        // A channel's whole output plane in one store (its rows are adjacent in the output).
+        for (int64_t k = 0; k < n; ++k) {
+          for (int64_t p = 0; p < pixels; ++p) plane[p] = sums[p * kChannelBlock + k];
+          store(c0 + k, 0, 0, plane, pixels);
+        }
+      }
+    }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, pixels * taps * kChannelBlock)));
+  }
+
   // The padded phase planes of one channel from its input plane xc [H, W].
   template <class T> void build_channel(const T* xc, T pad, T* channel) const {
     for (int64_t a = 0; a < g_.sh; ++a) {
@@ -144,6 +235,8 @@ class DepthwisePlan {
   std::vector<int64_t> tap_offsets_;  // per tap (i, j): where its run starts in a channel's phase planes
   std::vector<Tap> column_taps_;      // per column phase b: the input columns it holds
   int64_t rows_per_item_ = 1, blocks_ = 1, chunks_ = 1;
+  std::vector<float> weights_f_;    // keep_weights: [kh * kw, C], float weights
+  std::vector<int32_t> weights_i_;  // or int8 codes as int32
 };
 
 // The float depthwise conv of every image of x: w [C, kh * kw], bias (or null) after the sum as the

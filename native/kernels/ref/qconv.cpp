@@ -112,6 +112,7 @@ class Int8ConvKernel final : public OpKernel {
     if (!depthwise_.prepare(g_)) return bad(op, "input " + x.shape_str() + " is too large");
     const int8_t* src = w.as<const int8_t>();
     depthwise_weights_.assign(src, src + w.numel);
+    depthwise_.keep_weights(depthwise_weights_.data());
     scratch_bytes = static_cast<size_t>(depthwise_.elements());  // the planes of codes, as bytes
     return Status::Ok();
   }
@@ -360,6 +361,7 @@ class FloatWeightConvKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(weight_to_float(op, w, &weights_));
     if (g.depthwise()) {
       if (!depthwise_.prepare(g)) return bad(op, "input " + x.shape_str() + " is too large");
+      depthwise_.keep_weights(weights_.data());
       scratch_bytes = static_cast<size_t>(depthwise_.elements()) * sizeof(float);
       return Status::Ok();
     }
