@@ -187,6 +187,35 @@ def ratios(rows: list[dict]) -> dict[str, dict]:
     return result
 
 
+RSS_ALLOWANCE_MB = 20.0  # the issue's target: peak RSS <= artifact + planned arena + 20 MB
+
+
+def start_and_memory(result: dict) -> dict[str, dict]:
+    """Per precision: edgepack's cold start over the best peer's (in Python, and the standalone C++ runner),
+    and its peak RSS against artifact + planned arena + 20 MB (the standalone runner's own, and the Python
+    process's above the python + numpy floor)."""
+    rows = [r for r in result["rows"] if r["available"]]
+    standalone = result.get("standalone", {})
+    out = {}
+    for precision in ("fp32", "int8"):
+        ours = next((r for r in rows if r["runtime"] == "edgepack" and r["precision"] == precision), None)
+        peers = [r for r in rows if r["runtime"] != "edgepack" and r["precision"] == precision]
+        if ours is None or not peers:
+            continue
+        best = min(peers, key=lambda r: r["cold_start_ms"])
+        limit_mb = (ours["size_bytes"] + ours.get("arena_bytes", 0)) / 2**20 + RSS_ALLOWANCE_MB
+        entry = {"best_peer": best["label"], "best_peer_cold_start_ms": best["cold_start_ms"],
+                 "cold_start_ratio": round(ours["cold_start_ms"] / best["cold_start_ms"], 3),
+                 "rss_limit_mb": round(limit_mb, 1),
+                 "python_rss_above_floor_mb": round(ours["peak_rss_mb"] - result["baseline"]["peak_rss_mb"], 1)}
+        alone = standalone.get(f"{ours['label']} {STANDALONE}")
+        if alone:
+            entry.update(standalone_cold_start_ratio=round(alone["cold_start_ms"] / best["cold_start_ms"], 3),
+                         standalone_peak_rss_mb=alone["peak_rss_mb"])
+        out[precision] = entry
+    return out
+
+
 def standalone_bench(build: bool) -> tuple[Path | None, str]:
     """(edgepack-bench for this host, "") or (None, why not). Built (a minute or two, then cached) when
     `build`; otherwise (--quick) used only when a build of the current sources is cached already."""
@@ -218,6 +247,7 @@ def measure(name: str, cache: Path, workdir: Path, iterations: int, warmup: int,
     agreement = {v.label: round(cosine(reference, v.runner.run(feeds)[0]), 6) for v in ready}
     log(f"  timing {len(ready)} runtimes x {iterations} iterations (+{warmup} warm-up), alternating")
     time_alternating(ready, feeds, warmup, iterations)
+    arenas = {v.label: v.runner.session.arena_bytes for v in ready if v.runtime == "edgepack"}
     for variant in ready:
         variant.runner = None  # free the sessions before the subprocesses measure memory
     gc.collect()
@@ -236,11 +266,14 @@ def measure(name: str, cache: Path, workdir: Path, iterations: int, warmup: int,
                          iterations=len(variant.times), **cold[variant.label],
                          size_bytes=variant.path.stat().st_size, file=variant.path.name,
                          output_cosine_to_ort_fp32=agreement[variant.label])
+            if variant.label in arenas:
+                entry["arena_bytes"] = arenas[variant.label]
         rows.append(entry)
     result = {"inputs": {k: list(v.shape) for k, v in feeds.items()}, "rows": rows, "ratios": ratios(rows),
               "baseline": cold["baseline"],
               "standalone": {label: {**cold[label], "size_bytes": path.stat().st_size} for label, path, _ in standalone}
               if standalone else {"reason": bench[1]}}
+    result["start_and_memory"] = start_and_memory(result)
     if name == "minilm":
         result["anchors_ms"] = ANCHORS_MS
     return result
@@ -275,9 +308,23 @@ def tables(results: dict) -> str:
                 ratio_row.append(f"{entry['ratio']:.2f} ({entry['native_p50_ms']:.3f} / {entry['best_peer']} "
                                  f"{entry['best_peer_p50_ms']:.3f} ms)")
         ratio_cells.append(ratio_row)
+    start_cells = []
+    for name, result in results["models"].items():
+        for precision, e in result.get("start_and_memory", {}).items():
+            start_cells.append([name, precision, f"{e['cold_start_ratio']:.2f}",
+                                f"{e['standalone_cold_start_ratio']:.2f}" if "standalone_cold_start_ratio" in e else "—",
+                                f"{e['best_peer']} {e['best_peer_cold_start_ms']:.0f} ms", f"{e['rss_limit_mb']:.1f}",
+                                f"{e['standalone_peak_rss_mb']:.1f}" if "standalone_peak_rss_mb" in e else "—",
+                                f"{e['python_rss_above_floor_mb']:.1f}"])
     parts = [markdown_table(headers, cells),
              "**edgepack p50 / best peer p50** (same precision class)\n\n"
-             + markdown_table(["model", "fp32", "int8"], ratio_cells)]
+             + markdown_table(["model", "fp32", "int8"], ratio_cells),
+             "**Start-up and memory**: cold start over the best peer's (same precision class; target <= 0.5), "
+             "and peak RSS against artifact + planned arena + 20 MB (target: at most that limit)\n\n"
+             + markdown_table(["model", "precision", "cold start / best peer (Python)",
+                               "cold start / best peer (standalone C++)", "best peer cold start",
+                               "RSS limit MB", "standalone peak RSS MB", "Python peak RSS above floor MB"],
+                              start_cells)]
     minilm = results["models"].get("minilm")
     if minilm:
         p50 = {r["label"]: r.get("p50_ms") for r in minilm["rows"]}
