@@ -105,6 +105,10 @@ def test_transcendental_dense_range(op):
     check(op, {}, [np.linspace(-30, 30, 200001, dtype=np.float32)])
 
 
+def test_gelu_dense_range():
+    check("Gelu", {"approximate": "none"}, [np.linspace(-30, 30, 200001, dtype=np.float32)])
+
+
 def test_clip_min_above_max_and_nan():
     x = np.array([-2, -0.5, 0, 0.5, 2, np.nan], np.float32)
     check("Clip", {"min": 1.0, "max": -1.0}, [x])
@@ -308,7 +312,9 @@ def test_where(dtype, shapes):
 
 # ---- normalisation ----------------------------------------------------------------------------------
 SOFTMAX_CASES = [((5,), 0), ((2, 3, 4), 0), ((2, 3, 4), 1), ((2, 3, 4), 2), ((2, 100, 3), 1),
-                 ((3, 70), 0), ((1, 1, 1000), 2), ((4, 130, 2), 2), ((6, 1), 1), ((2, 5, 200), 1)]
+                 ((3, 70), 0), ((1, 1, 1000), 2), ((4, 130, 2), 2), ((6, 1), 1), ((2, 5, 200), 1),
+                 # around the AVX-512 kernel's short-row limit (256) and its groups of four rows
+                 ((5, 256), 1), ((3, 257), 1), ((7, 48), 1), ((1, 12, 128, 128), 3)]
 
 
 @pytest.mark.parametrize("shape,axis", SOFTMAX_CASES, ids=str)

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/float_rows.h"
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/quant_check.h"
@@ -156,6 +157,12 @@ struct GeluTanh {
   }
 };
 
+#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
+void gelu_erf_avx512(const void* x, void* y, int64_t n, const UnaryParams&) {
+  f32_gelu_erf__avx512(static_cast<const float*>(x), static_cast<float*>(y), n);
+}
+#endif
+
 template <class T> UnaryFn pick_integer_unary(OpCode code) {
   switch (code) {
     case OpCode::kRelu: return unary_loop<T, Relu>;
@@ -183,7 +190,11 @@ UnaryFn pick_float_unary(OpCode code, const std::string& gelu_mode) {
     case OpCode::kHardSigmoid: return unary_loop<float, HardSigmoid>;
     case OpCode::kHardSwish: return unary_loop<float, HardSwish>;
     case OpCode::kLeakyRelu: return unary_loop<float, LeakyRelu>;
+#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
+    case OpCode::kGelu: return gelu_mode == "tanh" ? unary_loop<float, GeluTanh> : gelu_erf_avx512;
+#else
     case OpCode::kGelu: return gelu_mode == "tanh" ? unary_loop<float, GeluTanh> : unary_loop<float, GeluErf>;
+#endif
     default: return nullptr;
   }
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/float_rows.h"
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 
@@ -54,6 +55,7 @@ void exp_in_place(float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = exp_fast(y[i]);
 }
 
+#if !defined(EDGEPACK_FLOAT_ROWS_AVX512)
 // The max in 8 independent lanes: a single running max is a serial chain that does not vectorise.
 // A NaN may be skipped here; it still reaches the output through exp(x - max).
 float max_of(const float* x, int64_t n) {
@@ -81,6 +83,7 @@ void softmax_row(const float* x, float* y, int64_t n, bool log) {
     for (int64_t i = 0; i < n; ++i) y[i] *= scale;
   }
 }
+#endif
 
 // `cols` (<= kBlock) adjacent columns of an [n, stride] block, the axis running down the rows: the
 // columns are processed together so that every pass reads contiguous memory.
@@ -106,6 +109,15 @@ void softmax_columns(const float* x, float* y, int64_t n, int64_t stride, int64_
       y[r * stride + j] = log ? (x[r * stride + j] - max[j]) - finish[j] : y[r * stride + j] * finish[j];
 }
 
+// Softmax of `rows` contiguous rows of n values.
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t n, bool log) {
+#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
+  f32_softmax_rows__avx512(x, y, rows, n, log);
+#else
+  for (int64_t r = 0; r < rows; ++r) softmax_row(x + r * n, y + r * n, n, log);
+#endif
+}
+
 class SoftmaxKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
@@ -128,11 +140,11 @@ class SoftmaxKernel final : public OpKernel {
     const int64_t blocks = (inner_ + kBlock - 1) / kBlock;  // column blocks per outer index
     const int64_t block_elems = length_ * std::min(inner_, kBlock);
     ctx.pool->parallel_for(outer_ * blocks, [&](int64_t begin, int64_t end) {
+      if (inner_ == 1) return softmax_rows(x + begin * length_, y + begin * length_, end - begin, length_, log_);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t o = item / blocks, col = (item % blocks) * kBlock;
         const int64_t offset = o * length_ * inner_ + col;
-        if (inner_ == 1) softmax_row(x + offset, y + offset, length_, log_);
-        else softmax_columns(x + offset, y + offset, length_, inner_, std::min(kBlock, inner_ - col), log_);
+        softmax_columns(x + offset, y + offset, length_, inner_, std::min(kBlock, inner_ - col), log_);
       }
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, block_elems)));
     return Status::Ok();
@@ -193,6 +205,9 @@ class LayerNormKernel final : public OpKernel {
  private:
   // Two passes (mean, then variance around it) avoid the cancellation of E[x^2] - E[x]^2.
   void normalize_row(const float* x, const float* scale, const float* bias, float* y) const {
+#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
+    f32_layer_norm_row__avx512(x, scale, bias, y, size_, epsilon_);
+#else
     const double mean = lane_sum(size_, [x](int64_t i) { return x[i]; }) / size_;
     const double squares = lane_sum(size_, [x, mean](int64_t i) { return (x[i] - mean) * (x[i] - mean); });
     const double inv_std = 1.0 / std::sqrt(squares / size_ + epsilon_);
@@ -200,6 +215,7 @@ class LayerNormKernel final : public OpKernel {
       const float v = static_cast<float>((x[i] - mean) * inv_std) * scale[i];
       y[i] = bias ? v + bias[i] : v;
     }
+#endif
   }
 
   float epsilon_ = 0;

@@ -1,0 +1,28 @@
+// The row loops of the float ops that take most of a transformer encoder's time after its MatMuls:
+// erf Gelu, Softmax / LogSoftmax along a contiguous axis, LayerNormalization. One implementation per
+// build, chosen at compile time like byte_map.h's: with AVX-512 the ops call the explicit 16-lane
+// kernels declared here; elsewhere their portable, auto-vectorised loops (elementwise.cpp,
+// normalization.cpp). Auto-vectorised, these were 2-4x slower: the compiler keeps the selects of a
+// branch-free exp as mask operations, cannot look polynomial coefficients up per lane, and widens
+// every element to double for sums.
+#pragma once
+
+#include <cstdint>
+
+namespace edgepack {
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#define EDGEPACK_FLOAT_ROWS_AVX512 1  // native/kernels/x86/float_rows_avx512.cpp
+
+// y = x * Phi(x) (Gelu with approximate = "none") for n values.
+void f32_gelu_erf__avx512(const float* x, float* y, int64_t n);
+
+// Softmax (log: LogSoftmax) of each of `rows` contiguous rows of n values.
+void f32_softmax_rows__avx512(const float* x, float* y, int64_t rows, int64_t n, bool log);
+
+// (x - mean) / sqrt(variance + epsilon) * scale (+ bias, when not null) over one row of n values.
+void f32_layer_norm_row__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t n,
+                                float epsilon);
+#endif
+
+}  // namespace edgepack

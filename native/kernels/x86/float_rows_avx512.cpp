@@ -1,0 +1,342 @@
+// The float row kernels of float_rows.h for AVX-512: 16 lanes per instruction, no per-element
+// division, Gelu's Phi by per-lane table lookups, and the selects of a branch-free exp replaced by
+// vscalefps, which scales by 2^n with the float's own underflow to 0.
+#include "kernels/ref/float_rows.h"
+
+#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
+
+// GCC 12.2's AVX-512 intrinsics (max, min, cvtps_pd, extracts, ...) pass _mm512_undefined_ps(), a
+// self-initialised variable, which -Wall reports wherever they are inlined (GCC bug 105593, fixed in 12.3).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace edgepack {
+namespace {
+
+constexpr int kLanes = 16;
+
+// Lanes [0, n) of a tail of fewer than 16 values.
+inline __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+
+// exp(x) for x <= 0 (or NaN): Softmax's exp(x - max). 2^n exp(r) with n = round(x / ln2) by the
+// 1.5 * 2^23 rounding trick, |r| <= ln2 / 2 (ln2 split in two for precision) and exp(r) = 1 + r q(r),
+// q of degree 5 fitted in relative error (1.7e-8; with float rounding <= 1.03 ulp over [-87.3, 0]).
+// vscalefps applies 2^n with the float's underflow (to 0 through subnormals); x is only bounded below
+// so that r stays finite at -inf, and vmaxps returns its second operand on NaN, so NaN passes through.
+inline __m512 exp16_nonpositive(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);  // exp(-104) rounds to 0
+  const __m512 round = _mm512_set1_ps(12582912.0f);
+  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), round), round);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(0.00138593011f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.00837477017f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.0416677259f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.166664213f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.49999994f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// The sum of two vectors of double lanes; a float vector's low and high halves widened to double.
+inline double sum_lanes(__m512d a, __m512d b) { return _mm512_reduce_add_pd(_mm512_add_pd(a, b)); }
+inline __m512d low_to_double(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+inline __m512d high_to_double(__m512 v) { return _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)); }
+
+// ---- Gelu -----------------------------------------------------------------------------------------
+// Phi(x) = (1 + erf(x / sqrt 2)) / 2 as a degree-6 polynomial on each of 32 intervals of width 1/2,
+// centred on k / 2 for k in [-16, 16): vpermt2ps looks up each coefficient of 16 lanes' intervals at
+// once, so Gelu costs 7 lookups, 6 multiply-adds and a multiply where erfc through exp costs ~35
+// operations and a division. Fitted in double by least squares in relative error (scipy.special.ndtr at 400 Chebyshev
+// points per interval): |error| < 1.1e-7 * max(1, |x|) everywhere, relative < 2e-7 where
+// |Gelu| > 1e-3, < 1e-4 down to |Gelu| = 1e-10. Below x = -7.75 Phi is 0 (Gelu there is under 4e-14
+// and the reference's 1 + erf has no correct digit), which also makes Gelu(-inf) = -inf * 0 NaN, as in
+// the reference. Row k & 31 holds interval k (the index is the low 5 bits of k); row 16 (k = -16) is 0.
+alignas(64) constexpr float kPhi[7][32] = {
+    {0.5f, 0.691462457f, 0.841344774f, 0.93319279f, 0.977249861f, 0.993790329f,
+     0.998650074f, 0.999767363f, 0.99996835f, 0.999996603f, 0.999999702f, 1.0f,
+     1.0f, 1.0f, 1.0f, 1.0f, 0.0f, 3.19143109e-14f,
+     1.27994468e-12f, 4.01623838e-11f, 9.86618787e-10f, 1.89898532e-08f, 2.8665346e-07f, 3.39768121e-06f,
+     3.16712612e-05f, 0.0002326291f, 0.00134989794f, 0.00620966498f, 0.0227501318f, 0.066807203f,
+     0.158655256f, 0.308537543f},
+    {0.199471131f, 0.176032662f, 0.120985374f, 0.0647588074f, 0.0269954819f, 0.00876414683f,
+     0.00221592304f, 0.000436341623f, 6.69154542e-05f, 7.99200097e-06f, 7.43389307e-07f, 5.38532916e-08f,
+     3.03842373e-09f, 1.33515449e-10f, 4.5695895e-12f, 1.21482495e-13f, 0.0f, 1.21720003e-13f,
+     4.56763837e-12f, 1.33485972e-10f, 3.03808845e-09f, 5.38505631e-08f, 7.43373846e-07f, 7.99194368e-06f,
+     6.69153305e-05f, 0.000436341536f, 0.00221592328f, 0.00876414776f, 0.0269954819f, 0.0647588074f,
+     0.120985374f, 0.176032662f},
+    {1.61201577e-08f, -0.0220040753f, -0.0302463416f, -0.0242845528f, -0.0134977428f, -0.00547759328f,
+     -0.00166194246f, -0.000381798513f, -6.69151705e-05f, -8.99090082e-06f, -9.29213968e-07f, -7.40447419e-08f,
+     -4.55723947e-09f, -2.16930293e-10f, -7.99366389e-12f, -2.2996584e-13f, 0.0f, 2.27671668e-13f,
+     7.98023193e-12f, 2.16684726e-10f, 4.55419569e-09f, 7.40176063e-08f, 9.29044973e-07f, 8.99020233e-06f,
+     6.69134824e-05f, 0.000381797232f, 0.001661947f, 0.00547760585f, 0.0134977484f, 0.0242845342f,
+     0.0302463192f, 0.0220040847f},
+    {-0.00831079669f, -0.00550088147f, -3.25011541e-07f, 0.00337261637f, 0.00337448413f, 0.00191726943f,
+     0.000738677802f, 0.000204526121f, 4.18110612e-05f, 6.40598228e-06f, 7.42416944e-07f, 6.54850183e-08f,
+     4.4149715e-09f, 2.2821979e-10f, 9.06473594e-12f, 2.83915252e-13f, 0.0f, 2.78863033e-13f,
+     9.09952409e-12f, 2.28734587e-10f, 4.42075221e-09f, 6.55314807e-08f, 7.42676605e-07f, 6.40693861e-06f,
+     4.18131094e-05f, 0.000204527489f, 0.000738673785f, 0.00191726023f, 0.00337448111f, 0.00337262521f,
+     -3.17649096e-07f, -0.00550088286f},
+    {-1.71684178e-07f, 0.00126051402f, 0.00126026769f, 0.000379513251f, -0.000281169021f, -0.000370887661f,
+     -0.000207756195f, -7.35788781e-05f, -1.81216692e-05f, -3.23015456e-06f, -4.2559796e-07f, -4.19816715e-08f,
+     -3.12634141e-09f, -1.76790152e-10f, -7.63135562e-12f, -2.29544655e-13f, 0.0f, 2.59492026e-13f,
+     7.80295793e-12f, 1.79768755e-10f, 3.16257087e-09f, 4.22988577e-08f, 4.27541863e-07f, 3.23807444e-06f,
+     1.8140594e-05f, 7.35931026e-05f, 0.000207706995f, 0.000370754336f, 0.000281117274f, -0.000379304838f,
+     -0.00126001565f, -0.00126061123f},
+    {0.00030764984f, 0.000142142933f, -0.000123421909f, -0.000181497409f, -7.06937572e-05f, 1.99324677e-05f,
+     3.43333595e-05f, 1.8153014e-05f, 5.76788852e-06f, 1.24684436e-06f, 1.92575044e-07f, 2.17960174e-08f,
+     1.83537818e-09f, 1.16134886e-10f, 5.56561047e-12f, 1.76787404e-13f, 0.0f, 1.97035693e-13f,
+     5.44789431e-12f, 1.1441513e-10f, 1.81619986e-09f, 2.16428049e-08f, 1.91723359e-07f, 1.24372275e-06f,
+     5.76124194e-06f, 1.81485793e-05f, 3.43463107e-05f, 1.99622009e-05f, -7.0684262e-05f, -0.000181526018f,
+     -0.000123445454f, 0.000142147386f},
+    {4.57251502e-07f, -4.72307001e-05f, -3.13791134e-05f, 9.89958517e-06f, 2.08687179e-05f, 8.07791184e-06f,
+     -1.64626726e-06f, -2.80152631e-06f, -1.29705552e-06f, -3.53373679e-07f, -6.47351044e-08f, -8.40238989e-09f,
+     -7.9394824e-10f, -5.5509479e-11f, -2.88274244e-12f, -1.89238111e-13f, 0.0f, 9.08864726e-14f,
+     2.38234671e-12f, 4.69646613e-11f, 6.91103341e-10f, 7.51087814e-09f, 5.93208291e-08f, 3.31495045e-07f,
+     1.24515975e-06f, 2.76275364e-06f, 1.77951108e-06f, -7.71860687e-06f, -2.07297944e-05f, -1.04571427e-05f,
+     3.07066803e-05f, 4.74897679e-05f},
+};
+
+inline __m512 gelu16(__m512 x, const __m512 (&lo)[7], const __m512 (&hi)[7]) {
+  const __m512 two = _mm512_set1_ps(2.0f), round = _mm512_set1_ps(12582912.0f);  // 1.5 * 2^23
+  const __m512 c = _mm512_min_ps(_mm512_set1_ps(7.74f), _mm512_max_ps(_mm512_set1_ps(-8.25f), x));
+  const __m512 m = _mm512_fmadd_ps(c, two, round);  // round(2c) in the low mantissa bits
+  const __m512i k = _mm512_castps_si512(m);
+  const __m512 u = _mm512_fmsub_ps(c, two, _mm512_sub_ps(m, round));  // 2c - round(2c), exact
+  __m512 p = _mm512_permutex2var_ps(lo[6], k, hi[6]);
+  for (int d = 5; d >= 0; --d) p = _mm512_fmadd_ps(p, u, _mm512_permutex2var_ps(lo[d], k, hi[d]));
+  return _mm512_mul_ps(x, p);
+}
+
+}  // namespace
+
+void f32_gelu_erf__avx512(const float* x, float* y, int64_t n) {
+  __m512 lo[7], hi[7];
+  for (int d = 0; d < 7; ++d) {
+    lo[d] = _mm512_load_ps(kPhi[d]);
+    hi[d] = _mm512_load_ps(kPhi[d] + kLanes);
+  }
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(y + i, gelu16(_mm512_loadu_ps(x + i), lo, hi));
+  if (i < n) {
+    const __mmask16 tail = tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, tail, gelu16(_mm512_maskz_loadu_ps(tail, x + i), lo, hi));
+  }
+}
+
+namespace {
+
+// ---- Softmax / LogSoftmax -------------------------------------------------------------------------
+// Two passes over x and one over y: the max; exp(x - max) stored and summed; the scale (Softmax) or
+// (x - max) - log(sum) (LogSoftmax). A row stays in L1 across them.
+constexpr int64_t kShortRow = 256;  // rows up to this long are summed in float lanes
+constexpr int kRowGroup = 4;        // short rows processed together
+
+// The max / the sum of v's 16 lanes, in every lane.
+inline __m512 all_lanes_max(__m512 v) {
+  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+  v = _mm512_max_ps(v, _mm512_permute_ps(v, 0x4E));
+  return _mm512_max_ps(v, _mm512_permute_ps(v, 0xB1));
+}
+inline __m512 all_lanes_sum(__m512 v) {
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+  v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E));
+  return _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
+}
+
+// kRows rows of n <= kShortRow values, each pass interleaving the rows: one row's passes are chains
+// of dependent reductions (max, then sum, then the scale), and interleaving independent rows keeps
+// the vector units busy where a single row would wait on them. The float lane sums of a short row
+// are as accurate as the reference's float64 sum to ~1e-6, far inside the tolerance.
+template <int kRows>
+void softmax_short_rows(const float* x, float* y, int64_t n, bool log) {
+  const int64_t full = n - n % kLanes;
+  const __mmask16 tail = tail_mask(n - full);
+  const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 max[kRows], sum[kRows];
+  for (int r = 0; r < kRows; ++r) max[r] = minus_inf;
+  for (int64_t i = 0; i < full; i += kLanes)
+    for (int r = 0; r < kRows; ++r) max[r] = _mm512_max_ps(max[r], _mm512_loadu_ps(x + r * n + i));
+  // A NaN may be dropped here; it still reaches the whole row through exp(x - max) and the sum.
+  for (int r = 0; r < kRows; ++r) {
+    if (tail) max[r] = _mm512_max_ps(max[r], _mm512_mask_loadu_ps(minus_inf, tail, x + r * n + full));
+    max[r] = all_lanes_max(max[r]);
+    sum[r] = _mm512_setzero_ps();
+  }
+  for (int64_t i = 0; i < full; i += kLanes)
+    for (int r = 0; r < kRows; ++r) {
+      const __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(x + r * n + i), max[r]));
+      if (!log) _mm512_storeu_ps(y + r * n + i, e);
+      sum[r] = _mm512_add_ps(sum[r], e);
+    }
+  if (tail)
+    for (int r = 0; r < kRows; ++r) {
+      const __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + r * n + full), max[r]));
+      if (!log) _mm512_mask_storeu_ps(y + r * n + full, tail, e);
+      sum[r] = _mm512_mask_add_ps(sum[r], tail, sum[r], e);
+    }
+  if (log) {  // (x - max) - log(sum): folding max into the shift first would lose log(sum) at large |max|
+    for (int r = 0; r < kRows; ++r) {
+      const float total = _mm512_cvtss_f32(all_lanes_sum(sum[r]));
+      const __m512 log_sum = _mm512_set1_ps(static_cast<float>(std::log(static_cast<double>(total))));
+      const float* in = x + r * n;
+      float* out = y + r * n;
+      for (int64_t i = 0; i < full; i += kLanes)
+        _mm512_storeu_ps(out + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(in + i), max[r]), log_sum));
+      if (tail) {
+        const __m512 v = _mm512_maskz_loadu_ps(tail, in + full);
+        _mm512_mask_storeu_ps(out + full, tail, _mm512_sub_ps(_mm512_sub_ps(v, max[r]), log_sum));
+      }
+    }
+    return;
+  }
+  for (int r = 0; r < kRows; ++r) sum[r] = _mm512_div_ps(_mm512_set1_ps(1.0f), all_lanes_sum(sum[r]));
+  for (int64_t i = 0; i < full; i += kLanes)
+    for (int r = 0; r < kRows; ++r)
+      _mm512_storeu_ps(y + r * n + i, _mm512_mul_ps(_mm512_loadu_ps(y + r * n + i), sum[r]));
+  if (tail)
+    for (int r = 0; r < kRows; ++r)
+      _mm512_mask_storeu_ps(y + r * n + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + r * n + full), sum[r]));
+}
+
+// A row longer than kShortRow: the sum runs in float lanes over blocks of kShortRow values and in
+// double across blocks, so that a long row (a vocabulary) sums as accurately as the reference's
+// float64 does.
+void softmax_long_row(const float* x, float* y, int64_t n, bool log) {
+  const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512 m0 = minus_inf, m1 = minus_inf;  // two chains: vmaxps latency, not throughput, bounds one
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
+    m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+    m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + kLanes));
+  }
+  for (; i + kLanes <= n; i += kLanes) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+  if (i < n) m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(minus_inf, tail_mask(n - i), x + i));
+  const __m512 max = all_lanes_max(_mm512_max_ps(m0, m1));
+
+  __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
+  for (int64_t block = 0; block < n; block += kShortRow) {
+    const int64_t end = std::min(n, block + kShortRow);
+    __m512 sum = _mm512_setzero_ps();
+    for (i = block; i + kLanes <= end; i += kLanes) {
+      const __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(x + i), max));
+      if (!log) _mm512_storeu_ps(y + i, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    if (i < end) {
+      const __mmask16 tail = tail_mask(end - i);
+      const __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), max));
+      if (!log) _mm512_mask_storeu_ps(y + i, tail, e);
+      sum = _mm512_mask_add_ps(sum, tail, sum, e);
+    }
+    sum0 = _mm512_add_pd(sum0, low_to_double(sum));
+    sum1 = _mm512_add_pd(sum1, high_to_double(sum));
+  }
+  const double total = sum_lanes(sum0, sum1);
+
+  if (log) {
+    const __m512 log_sum = _mm512_set1_ps(static_cast<float>(std::log(total)));
+    for (i = 0; i + kLanes <= n; i += kLanes)
+      _mm512_storeu_ps(y + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), max), log_sum));
+    if (i < n) {
+      const __mmask16 tail = tail_mask(n - i);
+      const __m512 v = _mm512_maskz_loadu_ps(tail, x + i);
+      _mm512_mask_storeu_ps(y + i, tail, _mm512_sub_ps(_mm512_sub_ps(v, max), log_sum));
+    }
+  } else {
+    const __m512 scale = _mm512_set1_ps(static_cast<float>(1.0 / total));
+    for (i = 0; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), scale));
+    if (i < n) {
+      const __mmask16 tail = tail_mask(n - i);
+      _mm512_mask_storeu_ps(y + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + i), scale));
+    }
+  }
+}
+
+}  // namespace
+
+void f32_softmax_rows__avx512(const float* x, float* y, int64_t rows, int64_t n, bool log) {
+  if (n > kShortRow) {
+    for (int64_t r = 0; r < rows; ++r) softmax_long_row(x + r * n, y + r * n, n, log);
+    return;
+  }
+  int64_t r = 0;
+  for (; r + kRowGroup <= rows; r += kRowGroup) softmax_short_rows<kRowGroup>(x + r * n, y + r * n, n, log);
+  switch (rows - r) {
+    case 3: return softmax_short_rows<3>(x + r * n, y + r * n, n, log);
+    case 2: return softmax_short_rows<2>(x + r * n, y + r * n, n, log);
+    case 1: return softmax_short_rows<1>(x + r * n, y + r * n, n, log);
+    default: return;
+  }
+}
+
+// ---- LayerNormalization ---------------------------------------------------------------------------
+// Two passes in double lanes as the reference (the mean, then the variance around it: E[x^2] - E[x]^2
+// would cancel), one in float to write y. The mean is split into two floats, so that
+// (x - mean_hi) - mean_lo is x - mean to float precision even when |mean| >> the spread.
+void f32_layer_norm_row__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t n,
+                                float epsilon) {
+  const int64_t full = n - n % kLanes;
+  const __mmask16 tail = tail_mask(n - full);
+  // Four double accumulators per pass: the passes are chains of additions, latency-bound with fewer.
+  __m512d s[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+  const auto add_sum = [&s](int k, __m512 v) {
+    s[k] = _mm512_add_pd(s[k], low_to_double(v));
+    s[k + 1] = _mm512_add_pd(s[k + 1], high_to_double(v));
+  };
+  int64_t i = 0;
+  for (; i + 2 * kLanes <= full; i += 2 * kLanes) {
+    add_sum(0, _mm512_loadu_ps(x + i));
+    add_sum(2, _mm512_loadu_ps(x + i + kLanes));
+  }
+  if (i < full) add_sum(0, _mm512_loadu_ps(x + i));
+  if (tail) add_sum(2, _mm512_maskz_loadu_ps(tail, x + full));
+  const double mean = sum_lanes(_mm512_add_pd(s[0], s[1]), _mm512_add_pd(s[2], s[3])) / static_cast<double>(n);
+  const float mean_hi = static_cast<float>(mean);
+  const __m512 hi = _mm512_set1_ps(mean_hi), lo = _mm512_set1_ps(static_cast<float>(mean - mean_hi));
+
+  for (__m512d& sum : s) sum = _mm512_setzero_pd();
+  const auto add_square = [&s](int k, __m512 d) {
+    const __m512d d0 = low_to_double(d), d1 = high_to_double(d);
+    s[k] = _mm512_fmadd_pd(d0, d0, s[k]);
+    s[k + 1] = _mm512_fmadd_pd(d1, d1, s[k + 1]);
+  };
+  for (i = 0; i + 2 * kLanes <= full; i += 2 * kLanes) {
+    add_square(0, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), hi), lo));
+    add_square(2, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i + kLanes), hi), lo));
+  }
+  if (i < full) add_square(0, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), hi), lo));
+  if (tail) add_square(2, _mm512_maskz_sub_ps(tail, _mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), hi), lo));
+  const double variance = sum_lanes(_mm512_add_pd(s[0], s[1]), _mm512_add_pd(s[2], s[3])) / static_cast<double>(n);
+  const __m512 inv_std = _mm512_set1_ps(static_cast<float>(1.0 / std::sqrt(variance + epsilon)));
+
+  for (i = 0; i < full; i += kLanes) {
+    const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), hi), lo), inv_std);
+    const __m512 b = bias ? _mm512_loadu_ps(bias + i) : _mm512_setzero_ps();
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(v, _mm512_loadu_ps(scale + i), b));
+  }
+  if (tail) {
+    const __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), hi), lo);
+    const __m512 v = _mm512_mul_ps(d, inv_std);
+    const __m512 b = bias ? _mm512_maskz_loadu_ps(tail, bias + full) : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(y + full, tail, _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(tail, scale + full), b));
+  }
+}
+
+}  // namespace edgepack
+
+#endif
