@@ -148,6 +148,7 @@ struct Tile {
   const float* col_bias;  // this tile's first column, or null
   float lo, hi;
   const int64_t* b_offsets;  // in-place B: the K block's row offsets
+  int64_t lda;               // in-place A: the row stride
 };
 
 using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile& t);
@@ -155,10 +156,11 @@ using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile&
 // The register-tiled micro-kernel: a kRows x (kV * kWidth) block of C held in registers across the
 // K loop; each k step is kV panel loads of B, kRows broadcasts of A and kRows * kV FMAs. Edge tiles
 // use the instantiation with just the rows and vectors they need. A partial last vector of a packed
-// B is loaded whole (from the panel's zero padding) and only its stores are masked. With kInPlaceB,
-// B is not packed: row k of the tile starts at b + b_offsets[k], and a partial last vector is a
-// masked load, so no row is read past its last column.
-template <int kRows, int kV, bool kInPlaceB>
+// B is loaded whole (from the panel's zero padding) and only its stores are masked. With kInPlaceA,
+// A is not packed: `a` is the tile's first row at the K block's first column, and row r is t.lda
+// floats further on. With kInPlaceB, B is not packed: row k of the tile starts at b + b_offsets[k],
+// and a partial last vector is a masked load, so no row is read past its last column.
+template <int kRows, int kV, bool kInPlaceA, bool kInPlaceB>
 void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   using V = Isa::V;
   constexpr int W = Isa::kWidth;
@@ -169,6 +171,9 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
     for (int v = 0; v < kV; ++v) acc[r][v] = Isa::zero();
   }
   const int tail = t.cols - (kV - 1) * W;  // valid lanes of the last vector, 1..W
+  const float* arow[kRows];
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) arow[r] = a + (kInPlaceA ? r * t.lda : r);
   for (int64_t k = 0; k < kc; ++k) {
     const float* brow = kInPlaceB ? b + t.b_offsets[k] : b + k * kTileN;
     V bv[kV];
@@ -177,11 +182,10 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
       bv[v] = !kInPlaceB || v + 1 < kV || tail == W ? Isa::load(brow + v * W) : Isa::load_n(brow + v * W, tail);
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
-      const V av = Isa::broadcast(a + r);
+      const V av = Isa::broadcast(arow[r] + (kInPlaceA ? k : k * kTileM));
 #pragma GCC unroll 16
       for (int v = 0; v < kV; ++v) acc[r][v] = Isa::fma(av, bv[v], acc[r][v]);
     }
-    a += kTileM;
   }
 
   const V lo = Isa::set1(t.lo), hi = Isa::set1(t.hi);
@@ -209,15 +213,19 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   }
 }
 
-// [rows - 1][vectors - 1], flattened, for packed and for in-place B
-template <bool kInPlaceB, size_t... I>
+// [rows - 1][vectors - 1], flattened, per operand form
+template <bool kInPlaceA, bool kInPlaceB, size_t... I>
 constexpr std::array<UKernel, sizeof...(I)> make_ukernels(std::index_sequence<I...>) {
-  return {{&ukernel<static_cast<int>(I / kVecs) + 1, static_cast<int>(I % kVecs) + 1, kInPlaceB>...}};
+  return {{&ukernel<static_cast<int>(I / kVecs) + 1, static_cast<int>(I % kVecs) + 1, kInPlaceA, kInPlaceB>...}};
 }
-constexpr std::array<UKernel, kTileM * kVecs> kPackedBKernels =
-    make_ukernels<false>(std::make_index_sequence<kTileM * kVecs>{});
-constexpr std::array<UKernel, kTileM * kVecs> kInPlaceBKernels =
-    make_ukernels<true>(std::make_index_sequence<kTileM * kVecs>{});
+template <bool kInPlaceA, bool kInPlaceB>
+constexpr std::array<UKernel, kTileM * kVecs> kUKernels =
+    make_ukernels<kInPlaceA, kInPlaceB>(std::make_index_sequence<kTileM * kVecs>{});
+
+const UKernel* ukernels_for(bool in_place_a, bool in_place_b) {
+  if (in_place_a) return in_place_b ? kUKernels<true, true>.data() : kUKernels<true, false>.data();
+  return in_place_b ? kUKernels<false, true>.data() : kUKernels<false, false>.data();
+}
 
 void pack_operand_a(const Problem& p, int64_t first, int64_t end) {
   pack_a(p.a.src, p.a.rs, p.a.cs, p.m, p.k, first, end, p.a.scratch);
@@ -227,6 +235,8 @@ void pack_operand_b(const Problem& p, int64_t first, int64_t end) {
   const Operand& o = p.b;
   if (o.pack != nullptr) {
     o.pack(o.ctx, o.src, first, end, o.scratch);
+  } else if (o.row_offsets != nullptr) {
+    pack_b_rows(o.src, o.row_offsets, p.k, p.n, first, end, o.scratch);
   } else {
     pack_b(o.src, o.rs, o.cs, p.k, p.n, first, end, o.scratch);
   }
@@ -238,13 +248,14 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   if (own_a) pack_operand_a(p, ma, mb);
   const float* pa = p.a.panels();
   const float* pb = p.b.panels();
-  const bool in_place_b = p.b.row_offsets != nullptr;
-  const UKernel* ukernels = in_place_b ? kInPlaceBKernels.data() : kPackedBKernels.data();
+  const bool in_place_a = p.a.a_in_place(), in_place_b = p.b.b_in_place();
+  const UKernel* ukernels = ukernels_for(in_place_a, in_place_b);
   const Epilogue& e = p.epilogue;
   const int64_t blocks = k_blocks(p.k), m_pad = panels_a(p.m) * kTileM;
 
   Tile t{};
   t.ldc = p.ldc;
+  t.lda = p.a.rs;
   t.lo = e.lo;
   t.hi = e.hi;
   for (int64_t jc = na; jc < nb; jc += kNcPanels) {
@@ -252,7 +263,8 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
     if (own_b) pack_operand_b(p, jc, jc_end);
     for (int64_t kb = 0; kb < blocks; ++kb) {
       const int64_t k0 = k_begin(p.k, blocks, kb), kc = k_begin(p.k, blocks, kb + 1) - k0;
-      const float* a_block = pa + k0 * m_pad;  // this K block of every A panel, contiguous
+      // this K block of every A panel: contiguous when packed, else columns [k0, k0 + kc) of the rows
+      const float* a_block = in_place_a ? p.a.src + k0 : pa + k0 * m_pad;
       t.b_offsets = in_place_b ? p.b.row_offsets + k0 : nullptr;
       t.accumulate = kb > 0;
       t.finish = kb + 1 == blocks;
@@ -269,7 +281,8 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
             const int rows = static_cast<int>(std::min<int64_t>(kTileM, p.m - row0));
             t.c = p.c + row0 * p.ldc + col0;
             t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
-            ukernels[(rows - 1) * kVecs + (vecs - 1)](kc, a_block + ir * kc * kTileM, bp, t);
+            const float* ap = in_place_a ? a_block + row0 * p.a.rs : a_block + ir * kc * kTileM;
+            ukernels[(rows - 1) * kVecs + (vecs - 1)](kc, ap, bp, t);
           }
         }
       }
@@ -318,9 +331,26 @@ void pack_b(const float* src, int64_t rs, int64_t cs, int64_t k, int64_t cols, i
   }
 }
 
+void pack_b_rows(const float* src, const int64_t* row_offsets, int64_t k, int64_t cols, int64_t first, int64_t end,
+                 float* dst) {
+  for (int64_t p = first; p < end; ++p) {
+    float* out = dst + p * kTileN * k;
+    const int64_t col0 = p * kTileN;
+    const int valid = static_cast<int>(std::min<int64_t>(kTileN, cols - col0));
+    if (valid == kTileN) {
+      for (int64_t kk = 0; kk < k; ++kk, out += kTileN) std::memcpy(out, src + row_offsets[kk] + col0, sizeof(float) * kTileN);
+      continue;
+    }
+    for (int64_t kk = 0; kk < k; ++kk, out += kTileN) {
+      std::memcpy(out, src + row_offsets[kk] + col0, sizeof(float) * valid);
+      std::fill(out + valid, out + kTileN, 0.0f);
+    }
+  }
+}
+
 void sgemm_serial(const Problem& p) {
   if (p.m <= 0 || p.n <= 0) return;
-  compute_rect(p, 0, panels_a(p.m), 0, panels_b(p.n), p.a.needs_packing(), p.b.needs_packing());
+  compute_rect(p, 0, panels_a(p.m), 0, panels_b(p.n), p.a.needs_packing_a(), p.b.needs_packing_b());
 }
 
 void sgemm(const Problem& p, ThreadPool* pool) {
@@ -330,30 +360,32 @@ void sgemm(const Problem& p, ThreadPool* pool) {
     sgemm_serial(p);
     return;
   }
-  // Split the tile grid along M or N, whichever leaves the busiest thread the least work. The
-  // operand along the split is packed by its owner; the other one, needed by every thread, first.
+  // Split the tile grid along M or N, whichever leaves the busiest thread the least work; on a tie,
+  // along the larger operand, so that each thread streams only its share of it (e.g. the 2048 x 512
+  // weights of a 1x1 conv over 7x7 pixels, rather than all of them per thread). The operand along
+  // the split is packed by its owner; the other one, needed by every thread, first.
   const int64_t pm = panels_a(p.m), pn = panels_b(p.n);
   const int64_t cost_n = (pn + threads - 1) / threads * kTileN * pm * kTileM;
   const int64_t cost_m = (pm + threads - 1) / threads * kTileM * pn * kTileN;
-  if (cost_n <= cost_m) {
-    if (p.a.needs_packing()) {
+  if (cost_n < cost_m || (cost_n == cost_m && pn * kTileN > pm * kTileM)) {
+    if (p.a.needs_packing_a()) {
       if (packed_a_floats(p.m, p.k) <= kInlinePackFloats) {
         pack_operand_a(p, 0, pm);
       } else {
         pool->parallel_for(pm, [&](int64_t b, int64_t e) { pack_operand_a(p, b, e); });
       }
     }
-    const bool own_b = p.b.needs_packing();
+    const bool own_b = p.b.needs_packing_b();
     pool->parallel_for(pn, [&](int64_t b, int64_t e) { compute_rect(p, 0, pm, b, e, false, own_b); });
   } else {
-    if (p.b.needs_packing()) {
+    if (p.b.needs_packing_b()) {
       if (packed_b_floats(p.k, p.n) <= kInlinePackFloats) {
         pack_operand_b(p, 0, pn);
       } else {
         pool->parallel_for(pn, [&](int64_t b, int64_t e) { pack_operand_b(p, b, e); });
       }
     }
-    const bool own_a = p.a.needs_packing();
+    const bool own_a = p.a.needs_packing_a();
     pool->parallel_for(pm, [&](int64_t b, int64_t e) { compute_rect(p, b, e, 0, pn, own_a, false); });
   }
 }

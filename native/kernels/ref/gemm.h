@@ -11,9 +11,11 @@
 // Edge panels are zero-padded, so the micro-kernel never reads past a panel. The layout depends only
 // on the shape, so a constant operand is packed once at prepare.
 //
-// A run-time operand is packed on demand into caller-provided scratch from a strided matrix; a B can
-// also come from a custom packer (Conv's im2col writes straight into B panels, skipping the column
-// matrix) or be read in place, unpacked, through per-row offsets.
+// A run-time operand is packed on demand into caller-provided scratch from a strided matrix, or read
+// where it lies: an A whose rows are contiguous (column stride 1) is always read in place, its values
+// broadcast straight from the rows, as packing would only reorder what the micro-kernel broadcasts
+// one value at a time anyway. A B can also be given by per-row offsets (a stride-1 view of a
+// convolution's input: see conv.cpp), read in place or packed, or come from a custom packer.
 #pragma once
 
 #include <cstdint>
@@ -58,20 +60,23 @@ void pack_a(const float* src, int64_t rs, int64_t cs, int64_t rows, int64_t k, i
             float* dst);
 void pack_b(const float* src, int64_t rs, int64_t cs, int64_t k, int64_t cols, int64_t first, int64_t end,
             float* dst);
+// Packs panels [first, end) of a `k` x `cols` B whose row kk is the floats at src + row_offsets[kk].
+void pack_b_rows(const float* src, const int64_t* row_offsets, int64_t k, int64_t cols, int64_t first, int64_t end,
+                 float* dst);
 
 // Writes panels [first, end) of a B operand into `dst` (the start of the whole packed operand).
 using PackFn = void (*)(const void* ctx, const float* src, int64_t first, int64_t end, float* dst);
 
-// One GEMM operand: already packed, packed on demand into `scratch` during sgemm(), or (B only)
-// read in place through row offsets.
+// One GEMM operand: already packed, packed on demand into `scratch` during sgemm(), or read in place
+// (an A with cs == 1; a B through row offsets without scratch).
 struct Operand {
   const float* packed = nullptr;   // ready panels (e.g. weights packed at prepare)
-  const float* src = nullptr;      // else: the source, read by `pack`, as a strided matrix, or in place
+  const float* src = nullptr;      // else: the source, read by `pack`, as a strided matrix, or by rows
   int64_t rs = 0, cs = 0;          // strides of the strided source (when pack is null)
   PackFn pack = nullptr;
   const void* ctx = nullptr;
   float* scratch = nullptr;        // packed_a_floats / packed_b_floats, 64-byte aligned
-  const int64_t* row_offsets = nullptr;  // in-place B: element (k, col) is src[row_offsets[k] + col]
+  const int64_t* row_offsets = nullptr;  // B by rows: element (k, col) is src[row_offsets[k] + col]
 
   static Operand prepacked(const float* panels) {
     Operand o;
@@ -105,7 +110,17 @@ struct Operand {
     o.row_offsets = row_offsets;
     return o;
   }
-  bool needs_packing() const { return packed == nullptr && row_offsets == nullptr; }
+  // B given by rows as for in_place(), packed into `scratch` (for many rows of A: see kInPlaceMaxRows).
+  static Operand rows(const float* src, const int64_t* row_offsets, float* scratch) {
+    Operand o = in_place(src, row_offsets);
+    o.scratch = scratch;
+    return o;
+  }
+  // A row-major A (cs == 1) is read in place; B by rows is read in place unless given scratch.
+  bool a_in_place() const { return packed == nullptr && pack == nullptr && row_offsets == nullptr && cs == 1; }
+  bool b_in_place() const { return packed == nullptr && row_offsets != nullptr && scratch == nullptr; }
+  bool needs_packing_a() const { return packed == nullptr && !a_in_place(); }
+  bool needs_packing_b() const { return packed == nullptr && !b_in_place(); }
   const float* panels() const { return packed != nullptr ? packed : scratch; }
 };
 
