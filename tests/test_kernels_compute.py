@@ -151,7 +151,7 @@ def test_conv_pointwise_spatial_tile_edges(hw):
     ((3, 3), (1, 2), (0, 1, 2, 0), (1, 1)),     # asymmetric everything
     ((2, 4), (2, 1), (1, 0, 0, 3), (2, 1)),
     ((1, 1), (2, 2), (0, 0, 0, 0), (1, 1)),     # strided 1x1 (ResNet downsample)
-    ((1, 1), (1, 1), (1, 0, 0, 1), (1, 1)),     # padded 1x1 goes through im2col
+    ((1, 1), (1, 1), (1, 0, 0, 1), (1, 1)),     # padded 1x1 goes through the shifted (phase plane) path
     ((7, 7), (2, 2), (3, 3, 3, 3), (1, 1)),     # ResNet stem
     ((5, 5), (3, 3), (4, 4, 4, 4), (1, 1)),     # padding wider than the input under some taps
     ((3, 1), (1, 1), (1, 0, 1, 0), (1, 1)),     # kw == 1: the stride-1 path writes Y directly
@@ -232,6 +232,17 @@ def test_conv_large_threaded(num_threads):
     check("Conv", conv_attrs(pads=(1, 1, 1, 1)), [x, w, randn(512)], consts={1, 2}, num_threads=num_threads)
     x, w = randn(1, 64, 30, 30), weights(128, 64, 1, 1, fan_in=64)
     check("Conv", conv_attrs(), [x, w], consts={1}, num_threads=num_threads)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("kernel,pads", [((1, 1), (0, 0, 0, 0)), ((3, 3), (1, 1, 1, 1)), ((1, 1), (1, 0, 0, 1))])
+@pytest.mark.parametrize("group", [1, 2])
+def test_conv_strided_many_channels(kernel, pads, group, num_threads):
+    # Mg > 128: strided 1x1 convs pack B from the phase planes, 3x3 ones read them in place.
+    c, m = 12 * group, 136 * group
+    x, w = randn(1, c, 13, 11), weights(m, c // group, *kernel, fan_in=c // group * kernel[0] * kernel[1])
+    check("Conv", conv_attrs(strides=(2, 2), pads=pads, group=group, act="relu"), [x, w, randn(m)], consts={1, 2},
+          num_threads=num_threads)
 
 
 def test_conv_grouped_threaded():

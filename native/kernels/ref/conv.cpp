@@ -1,19 +1,21 @@
 // Conv and ConvTranspose (float32, NCHW, constant weights).
 //
-// Conv picks one of four paths at prepare():
+// Conv picks one of three paths at prepare():
 //   depthwise  (C/group == 1 and M/group == 1): a direct kernel on padded, stride-split planes
 //              (depthwise.h);
 //   pointwise  (1x1, stride 1, no padding): per group, Y_g[Mg, HW] = W_g[Mg, Cg] · X_g[Cg, HW] is a
 //              GEMM straight on the input (read in place for few output channels, else packed);
-//   shifted    (other stride-1 convs): the input is copied once into a zero-padded plane of width
-//              PW = W + pl + pr. Output pixel (y, x) and tap (i, j) then read padded[y + i*dh][x + j*dw],
-//              so over the padded-width grid of OH x PW outputs, im2col row (c, i, j) is the padded
-//              input itself shifted by c*plane + i*dh*PW + j*dw: the GEMM reads B in place, with no
-//              im2col at all. The PW - OW extra columns per row are computed and dropped when the
-//              result is compacted into Y (unless kw == 1, where PW == OW and Y is written directly);
-//   im2col     (strided convs): the GEMM with B = the im2col matrix [Cg*kh*kw, OH*OW], written
-//              directly in the GEMM's packed panel layout (no intermediate column matrix) by the
-//              thread that computes those output columns.
+//   shifted    (all other convs): the input is copied once into zero-padded planes (PH x PW, PW =
+//              W + pl + pr) split by the stride into phases, as depthwise.h does: phase (a, b) holds
+//              the padded rows a, a + sh, ... and columns b, b + sw, ..., a plane of PHs x PWs
+//              (PHs = ceil(PH / sh), PWs = ceil(PW / sw)); only the phases some tap reads are built.
+//              Output (y, x) under tap (i, j) reads padded (y*sh + i*dh, x*sw + j*dw), which is
+//              phase ((i*dh) % sh, (j*dw) % sw) at (y + (i*dh) / sh, x + (j*dw) / sw). So over the grid
+//              of OH x PWs outputs, im2col row (c, i, j) is a phase plane itself, shifted: the GEMM's
+//              B is given by row offsets, with no im2col matrix at all, and is read in place (see
+//              prepare_shifted) or packed with plain row copies. The PWs - OW extra columns per grid
+//              row are computed and dropped when the result is compacted into Y (unless PWs == OW,
+//              e.g. kw == 1 with no column padding, where Y is written directly).
 // Weights are packed once at prepare(); bias and the fused activation run in the GEMM epilogue.
 //
 // ConvTranspose is a GEMM then col2im: per group, col[Mg*kh*kw, H*W] = W_g^T · X_g, and every
@@ -58,58 +60,6 @@ Status read_bias(const OpInfo& op, const std::vector<const Tensor*>& ins, int64_
 
 // ---- Conv -----------------------------------------------------------------------------------------
 
-// Writes B panels of the im2col matrix of one image and group: row (c, i, j) of the matrix holds,
-// for every output pixel, the input it multiplies with tap (i, j) of channel c (0 in the padding).
-// Output pixels are walked in runs that share an output row, so a tap's inputs are one strided
-// (for stride 1: contiguous) segment of an input row.
-struct Im2col {
-  int64_t c = 0, h = 0, w = 0;
-  int64_t kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, pt = 0;
-  int64_t oh = 0, ow = 0;
-  std::vector<Tap> col_taps;  // per kernel column j
-
-  static void pack(const void* ctx, const float* src, int64_t first, int64_t end, float* dst) {
-    const Im2col& g = *static_cast<const Im2col*>(ctx);
-    constexpr int64_t kN = gemm::kTileN;
-    const int64_t k = g.c * g.kh * g.kw, pixels = g.oh * g.ow;
-    for (int64_t p = first; p < end; ++p) {
-      float* panel = dst + p * kN * k;
-      const int64_t first_pixel = p * kN;
-      const int64_t valid = std::min(kN, pixels - first_pixel);
-      for (int64_t t = 0; t < valid;) {
-        const int64_t oy = (first_pixel + t) / g.ow, x0 = (first_pixel + t) % g.ow;
-        const int64_t len = std::min(valid - t, g.ow - x0), x1 = x0 + len;
-        for (int64_t c = 0; c < g.c; ++c) {
-          for (int64_t i = 0; i < g.kh; ++i) {
-            float* out = panel + (c * g.kh + i) * g.kw * kN + t - x0;  // out[x]: pixel x of this run
-            const int64_t iy = oy * g.sh - g.pt + i * g.dh;
-            if (iy < 0 || iy >= g.h) {
-              for (int64_t j = 0; j < g.kw; ++j, out += kN) std::fill(out + x0, out + x1, 0.0f);
-              continue;
-            }
-            const float* row = src + (c * g.h + iy) * g.w;
-            for (int64_t j = 0; j < g.kw; ++j, out += kN) {
-              const Tap& tap = g.col_taps[j];
-              const int64_t lo = std::min(std::max(tap.lo, x0), x1), hi = std::max(std::min(tap.hi, x1), lo);
-              const float* in = row + tap.offset;  // in[x * sw]: the input under pixel x
-              std::fill(out + x0, out + lo, 0.0f);
-              if (g.sw == 1) {
-                for (int64_t x = lo; x < hi; ++x) out[x] = in[x];
-              } else {
-                for (int64_t x = lo; x < hi; ++x) out[x] = in[x * g.sw];
-              }
-              std::fill(out + hi, out + x1, 0.0f);
-            }
-          }
-        }
-        t += len;
-      }
-      if (valid < kN)  // zero padding of the last panel
-        for (int64_t r = 0; r < k; ++r) std::fill(panel + r * kN + valid, panel + (r + 1) * kN, 0.0f);
-    }
-  }
-};
-
 class ConvKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
@@ -127,9 +77,7 @@ class ConvKernel final : public OpKernel {
       return bad(op, "input " + x.shape_str() + " and weight " + w.shape_str() + " are too large");
     k_ = k;
     pixels_ = pixels;
-    taps_.clear();
     offsets_.clear();
-    for (int64_t j = 0; j < g_.kw; ++j) taps_.push_back(make_tap(j * g_.dw - g_.pl, g_.sw, g_.w, g_.ow));
 
     if (g_.depthwise()) {
       path_ = Path::kDepthwise;  // reads the weights in place: [C, 1, kh, kw] is already per channel
@@ -150,37 +98,21 @@ class ConvKernel final : public OpKernel {
       gemm::pack_a(w.as<const float>() + grp * g_.mg * k_, k_, 1, g_.mg, k_, 0, gemm::panels_a(g_.mg),
                    packed_.data() + grp * packed_a_floats_);
 
-    const bool stride1 = g_.sh == 1 && g_.sw == 1;
-    const bool pointwise = stride1 && g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
-    path_ = pointwise ? Path::kPointwise : stride1 ? Path::kShifted : Path::kIm2col;
+    const bool pointwise = g_.sh == 1 && g_.sw == 1 && g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 &&
+                           g_.pb == 0 && g_.pr == 0;
+    path_ = pointwise ? Path::kPointwise : Path::kShifted;
     int64_t scratch = 0;
     if (path_ == Path::kShifted) {
       EP_RETURN_IF_ERROR(prepare_shifted(op, &scratch));
+    } else if (g_.mg <= gemm::kInPlaceMaxRows) {
+      for (int64_t c = 0; c < g_.cg; ++c) offsets_.push_back(c * pixels_);  // input row c of the group
     } else {
-      // One packed B (the input, or its im2col) per group: groups may run concurrently.
+      // One packed B (the input) per group: groups may run concurrently.
       int64_t panel_b = 0;
       if (!gemm::checked_mul(gemm::panels_b(pixels_) * gemm::kTileN, k_, &panel_b) ||
           !gemm::checked_mul(gemm::whole_lines(panel_b), g_.group, &scratch))
         return bad(op, "input " + x.shape_str() + " and output " + y.shape_str() + " are too large");
       packed_b_floats_ = gemm::whole_lines(panel_b);
-    }
-    if (path_ == Path::kPointwise && g_.mg <= gemm::kInPlaceMaxRows) {
-      for (int64_t c = 0; c < g_.cg; ++c) offsets_.push_back(c * pixels_);  // input row c of the group
-      scratch = 0;
-    }
-    if (path_ == Path::kIm2col) {
-      im2col_.c = g_.cg;
-      im2col_.h = g_.h;
-      im2col_.w = g_.w;
-      im2col_.kh = g_.kh;
-      im2col_.kw = g_.kw;
-      im2col_.sh = g_.sh;
-      im2col_.sw = g_.sw;
-      im2col_.dh = g_.dh;
-      im2col_.pt = g_.pt;
-      im2col_.oh = g_.oh;
-      im2col_.ow = g_.ow;
-      im2col_.col_taps = taps_;
     }
     scratch_bytes = static_cast<size_t>(scratch) * sizeof(float);
     return Status::Ok();
@@ -209,13 +141,10 @@ class ConvKernel final : public OpKernel {
         p->n = pixels_;
         p->k = k_;
         p->a = gemm::Operand::prepacked(packed_.data() + grp * packed_a_floats_);
-        float* panels = scratch + grp * packed_b_floats_;
-        if (path_ == Path::kPointwise && !offsets_.empty()) {
+        if (!offsets_.empty()) {
           p->b = gemm::Operand::in_place(xn + grp * in_group, offsets_.data());
-        } else if (path_ == Path::kPointwise) {
-          p->b = gemm::Operand::strided(xn + grp * in_group, pixels_, 1, panels);
         } else {
-          p->b = gemm::Operand::custom(&Im2col::pack, &im2col_, xn + grp * in_group, panels);
+          p->b = gemm::Operand::strided(xn + grp * in_group, pixels_, 1, scratch + grp * packed_b_floats_);
         }
         p->c = yn + grp * out_group;
         p->ldc = pixels_;
@@ -227,69 +156,117 @@ class ConvKernel final : public OpKernel {
   }
 
  private:
-  enum class Path { kDepthwise, kPointwise, kShifted, kIm2col };
+  enum class Path { kDepthwise, kPointwise, kShifted };
 
   // The geometry of the shifted path, and the scratch it needs (floats).
   Status prepare_shifted(const OpInfo& op, int64_t* scratch_floats) {
-    const int64_t ph = g_.h + g_.pt + g_.pb;
-    pw_ = g_.w + g_.pl + g_.pr;
-    int64_t padded = 0, out = 0;
-    if (!gemm::checked_mul(ph, pw_, &plane_) || !gemm::checked_mul(g_.oh, pw_, &grid_) ||
-        !gemm::checked_mul(g_.c, plane_, &padded) || !gemm::checked_mul(g_.m, grid_, &out))
+    const int64_t ph = g_.h + g_.pt + g_.pb, pw = g_.w + g_.pl + g_.pr;
+    phase_h_ = (ph + g_.sh - 1) / g_.sh;
+    phase_w_ = (pw + g_.sw - 1) / g_.sw;
+    // The phases some tap reads, in order; slot_[a * sw + b] is the place of phase (a, b) among them.
+    std::vector<int64_t> slot(g_.sh * g_.sw, -1);
+    for (int64_t i = 0; i < g_.kh; ++i)
+      for (int64_t j = 0; j < g_.kw; ++j) slot[(i * g_.dh) % g_.sh * g_.sw + (j * g_.dw) % g_.sw] = 0;
+    phases_.clear();
+    for (int64_t p = 0; p < g_.sh * g_.sw; ++p)
+      if (slot[p] == 0) {
+        slot[p] = static_cast<int64_t>(phases_.size());
+        phases_.push_back(p);
+      }
+    const int64_t used = static_cast<int64_t>(phases_.size());
+    int64_t phase = 0, channel = 0, padded = 0, out = 0, panel_b = 0, packed = 0;
+    if (!gemm::checked_mul(phase_h_, phase_w_, &phase) || !gemm::checked_mul(phase, used, &channel) ||
+        !gemm::checked_mul(g_.c, channel, &padded) || !gemm::checked_mul(g_.oh, phase_w_, &grid_) ||
+        !gemm::checked_mul(g_.m, grid_, &out) ||
+        !gemm::checked_mul(gemm::panels_b(grid_) * gemm::kTileN, k_, &panel_b) ||
+        !gemm::checked_mul(gemm::whole_lines(panel_b), g_.group, &packed))
       return bad(op, "the padded input is too large");
-    // The last row of the grid, shifted by the widest tap, reads (kw - 1) * dw floats (for dropped
-    // columns only) past the padded planes.
-    padded_floats_ = gemm::whole_lines(padded + (g_.kw - 1) * g_.dw);
-    compact_ = pw_ != g_.ow;
-    *scratch_floats = padded_floats_ + (compact_ ? gemm::whole_lines(out) : 0);
+    phase_floats_ = phase;
+    channel_floats_ = channel;
+    // Over the grid, a tap reads at most (i*dh) / sh rows further down its phase, which stays inside
+    // the plane; the last row, shifted by the widest tap, reads ((kw - 1) * dw) / sw floats past
+    // (for dropped columns only) the last plane.
+    padded_floats_ = gemm::whole_lines(padded + (g_.kw - 1) * g_.dw / g_.sw);
+    compact_ = phase_w_ != g_.ow;
+    // B is read in place when few output channels reuse it, and whenever the kernel has several taps:
+    // its kh*kw rows per channel are then shifted views of the same plane, so in place it occupies the
+    // caches kh*kw times less than packed (measured faster at every Mg on ResNet's 3x3 convs). A 1x1
+    // (strided) conv over many channels packs, like the pointwise path.
+    const bool in_place = g_.mg <= gemm::kInPlaceMaxRows || g_.kh * g_.kw > 1;
+    packed_b_floats_ = in_place ? 0 : gemm::whole_lines(panel_b);
+    *scratch_floats = padded_floats_ + (packed_b_floats_ > 0 ? packed : 0) + (compact_ ? gemm::whole_lines(out) : 0);
     for (int64_t c = 0; c < g_.cg; ++c)
       for (int64_t i = 0; i < g_.kh; ++i)
-        for (int64_t j = 0; j < g_.kw; ++j) offsets_.push_back(c * plane_ + i * g_.dh * pw_ + j * g_.dw);
+        for (int64_t j = 0; j < g_.kw; ++j) {
+          const int64_t p = (i * g_.dh) % g_.sh * g_.sw + (j * g_.dw) % g_.sw;
+          offsets_.push_back(c * channel_floats_ + slot[p] * phase_floats_ + (i * g_.dh) / g_.sh * phase_w_ +
+                             (j * g_.dw) / g_.sw);
+        }
     return Status::Ok();
+  }
+
+  // Copies image xn into its padded phase planes: row r of them is row r % PHs of phase slot
+  // (r / PHs) % (phases) of channel r / (PHs * phases).
+  void fill_phases(const float* xn, float* padded, ThreadPool* pool) const {
+    const int64_t used = static_cast<int64_t>(phases_.size()), in_plane = g_.h * g_.w;
+    const int64_t row_grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, phase_w_));
+    pool->parallel_for(g_.c * used * phase_h_, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        float* dst = padded + r * phase_w_;
+        const int64_t c = r / (used * phase_h_), p = phases_[(r / phase_h_) % used];
+        const int64_t iy = r % phase_h_ * g_.sh + p / g_.sw - g_.pt;
+        if (iy < 0 || iy >= g_.h) {
+          std::fill(dst, dst + phase_w_, 0.0f);
+          continue;
+        }
+        // Phase column u holds padded column u * sw + b, input column u * sw + b - pl.
+        const Tap tap = make_tap(p % g_.sw - g_.pl, g_.sw, g_.w, phase_w_);
+        const float* in = xn + c * in_plane + iy * g_.w + tap.offset;  // in[u * sw]: phase column u
+        std::fill(dst, dst + tap.lo, 0.0f);
+        if (g_.sw == 1) {
+          std::copy(in + tap.lo, in + tap.hi, dst + tap.lo);
+        } else if (g_.sw == 2) {
+          for (int64_t u = tap.lo; u < tap.hi; ++u) dst[u] = in[u * 2];
+        } else {
+          for (int64_t u = tap.lo; u < tap.hi; ++u) dst[u] = in[u * g_.sw];
+        }
+        std::fill(dst + tap.hi, dst + phase_w_, 0.0f);
+      }
+    }, row_grain);
+    std::fill(padded + g_.c * channel_floats_, padded + padded_floats_, 0.0f);
   }
 
   void run_shifted(const float* x, const float* bias, float* y, float* scratch, ThreadPool* pool) const {
     float* padded = scratch;
-    float* grid_out = scratch + padded_floats_;  // the OH x PW results, when they need compacting
-    const int64_t in_plane = g_.h * g_.w;
-    const int64_t row_grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, pw_));
+    float* panels = padded + padded_floats_;  // packed B per group, when B is packed
+    float* grid_out = panels + (packed_b_floats_ > 0 ? packed_b_floats_ * g_.group : 0);  // when compacting
+    const int64_t row_grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, phase_w_));
     for (int64_t n = 0; n < g_.n; ++n) {
-      const float* xn = x + n * g_.c * in_plane;
+      const float* xn = x + n * g_.c * g_.h * g_.w;
       float* yn = y + n * g_.m * pixels_;
-      // Copy the image into its zero-padded planes (and zero the tail read past the last plane).
-      const int64_t ph = plane_ / pw_;
-      pool->parallel_for(g_.c * ph, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          float* dst = padded + r * pw_;
-          const int64_t c = r / ph, iy = r % ph - g_.pt;
-          if (iy < 0 || iy >= g_.h) {
-            std::fill(dst, dst + pw_, 0.0f);
-            continue;
-          }
-          std::fill(dst, dst + g_.pl, 0.0f);
-          std::copy(xn + c * in_plane + iy * g_.w, xn + c * in_plane + (iy + 1) * g_.w, dst + g_.pl);
-          std::fill(dst + g_.pl + g_.w, dst + pw_, 0.0f);
-        }
-      }, row_grain);
-      std::fill(padded + g_.c * plane_, padded + padded_floats_, 0.0f);
-
+      fill_phases(xn, padded, pool);
       float* out = compact_ ? grid_out : yn;
       gemm::sgemm_batch(g_.group, [&](int64_t grp, gemm::Problem* p) {
         p->m = g_.mg;
         p->n = grid_;
         p->k = k_;
         p->a = gemm::Operand::prepacked(packed_.data() + grp * packed_a_floats_);
-        p->b = gemm::Operand::in_place(padded + grp * g_.cg * plane_, offsets_.data());
+        const float* b = padded + grp * g_.cg * channel_floats_;
+        if (packed_b_floats_ > 0) {
+          p->b = gemm::Operand::rows(b, offsets_.data(), panels + grp * packed_b_floats_);
+        } else {
+          p->b = gemm::Operand::in_place(b, offsets_.data());
+        }
         p->c = out + grp * g_.mg * grid_;
         p->ldc = grid_;
         p->epilogue = epilogue_;
         if (bias != nullptr) p->epilogue.bias = bias + grp * g_.mg;
       }, pool);
 
-      if (compact_) {  // drop the PW - OW columns of each output row that only exist in the grid
+      if (compact_) {  // drop the PWs - OW columns of each output row that only exist in the grid
         pool->parallel_for(g_.m * g_.oh, [&](int64_t begin, int64_t end) {
           for (int64_t r = begin; r < end; ++r) {
-            const float* src = grid_out + r * pw_;
+            const float* src = grid_out + r * phase_w_;
             std::copy(src, src + g_.ow, yn + r * g_.ow);
           }
         }, row_grain);
@@ -298,17 +275,17 @@ class ConvKernel final : public OpKernel {
   }
 
   Geometry g_;
-  Path path_ = Path::kIm2col;
+  Path path_ = Path::kShifted;
   bool has_bias_ = false;
   int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
-  std::vector<Tap> taps_;       // per kernel column
-  Im2col im2col_;
   DepthwisePlan depthwise_;
-  // In-place B: row k of the group's B starts at offsets_[k] (in the input for the pointwise path,
-  // in the padded planes for the shifted one); empty when B is packed.
+  // B by rows: row k of the group's B starts at offsets_[k] (in the input for the pointwise path,
+  // in the padded phase planes for the shifted one); empty when the pointwise path packs B.
   std::vector<int64_t> offsets_;
-  // The shifted path: padded planes of plane_ = PH x PW floats, a GEMM over the OH x PW grid.
-  int64_t pw_ = 0, plane_ = 0, grid_ = 0, padded_floats_ = 0;
+  // The shifted path: per channel, the phases_ (a * sw + b) that taps read, each a plane of
+  // phase_floats_ = PHs x PWs; a GEMM over the OH x PWs grid.
+  std::vector<int64_t> phases_;
+  int64_t phase_h_ = 0, phase_w_ = 0, phase_floats_ = 0, channel_floats_ = 0, grid_ = 0, padded_floats_ = 0;
   bool compact_ = false;
   gemm::AlignedFloats packed_;  // per group: packed Mg x K weights
   int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per group, rounded to 64-byte lines
