@@ -14,8 +14,7 @@
 //              of OH x PWs outputs, im2col row (c, i, j) is a phase plane itself, shifted: the GEMM's
 //              B is given by row offsets, with no im2col matrix at all, and is read in place (see
 //              prepare_shifted) or packed with plain row copies. The PWs - OW extra columns per grid
-//              row are computed and dropped when the result is compacted into Y (unless PWs == OW,
-//              e.g. kw == 1 with no column padding, where Y is written directly).
+//              row are computed and dropped as the GEMM stores its tiles into Y (Problem's crop).
 // Weights are packed once at prepare(); bias and the fused activation run in the GEMM epilogue.
 //
 // ConvTranspose is a GEMM then col2im: per group, col[Mg*kh*kw, H*W] = W_g^T · X_g, and every
@@ -174,10 +173,9 @@ class ConvKernel final : public OpKernel {
         phases_.push_back(p);
       }
     const int64_t used = static_cast<int64_t>(phases_.size());
-    int64_t phase = 0, channel = 0, padded = 0, out = 0, panel_b = 0, packed = 0;
+    int64_t phase = 0, channel = 0, padded = 0, panel_b = 0, packed = 0;
     if (!gemm::checked_mul(phase_h_, phase_w_, &phase) || !gemm::checked_mul(phase, used, &channel) ||
         !gemm::checked_mul(g_.c, channel, &padded) || !gemm::checked_mul(g_.oh, phase_w_, &grid_) ||
-        !gemm::checked_mul(g_.m, grid_, &out) ||
         !gemm::checked_mul(gemm::panels_b(grid_) * gemm::kTileN, k_, &panel_b) ||
         !gemm::checked_mul(gemm::whole_lines(panel_b), g_.group, &packed))
       return bad(op, "the padded input is too large");
@@ -187,14 +185,13 @@ class ConvKernel final : public OpKernel {
     // the plane; the last row, shifted by the widest tap, reads ((kw - 1) * dw) / sw floats past
     // (for dropped columns only) the last plane.
     padded_floats_ = gemm::whole_lines(padded + (g_.kw - 1) * g_.dw / g_.sw);
-    compact_ = phase_w_ != g_.ow;
     // B is read in place when few output channels reuse it, and whenever the kernel has several taps:
     // its kh*kw rows per channel are then shifted views of the same plane, so in place it occupies the
     // caches kh*kw times less than packed (measured faster at every Mg on ResNet's 3x3 convs). A 1x1
     // (strided) conv over many channels packs, like the pointwise path.
     const bool in_place = g_.mg <= gemm::kInPlaceMaxRows || g_.kh * g_.kw > 1;
     packed_b_floats_ = in_place ? 0 : gemm::whole_lines(panel_b);
-    *scratch_floats = padded_floats_ + (packed_b_floats_ > 0 ? packed : 0) + (compact_ ? gemm::whole_lines(out) : 0);
+    *scratch_floats = padded_floats_ + (packed_b_floats_ > 0 ? packed : 0);
     for (int64_t c = 0; c < g_.cg; ++c)
       for (int64_t i = 0; i < g_.kh; ++i)
         for (int64_t j = 0; j < g_.kw; ++j) {
@@ -239,13 +236,10 @@ class ConvKernel final : public OpKernel {
   void run_shifted(const float* x, const float* bias, float* y, float* scratch, ThreadPool* pool) const {
     float* padded = scratch;
     float* panels = padded + padded_floats_;  // packed B per group, when B is packed
-    float* grid_out = panels + (packed_b_floats_ > 0 ? packed_b_floats_ * g_.group : 0);  // when compacting
-    const int64_t row_grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, phase_w_));
     for (int64_t n = 0; n < g_.n; ++n) {
       const float* xn = x + n * g_.c * g_.h * g_.w;
       float* yn = y + n * g_.m * pixels_;
       fill_phases(xn, padded, pool);
-      float* out = compact_ ? grid_out : yn;
       gemm::sgemm_batch(g_.group, [&](int64_t grp, gemm::Problem* p) {
         p->m = g_.mg;
         p->n = grid_;
@@ -257,20 +251,15 @@ class ConvKernel final : public OpKernel {
         } else {
           p->b = gemm::Operand::in_place(b, offsets_.data());
         }
-        p->c = out + grp * g_.mg * grid_;
-        p->ldc = grid_;
+        p->c = yn + grp * g_.mg * pixels_;
+        p->ldc = pixels_;
+        if (phase_w_ != g_.ow) {  // keep the first OW of every PWs grid columns
+          p->crop_grid = phase_w_;
+          p->crop_keep = g_.ow;
+        }
         p->epilogue = epilogue_;
         if (bias != nullptr) p->epilogue.bias = bias + grp * g_.mg;
       }, pool);
-
-      if (compact_) {  // drop the PWs - OW columns of each output row that only exist in the grid
-        pool->parallel_for(g_.m * g_.oh, [&](int64_t begin, int64_t end) {
-          for (int64_t r = begin; r < end; ++r) {
-            const float* src = grid_out + r * phase_w_;
-            std::copy(src, src + g_.ow, yn + r * g_.ow);
-          }
-        }, row_grain);
-      }
     }
   }
 
@@ -286,7 +275,6 @@ class ConvKernel final : public OpKernel {
   // phase_floats_ = PHs x PWs; a GEMM over the OH x PWs grid.
   std::vector<int64_t> phases_;
   int64_t phase_h_ = 0, phase_w_ = 0, phase_floats_ = 0, channel_floats_ = 0, grid_ = 0, padded_floats_ = 0;
-  bool compact_ = false;
   gemm::AlignedFloats packed_;  // per group: packed Mg x K weights
   int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per group, rounded to 64-byte lines
   gemm::Epilogue epilogue_;

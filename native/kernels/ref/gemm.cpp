@@ -118,6 +118,30 @@ struct Isa {
 };
 #endif
 
+// The lanes set in `keep` of a vector, from / to consecutive floats at p (a cropped C: see Problem).
+#if defined(__AVX512F__)
+inline Isa::V load_kept(const float* p, uint32_t keep) {
+  const __mmask16 k = static_cast<__mmask16>(keep);
+  return _mm512_maskz_expand_ps(k, Isa::load_n(p, __builtin_popcount(keep)));
+}
+inline void store_kept(float* p, Isa::V v, uint32_t keep) {
+  Isa::store_n(p, _mm512_maskz_compress_ps(static_cast<__mmask16>(keep), v), __builtin_popcount(keep));
+}
+#else
+inline Isa::V load_kept(const float* p, uint32_t keep) {
+  float lanes[Isa::kWidth] = {};
+  for (int l = 0; l < Isa::kWidth; ++l)
+    if (keep >> l & 1u) lanes[l] = *p++;
+  return Isa::load(lanes);
+}
+inline void store_kept(float* p, Isa::V v, uint32_t keep) {
+  float lanes[Isa::kWidth];
+  Isa::store(lanes, v);
+  for (int l = 0; l < Isa::kWidth; ++l)
+    if (keep >> l & 1u) *p++ = lanes[l];
+}
+#endif
+
 constexpr int kVecs = kTileN / Isa::kWidth;  // vectors across a B panel
 static_assert(kVecs * Isa::kWidth == kTileN, "kTileN must be a whole number of vectors");
 
@@ -149,6 +173,11 @@ struct Tile {
   float lo, hi;
   const int64_t* b_offsets;  // in-place B: the K block's row offsets
   int64_t lda;               // in-place A: the row stride
+  // A cropped C (Problem::crop_grid > 0): c is the tile's first row; per vector, the lanes kept and
+  // where in the row the first of them lands.
+  bool cropped;
+  uint32_t keep[kVecs];
+  int64_t kept_at[kVecs];
 };
 
 using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile& t);
@@ -189,6 +218,25 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   }
 
   const V lo = Isa::set1(t.lo), hi = Isa::set1(t.hi);
+  if (t.cropped) {  // (fully unrolled like the rest, so that acc stays in registers)
+#pragma GCC unroll 16
+    for (int r = 0; r < kRows; ++r) {
+      float* crow = t.c + r * t.ldc;
+      const V rb = t.row_bias != nullptr ? Isa::broadcast(t.row_bias + r) : Isa::zero();
+#pragma GCC unroll 16
+      for (int v = 0; v < kV; ++v) {
+        V x = acc[r][v];
+        if (t.accumulate) x = Isa::add(x, load_kept(crow + t.kept_at[v], t.keep[v]));
+        if (t.finish) {
+          x = Isa::add(x, rb);
+          if (t.col_bias != nullptr) x = Isa::add(x, Isa::load_n(t.col_bias + v * W, v + 1 < kV ? W : tail));
+          x = Isa::clamp(x, lo, hi);
+        }
+        store_kept(crow + t.kept_at[v], x, t.keep[v]);
+      }
+    }
+    return;
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < kRows; ++r) {
     float* crow = t.c + r * t.ldc;
@@ -242,6 +290,25 @@ void pack_operand_b(const Problem& p, int64_t first, int64_t end) {
   }
 }
 
+// The kept lanes of the `cols` columns from col0 of a cropped C, and where each vector's first lands.
+void crop_tile(const Problem& p, int64_t col0, int cols, Tile* t) {
+  int64_t x = col0 % p.crop_grid;  // column within its grid row
+  const int64_t row_start = col0 / p.crop_grid * p.crop_keep;
+  int64_t at = row_start + std::min(x, p.crop_keep);
+  for (int v = 0, j = 0; v < kVecs; ++v) {
+    uint32_t keep = 0;
+    t->kept_at[v] = at;
+    for (int l = 0; l < Isa::kWidth && j < cols; ++l, ++j) {
+      if (x < p.crop_keep) {
+        keep |= 1u << l;
+        ++at;
+      }
+      if (++x == p.crop_grid) x = 0;
+    }
+    t->keep[v] = keep;
+  }
+}
+
 // Computes the C tiles of A panels [ma, mb) x B panels [na, nb). With own_a / own_b the thread also
 // packs those panels of A (all up front) / B (one jc block at a time, just before it is used).
 void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t nb, bool own_a, bool own_b) {
@@ -258,6 +325,7 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   t.lda = p.a.rs;
   t.lo = e.lo;
   t.hi = e.hi;
+  t.cropped = p.crop_grid > 0;
   for (int64_t jc = na; jc < nb; jc += kNcPanels) {
     const int64_t jc_end = std::min(jc + kNcPanels, nb);
     if (own_b) pack_operand_b(p, jc, jc_end);
@@ -276,10 +344,11 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
           t.cols = static_cast<int>(std::min<int64_t>(kTileN, p.n - col0));
           t.col_bias = e.bias_kind == BiasKind::kPerColumn ? e.bias + col0 : nullptr;
           const int vecs = (t.cols + Isa::kWidth - 1) / Isa::kWidth;
+          if (t.cropped) crop_tile(p, col0, t.cols, &t);
           for (int64_t ir = ic; ir < ic_end; ++ir) {
             const int64_t row0 = ir * kTileM;
             const int rows = static_cast<int>(std::min<int64_t>(kTileM, p.m - row0));
-            t.c = p.c + row0 * p.ldc + col0;
+            t.c = p.c + row0 * p.ldc + (t.cropped ? 0 : col0);
             t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
             const float* ap = in_place_a ? a_block + row0 * p.a.rs : a_block + ir * kc * kTileM;
             ukernels[(rows - 1) * kVecs + (vecs - 1)](kc, ap, bp, t);

@@ -145,6 +145,11 @@ struct Problem {
   float* c = nullptr;
   int64_t ldc = 0;  // row stride of C
   Epilogue epilogue;
+  // Optional crop of C's columns: seen as a grid of rows crop_grid wide, only the first crop_keep
+  // columns of each grid row are stored, packed: column j lands at (j / crop_grid) * crop_keep +
+  // j % crop_grid of its row. (Conv computes over a grid wider than the output; this drops the extra
+  // columns as the tile is stored, rather than in a pass over C.) Off when crop_grid == 0.
+  int64_t crop_grid = 0, crop_keep = 0;
 };
 
 // Runs one GEMM, split over the pool's threads (static partition of the tile grid).
