@@ -83,6 +83,7 @@ struct Operand {
     o.packed = panels;
     return o;
   }
+  // As A with cs == 1 it is read in place, and `scratch` may be null.
   static Operand strided(const float* src, int64_t rs, int64_t cs, float* scratch) {
     Operand o;
     o.src = src;

@@ -4,7 +4,8 @@
 // When B has no batch (the usual constant weight [K, N]), A's batch folds into its rows and the op
 // is one GEMM of (batch * M) x K x N. Otherwise each output batch item is its own GEMM, with A and B
 // located through broadcast strides (0 along a broadcast dimension). A constant operand is packed
-// once in prepare(); a run-time one is packed per run into scratch.
+// once in prepare(). A run-time A is read in place (the GEMM broadcasts straight from its rows); a
+// run-time B is read in place for few rows of A, else packed per run into scratch.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -63,8 +64,8 @@ class MatMulKernel final : public OpKernel {
         gemm::pack_b(b.as<const float>() + i * kn, n, 1, k, n, 0, gemm::panels_b(n),
                      packed_.data() + packed_b_offset_ + i * pb);
 
-    // Scratch: the packed run-time operands of every item (items may run concurrently).
-    const int64_t per_item = (a_const_ ? 0 : pa) + (b_const_ || !b_rows_.empty() ? 0 : pb);
+    // Scratch: the packed run-time B of every item (items may run concurrently).
+    const int64_t per_item = b_const_ || !b_rows_.empty() ? 0 : pb;
     int64_t scratch_floats = 0;
     if (!gemm::checked_mul(shape_.count, per_item, &scratch_floats)) return bad(op, "scratch would be too large");
     scratch_per_item_ = per_item;
@@ -91,9 +92,8 @@ class MatMulKernel final : public OpKernel {
       p->k = k;
       if (a_const_) {
         p->a = gemm::Operand::prepacked(packed_.data() + a_mat * packed_a_floats_);
-      } else {
-        p->a = gemm::Operand::strided(a + a_mat * shape_.m * k, k, 1, item_scratch);
-        item_scratch += packed_a_floats_;
+      } else {  // row-major: read in place, needing no scratch
+        p->a = gemm::Operand::strided(a + a_mat * shape_.m * k, k, 1, nullptr);
       }
       if (b_const_) {
         p->b = gemm::Operand::prepacked(packed_.data() + packed_b_offset_ + b_mat * packed_b_floats_);
