@@ -489,13 +489,24 @@ def test_reshape(shape, out, dtype):
 
 TRANSPOSES = [((3, 4), (1, 0)), ((2, 3, 4), (0, 2, 1)), ((2, 3, 4), (2, 0, 1)), ((2, 3, 4, 5), (0, 1, 2, 3)),
               ((2, 3, 4, 5), (0, 2, 3, 1)), ((2, 3, 4, 5), (3, 2, 1, 0)), ((2, 3, 4, 5), (0, 2, 1, 3)),
-              ((2, 1, 3, 1, 4), (4, 3, 2, 1, 0)), ((5,), (0,)), ((1, 64, 56, 56), (0, 2, 3, 1))]
+              ((2, 1, 3, 1, 4), (4, 3, 2, 1, 0)), ((5,), (0,)), ((1, 64, 56, 56), (0, 2, 3, 1)),
+              # 2-D transposes in 16 x 16 tiles (transpose.h): attention's K^T and heads, sizes around the tile
+              ((12, 128, 32), (0, 2, 1)), ((1, 128, 12, 32), (0, 2, 3, 1)), ((16, 16), (1, 0)), ((15, 17), (1, 0)),
+              ((17, 15), (1, 0)), ((3, 33, 31), (0, 2, 1)), ((2, 32, 48), (0, 2, 1)), ((1, 16, 1, 7), (0, 3, 2, 1)),
+              ((2, 3, 20, 18), (1, 0, 3, 2)), ((4, 1, 50), (2, 1, 0))]
 
 
 @pytest.mark.parametrize("dtype", MOVE_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape,perm", TRANSPOSES, ids=str)
 def test_transpose(shape, perm, dtype):
     check("Transpose", {"perm": list(perm)}, [_data(shape, dtype)])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_transpose_tiles_split_over_threads(threads):
+    """A single matrix still splits into blocks of 16 output rows, one thread's share ending mid-matrix."""
+    check("Transpose", {"perm": [1, 0]}, [_data((100, 75), np.float32)], num_threads=threads)
+    check("Transpose", {"perm": [0, 2, 1]}, [_data((3, 40, 50), np.int8)], num_threads=threads)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int8, np.int64], ids=lambda d: np.dtype(d).name)
