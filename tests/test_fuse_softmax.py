@@ -116,3 +116,22 @@ def test_unfuse_gives_the_separate_ops_back():
     exported = to_onnx(fused)
     assert [n.op_type for n in exported.graph.node] == ["Add", "Softmax", "Equal", "Not", "Where"]
     np.testing.assert_allclose(run_ort(exported, values)[0], run_graph(fused, values)["y"], rtol=1e-5, atol=1e-6)
+
+
+def test_static_int8_keeps_the_fused_softmax_in_float(tmp_path):
+    model = attention_model()
+    samples = []
+    for _ in range(4):
+        values = feeds()
+        values["scores"] = np.nan_to_num(values["scores"], nan=0.0, neginf=-1e4)
+        values["mask"] = np.maximum(values["mask"], -1e4)
+        samples.append(values)
+    path = tmp_path / "attention.onnx"
+    onnx.save(model, path)
+    compiled = edgepack.compile(path, output=tmp_path / "a.epk", precision="int8", calibration_data=samples,
+                                progress=False)
+    (softmax,) = [n for n in compiled.graph.nodes if n.op == "Softmax"]
+    assert len(softmax.inputs) == 2 and softmax.attrs["nan_to_zero"] == 1
+    assert all(compiled.graph.values[n].dtype.name == "FLOAT32" for n in softmax.inputs + softmax.outputs)
+    got = edgepack.load(compiled.path).run(samples[0])["y"]
+    np.testing.assert_allclose(got, run_graph(fused_graph(model), samples[0])["y"], rtol=1e-4, atol=1e-5)
