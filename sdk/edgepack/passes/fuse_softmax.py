@@ -83,30 +83,30 @@ def unfuse(graph: Graph) -> Graph:
     fused = [n for n in graph.nodes if n.op == "Softmax" and (len(n.inputs) > 1 or n.attrs.get("nan_to_zero", 0))]
     if not fused:
         return graph
-    copy = Graph(graph.name)
-    copy.values, copy.inputs, copy.outputs = dict(graph.values), list(graph.inputs), list(graph.outputs)
-    copy.metadata = dict(graph.metadata)
+    separate = Graph(graph.name)
+    separate.values, separate.inputs, separate.outputs = dict(graph.values), list(graph.inputs), list(graph.outputs)
+    separate.metadata = dict(graph.metadata)
     for node in graph.nodes:
         if node not in fused:
-            copy.nodes.append(node)
+            separate.nodes.append(node)
             continue
-        x, out = copy.values[node.inputs[0]], node.outputs[0]
+        x, out = separate.values[node.inputs[0]], node.outputs[0]
         attrs = {"axis": node.attrs["axis"]}
         source = x.name
         if len(node.inputs) > 1 and node.inputs[1]:
-            source = copy.unique_name(f"{out}/biased")
-            copy.add_value(source, x.dtype, x.shape)
-            copy.nodes.append(Node("Add", f"{node.name}/bias", [x.name, node.inputs[1]], [source]))
+            source = separate.unique_name(f"{out}/biased")
+            separate.add_value(source, x.dtype, x.shape)
+            separate.nodes.append(Node("Add", f"{node.name}/bias", [x.name, node.inputs[1]], [source]))
         if not node.attrs.get("nan_to_zero", 0):
-            copy.nodes.append(Node("Softmax", node.name, [source], [out], attrs))
+            separate.nodes.append(Node("Softmax", node.name, [source], [out], attrs))
             continue
-        p, same, isnan = (copy.unique_name(f"{out}/{hint}") for hint in ("softmax", "equal", "isnan"))
-        copy.add_value(p, x.dtype, x.shape)
-        copy.add_value(same, DType.BOOL, x.shape)
-        copy.add_value(isnan, DType.BOOL, x.shape)
-        zero = copy.add_const(np.zeros((), np.float32), f"{node.name}/zero")
-        copy.nodes += [Node("Softmax", node.name, [source], [p], attrs),
+        p, same, isnan = (separate.unique_name(f"{out}/{hint}") for hint in ("softmax", "equal", "isnan"))
+        separate.add_value(p, x.dtype, x.shape)
+        separate.add_value(same, DType.BOOL, x.shape)
+        separate.add_value(isnan, DType.BOOL, x.shape)
+        zero = separate.add_const(np.zeros((), np.float32), f"{node.name}/zero")
+        separate.nodes += [Node("Softmax", node.name, [source], [p], attrs),
                        Node("Equal", f"{node.name}/isnan", [p, p], [same]),
                        Node("Not", f"{node.name}/isnan/not", [same], [isnan]),
                        Node("Where", f"{node.name}/nan_to_zero", [isnan, zero, p], [out])]
-    return copy
+    return separate
