@@ -59,6 +59,10 @@ def test_minilm_matches_ort(minilm_path):
     graph = compile_graph(str(minilm_path))
     assert graph.inputs == ["input_ids", "attention_mask"] and graph.outputs == ["embedding"]
     assert graph.values["input_ids"].shape == (1, minilm.SEQ_LEN)
+    # passes/fuse_softmax.py: each attention's mask Add and NaN guard are part of its Softmax
+    softmaxes = [n for n in graph.nodes if n.op == "Softmax"]
+    assert len(softmaxes) == 6 and all(len(n.inputs) == 2 and n.attrs["nan_to_zero"] == 1 for n in softmaxes)
+    assert not {"Equal", "Not"} & set(graph.op_counts())
     model = onnx.load(minilm_path)
     texts = minilm.sentences(500)
     for feeds in minilm.tokenize([texts[0], texts[250], max(texts, key=len)]):

@@ -339,6 +339,34 @@ def test_softmax_masked(op, axis):
         check(op, {"axis": axis}, [x])
 
 
+# A fused attention mask (passes/fuse_softmax.py): bias broadcast along the last axis, NaN written as 0.
+FUSED_SOFTMAX_CASES = [((1, 12, 128, 128), (1, 1, 128, 128)), ((1, 12, 128, 128), (1, 1, 1, 128)),
+                       ((2, 3, 5, 7), (3, 1, 7)), ((7, 48), (48,)), ((2, 9, 48), (2, 1, 48)), ((3, 257), (3, 257)),
+                       ((2, 5, 300), (5, 300)), ((5, 256), (1, 256)), ((6, 1), (6, 1)), ((4, 17), (4, 17))]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("nan_to_zero", [0, 1])
+@pytest.mark.parametrize("shape,bias_shape", FUSED_SOFTMAX_CASES, ids=str)
+def test_softmax_fused_mask(shape, bias_shape, nan_to_zero, threads):
+    """Rows masked to -inf throughout are NaN, or 0 with nan_to_zero; a NaN score makes its row NaN / 0."""
+    x = randn(*shape) * 5
+    bias = np.where(RNG.random(bias_shape) < 0.3, -np.inf, 0.0).astype(np.float32) + randn(*bias_shape)
+    if shape[-2:] != (6, 1):
+        x[..., 1, :] = -np.inf
+        x.reshape(-1, shape[-1])[-1, 0] = np.nan
+    with np.errstate(all="ignore"):
+        check("Softmax", {"axis": len(shape) - 1, "nan_to_zero": nan_to_zero}, [x, bias], num_threads=threads)
+
+
+@pytest.mark.parametrize("shape,axis", [((2, 3, 4), 1), ((4, 130, 2), 2), ((2, 100, 3), 1)], ids=str)
+def test_softmax_nan_to_zero_without_mask(shape, axis):
+    x = randn(*shape) * 5
+    x[0, 1] = -np.inf
+    with np.errstate(all="ignore"):
+        check("Softmax", {"axis": axis, "nan_to_zero": 1}, [x])
+
+
 LAYER_NORM_CASES = [((2, 5, 16), 2), ((2, 5, 16), 1), ((4, 7), 0), ((3, 1, 768), 2), ((2, 3, 4, 5), 2)]
 
 
@@ -461,13 +489,24 @@ def test_reshape(shape, out, dtype):
 
 TRANSPOSES = [((3, 4), (1, 0)), ((2, 3, 4), (0, 2, 1)), ((2, 3, 4), (2, 0, 1)), ((2, 3, 4, 5), (0, 1, 2, 3)),
               ((2, 3, 4, 5), (0, 2, 3, 1)), ((2, 3, 4, 5), (3, 2, 1, 0)), ((2, 3, 4, 5), (0, 2, 1, 3)),
-              ((2, 1, 3, 1, 4), (4, 3, 2, 1, 0)), ((5,), (0,)), ((1, 64, 56, 56), (0, 2, 3, 1))]
+              ((2, 1, 3, 1, 4), (4, 3, 2, 1, 0)), ((5,), (0,)), ((1, 64, 56, 56), (0, 2, 3, 1)),
+              # 2-D transposes in 16 x 16 tiles (transpose.h): attention's K^T and heads, sizes around the tile
+              ((12, 128, 32), (0, 2, 1)), ((1, 128, 12, 32), (0, 2, 3, 1)), ((16, 16), (1, 0)), ((15, 17), (1, 0)),
+              ((17, 15), (1, 0)), ((3, 33, 31), (0, 2, 1)), ((2, 32, 48), (0, 2, 1)), ((1, 16, 1, 7), (0, 3, 2, 1)),
+              ((2, 3, 20, 18), (1, 0, 3, 2)), ((4, 1, 50), (2, 1, 0))]
 
 
 @pytest.mark.parametrize("dtype", MOVE_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape,perm", TRANSPOSES, ids=str)
 def test_transpose(shape, perm, dtype):
     check("Transpose", {"perm": list(perm)}, [_data(shape, dtype)])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_transpose_tiles_split_over_threads(threads):
+    """A single matrix still splits into blocks of 16 output rows, one thread's share ending mid-matrix."""
+    check("Transpose", {"perm": [1, 0]}, [_data((100, 75), np.float32)], num_threads=threads)
+    check("Transpose", {"perm": [0, 2, 1]}, [_data((3, 40, 50), np.int8)], num_threads=threads)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int8, np.int64], ids=lambda d: np.dtype(d).name)
@@ -654,6 +693,15 @@ def _drop_attr(key):
     return edit
 
 
+def _add_input(name):
+    """A second graph input read by node 0 (a fused bias where the op takes none)."""
+    def edit(graph):
+        graph.add_value(name, DType.FLOAT32, (1,))
+        graph.inputs.append(name)
+        graph.nodes[0].inputs.append(name)
+    return edit
+
+
 def _edits(*edits):
     def edit(graph):
         for e in edits:
@@ -674,6 +722,11 @@ BAD_ARTIFACTS = [
     ("Softmax", {"axis": 1}, [X4], _set_attr("axis", 4), ["axis 4"]),
     ("LogSoftmax", {"axis": 1}, [X4], _set_attr("axis", -1), ["axis -1"]),
     ("Softmax", {"axis": 1}, [X4], _drop_attr("axis"), ["missing attribute 'axis'"]),
+    ("Softmax", {"axis": 3}, [X4, randn(4, 5)], _set_shape("in1", (4, 1)), ["bias", "last axis"]),
+    ("Softmax", {"axis": 3}, [X4, randn(4, 5)], _set_shape("in1", (2, 4, 5)), ["bias", "broadcast"]),
+    ("Softmax", {"axis": 2}, [X4, randn(4, 5)], None, ["bias", "axis 2"]),
+    ("Softmax", {"axis": 3, "nan_to_zero": 1}, [X4], _set_attr("nan_to_zero", 2), ["nan_to_zero"]),
+    ("LogSoftmax", {"axis": 3}, [X4], _edits(_add_input("in1"), _set_shape("in1", (5,))), ["inputs"]),
     ("Relu", {}, [X4], _set_shape("out0", (2, 3, 4, 6)), ["same shape"]),
     ("Gelu", {"approximate": "none"}, [X4], _set_attr("approximate", "fast"), ["approximate"]),
     ("Cast", {"to": 1}, [X4], _set_attr("to", 99), ["dtype code"]),

@@ -17,8 +17,10 @@ namespace edgepack {
 // y = x * Phi(x) (Gelu with approximate = "none") for n values.
 void f32_gelu_erf__avx512(const float* x, float* y, int64_t n);
 
-// Softmax (log: LogSoftmax) of each of `rows` contiguous rows of n values.
-void f32_softmax_rows__avx512(const float* x, float* y, int64_t rows, int64_t n, bool log);
+// Softmax (log: LogSoftmax) of each of `rows` contiguous rows of n values. With a bias (Softmax
+// only), row r is x's row plus the n values at bias + bias_offsets[r]; nan_to_zero writes 0 for NaN.
+void f32_softmax_rows__avx512(const float* x, const float* bias, const int64_t* bias_offsets, float* y,
+                              int64_t rows, int64_t n, bool log, bool nan_to_zero);
 
 // (x - mean) / sqrt(variance + epsilon) * scale (+ bias, when not null) over one row of n values.
 void f32_layer_norm_row__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t n,

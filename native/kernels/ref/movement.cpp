@@ -18,6 +18,7 @@
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/quant_check.h"
 #include "kernels/ref/quant_util.h"
+#include "kernels/ref/transpose.h"
 
 namespace edgepack {
 namespace {
@@ -95,10 +96,26 @@ template <template <class> class Fn, class R> R by_size(size_t element_size) {
 template <class T> struct CopyRowOf { static CopyRowFn get() { return copy_row<T>; } };
 template <class T> struct GatherRowOf { static GatherRowFn get() { return gather_row<T>; } };
 
+// A 2-D transpose (transpose.h), strides in elements.
+using TransposeFn = void (*)(const uint8_t* in, int64_t ld_in, uint8_t* out, int64_t ld_out, int64_t rows, int64_t cols);
+
+template <class T> void transpose_of(const uint8_t* in, int64_t ld_in, uint8_t* out, int64_t ld_out, int64_t rows,
+                                     int64_t cols) {
+#if defined(EDGEPACK_TRANSPOSE_AVX512)
+  if constexpr (sizeof(T) == 4)
+    return x32_transpose__avx512(reinterpret_cast<const uint32_t*>(in), ld_in, reinterpret_cast<uint32_t*>(out),
+                                 ld_out, rows, cols);
+#endif
+  transpose_tiles(reinterpret_cast<const T*>(in), ld_in, reinterpret_cast<T*>(out), ld_out, rows, cols);
+}
+template <class T> struct TransposeOf { static TransposeFn get() { return transpose_of<T>; } };
+
 // ---- StridedCopy ----------------------------------------------------------------------------------
 // out[i_0, ..., i_k] = in[offset + sum_d i_d * strides[d]] over the output's dims, written in order.
 // Dims of size 1 are dropped and adjacent dims merged where the input is contiguous across them, so a
-// transpose that keeps the last axis copies whole rows and a no-op becomes one memcpy.
+// transpose that keeps the last axis copies whole rows and a no-op becomes one memcpy. When the last
+// two dims read the input as [rows, cols] with cols contiguous (out[..., c, r] = in[..., r, c], K^T in
+// attention), each such matrix is a 2-D transpose in tiles instead (transpose.h).
 class StridedCopy {
  public:
   void plan(const std::vector<int64_t>& dims, const std::vector<int64_t>& strides, int64_t offset,
@@ -124,12 +141,16 @@ class StridedCopy {
     offset_ = offset;
     element_size_ = element_size;
     copy_ = by_size<CopyRowOf, CopyRowFn>(element_size);
+    const size_t last = dims_.size() - 1;
+    transpose_ = last >= 1 && strides_[last - 1] == 1 && strides_[last] > 1
+                     ? by_size<TransposeOf, TransposeFn>(element_size) : nullptr;
   }
 
   void run(const void* input, void* output, ThreadPool* pool) const {
     if (numel_ == 0) return;
     const uint8_t* in = static_cast<const uint8_t*>(input);
     uint8_t* out = static_cast<uint8_t*>(output);
+    if (transpose_) return run_transpose(in, out, pool);
     const int64_t length = dims_.back(), stride = strides_.back();
     const int64_t row_bytes = length * static_cast<int64_t>(element_size_);
     pool->parallel_for(numel_ / length, [&](int64_t begin, int64_t end) {
@@ -184,10 +205,29 @@ class StridedCopy {
     }
   }
 
+  // Each [cols, rows] output matrix (the last two dims) from the input's [rows, cols], in blocks of
+  // kTransposeTile output rows, so that two threads share even a single matrix.
+  void run_transpose(const uint8_t* in, uint8_t* out, ThreadPool* pool) const {
+    const int last = static_cast<int>(dims_.size()) - 1;
+    const int64_t cols = dims_[last - 1], rows = dims_[last], ld_in = strides_[last];
+    const int64_t element_size = static_cast<int64_t>(element_size_);
+    const int64_t blocks = (cols + kTransposeTile - 1) / kTransposeTile;
+    pool->parallel_for(numel_ / (rows * cols) * blocks, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t matrix = item / blocks, c0 = item % blocks * kTransposeTile;
+        int64_t off = offset_;
+        for (int64_t d = last - 2, rest = matrix; d >= 0; rest /= dims_[d], --d) off += rest % dims_[d] * strides_[d];
+        transpose_(in + (off + c0) * element_size, ld_in, out + (matrix * cols + c0) * rows * element_size, rows, rows,
+                   std::min(kTransposeTile, cols - c0));
+      }
+    }, grain_rows(kTransposeTile * rows * element_size));
+  }
+
   std::vector<int64_t> dims_, strides_;
   int64_t offset_ = 0, numel_ = 0;
   size_t element_size_ = 0;
   CopyRowFn copy_ = nullptr;
+  TransposeFn transpose_ = nullptr;  // set when the last two dims are a 2-D transpose
 };
 
 // Kernels that are a StridedCopy once prepare() has worked out the strides.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "edgepack/kernel.h"
 #include "kernels/ref/float_rows.h"
@@ -56,34 +57,40 @@ void exp_in_place(float* y, int64_t n) {
 }
 
 #if !defined(EDGEPACK_FLOAT_ROWS_AVX512)
-// The max in 8 independent lanes: a single running max is a serial chain that does not vectorise.
-// A NaN may be skipped here; it still reaches the output through exp(x - max).
-float max_of(const float* x, int64_t n) {
+// The max of value(i) over [0, n) in 8 independent lanes: a single running max is a serial chain that
+// does not vectorise. A NaN may be skipped here; it still reaches the output through exp(x - max).
+template <class F> float max_of(int64_t n, const F& value) {
   float lanes[8];
   std::fill(lanes, lanes + 8, -std::numeric_limits<float>::infinity());
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) lanes[k] = x[i + k] > lanes[k] ? x[i + k] : lanes[k];
-  for (; i < n; ++i) lanes[0] = x[i] > lanes[0] ? x[i] : lanes[0];
+    for (int k = 0; k < 8; ++k) lanes[k] = value(i + k) > lanes[k] ? value(i + k) : lanes[k];
+  for (; i < n; ++i) lanes[0] = value(i) > lanes[0] ? value(i) : lanes[0];
   return *std::max_element(lanes, lanes + 8);
 }
 
-// A contiguous row (the axis is the last non-trivial one). y holds x - max, then its exponentials,
-// then the result.
-void softmax_row(const float* x, float* y, int64_t n, bool log) {
-  const float max = max_of(x, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] - max;
+// A contiguous row (the axis is the last non-trivial one), plus the row `b` of a fused bias when not
+// null. y holds x - max, then its exponentials, then the result.
+void softmax_row(const float* x, const float* b, float* y, int64_t n, bool log) {
+  const auto value = [x, b](int64_t i) { return b ? x[i] + b[i] : x[i]; };
+  const float max = max_of(n, value);
+  for (int64_t i = 0; i < n; ++i) y[i] = value(i) - max;
   exp_in_place(y, n);
   const double sum = lane_sum(n, [y](int64_t i) { return y[i]; });
   if (log) {  // (x - max) - log(sum): folding max into the shift first would lose log(sum) at large |max|
     const float log_sum = static_cast<float>(std::log(sum));
-    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] - max) - log_sum;
+    for (int64_t i = 0; i < n; ++i) y[i] = (value(i) - max) - log_sum;
   } else {
     const float scale = static_cast<float>(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) y[i] *= scale;
   }
 }
 #endif
+
+// y = 0 where y is NaN (Where(IsNaN(y), 0, y)).
+void nan_to_zero_in_place(float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = std::isnan(y[i]) ? 0.0f : y[i];
+}
 
 // `cols` (<= kBlock) adjacent columns of an [n, stride] block, the axis running down the rows: the
 // columns are processed together so that every pass reads contiguous memory.
@@ -109,50 +116,93 @@ void softmax_columns(const float* x, float* y, int64_t n, int64_t stride, int64_
       y[r * stride + j] = log ? (x[r * stride + j] - max[j]) - finish[j] : y[r * stride + j] * finish[j];
 }
 
-// Softmax of `rows` contiguous rows of n values.
-void softmax_rows(const float* x, float* y, int64_t rows, int64_t n, bool log) {
+// Softmax of `rows` contiguous rows of n values; row r plus bias + bias_offsets[r] when bias is not null.
+void softmax_rows(const float* x, const float* bias, const int64_t* bias_offsets, float* y, int64_t rows, int64_t n,
+                  bool log, bool nan_to_zero) {
 #if defined(EDGEPACK_FLOAT_ROWS_AVX512)
-  f32_softmax_rows__avx512(x, y, rows, n, log);
+  f32_softmax_rows__avx512(x, bias, bias_offsets, y, rows, n, log, nan_to_zero);
 #else
-  for (int64_t r = 0; r < rows; ++r) softmax_row(x + r * n, y + r * n, n, log);
+  for (int64_t r = 0; r < rows; ++r) {
+    softmax_row(x + r * n, bias ? bias + bias_offsets[r] : nullptr, y + r * n, n, log);
+    if (nan_to_zero) nan_to_zero_in_place(y + r * n, n);
+  }
 #endif
 }
 
+// Softmax and LogSoftmax. Softmax may carry a fused attention mask (passes/fuse_softmax.py): input 1,
+// a bias broadcast to x and added before the softmax (along the last axis only), and nan_to_zero,
+// which writes 0 where the result is NaN (a row masked to -inf throughout).
 class SoftmaxKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
                  const std::vector<const Tensor*>& outs) override {
-    EP_RETURN_IF_ERROR(expect_float_io(op, ins, outs, 1, 1));
+    log_ = op.code == OpCode::kLogSoftmax;
+    EP_RETURN_IF_ERROR(expect_float_io(op, ins, outs, 1, log_ ? 1 : 2));
     const Tensor& x = *ins[0];
     int64_t axis = 0;
     EP_RETURN_IF_ERROR(read_axis(op, x, &axis));
-    log_ = op.code == OpCode::kLogSoftmax;
+    AttrReader attrs(op);
+    const int64_t nan_to_zero = attrs.has("nan_to_zero") ? attrs.i("nan_to_zero") : 0;
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (nan_to_zero != 0 && nan_to_zero != 1)
+      return bad(op, "nan_to_zero must be 0 or 1, got " + std::to_string(nan_to_zero));
+    nan_to_zero_ = nan_to_zero == 1;
     // An empty tensor's other dims can be huge: looping over them would be a hang, not a no-op.
     outer_ = x.numel == 0 ? 0 : product(x, 0, static_cast<int>(axis));
     length_ = x.dims[axis];
     inner_ = product(x, static_cast<int>(axis) + 1, x.rank);
+    has_bias_ = ins.size() == 2 && ins[1];
+    if (has_bias_) EP_RETURN_IF_ERROR(plan_bias(op, x, *ins[1], axis));
     return Status::Ok();
   }
 
   Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
     const float* x = ins[0]->as<const float>();
+    const float* bias = has_bias_ ? ins[1]->as<const float>() : nullptr;
     float* y = outs[0]->as<float>();
     const int64_t blocks = (inner_ + kBlock - 1) / kBlock;  // column blocks per outer index
     const int64_t block_elems = length_ * std::min(inner_, kBlock);
     ctx.pool->parallel_for(outer_ * blocks, [&](int64_t begin, int64_t end) {
-      if (inner_ == 1) return softmax_rows(x + begin * length_, y + begin * length_, end - begin, length_, log_);
+      if (inner_ == 1)
+        return softmax_rows(x + begin * length_, bias, bias_offsets_.data() + (bias ? begin : 0), y + begin * length_,
+                            end - begin, length_, log_, nan_to_zero_);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t o = item / blocks, col = (item % blocks) * kBlock;
         const int64_t offset = o * length_ * inner_ + col;
-        softmax_columns(x + offset, y + offset, length_, inner_, std::min(kBlock, inner_ - col), log_);
+        const int64_t cols = std::min(kBlock, inner_ - col);
+        softmax_columns(x + offset, y + offset, length_, inner_, cols, log_);
+        if (nan_to_zero_)
+          for (int64_t r = 0; r < length_; ++r) nan_to_zero_in_place(y + offset + r * inner_, cols);
       }
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, block_elems)));
     return Status::Ok();
   }
 
  private:
-  bool log_ = false;
+  // Checks that the bias broadcasts to x along the last axis and lists, per row of x, where its bias
+  // row starts (a mask [1, 1, 128, 128] over scores [1, 12, 128, 128] repeats every 128 rows).
+  Status plan_bias(const OpInfo& op, const Tensor& x, const Tensor& bias, int64_t axis) {
+    EP_RETURN_IF_ERROR(expect_dtype(op, bias, DType::kFloat32, "bias"));
+    const int skip = x.rank - bias.rank;
+    bool broadcasts = axis == x.rank - 1 && bias.rank >= 1 && skip >= 0 && bias.dims[bias.rank - 1] == length_;
+    for (int d = 0; broadcasts && d < bias.rank; ++d)
+      broadcasts = bias.dims[d] == 1 || bias.dims[d] == x.dims[skip + d];
+    if (!broadcasts)
+      return bad(op, "bias '" + bias.name + "' " + bias.shape_str() + " does not broadcast along the last axis of " +
+                     x.shape_str() + " (axis " + std::to_string(axis) + ")");
+    std::vector<int64_t> strides(x.rank, 0);  // bias elements per step of each of x's dims
+    for (int64_t d = bias.rank - 1, s = 1; d >= 0; s *= bias.dims[d], --d)
+      strides[skip + d] = bias.dims[d] == 1 ? 0 : s;
+    bias_offsets_.assign(outer_, 0);
+    for (int64_t r = 0; r < outer_; ++r)
+      for (int64_t d = x.rank - 2, rest = r; d >= 0; rest /= x.dims[d], --d)
+        bias_offsets_[r] += rest % x.dims[d] * strides[d];
+    return Status::Ok();
+  }
+
+  bool log_ = false, nan_to_zero_ = false, has_bias_ = false;
   int64_t outer_ = 0, length_ = 0, inner_ = 0;  // the input as [outer, length (the axis), inner]
+  std::vector<int64_t> bias_offsets_;            // per row of x: the offset of its bias row
 };
 
 // ---- LayerNormalization ---------------------------------------------------------------------------

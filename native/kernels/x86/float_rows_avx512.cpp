@@ -140,7 +140,9 @@ namespace {
 
 // ---- Softmax / LogSoftmax -------------------------------------------------------------------------
 // Two passes over x and one over y: the max; exp(x - max) stored and summed; the scale (Softmax) or
-// (x - max) - log(sum) (LogSoftmax). A row stays in L1 across them.
+// (x - max) - log(sum) (LogSoftmax). A row stays in L1 across them. A fused bias (an attention mask)
+// is added as x is read, in the first two passes: the sum x + bias is the float the separate Add wrote,
+// so the result is bit for bit that of Add then Softmax.
 constexpr int64_t kShortRow = 256;  // rows up to this long are summed in float lanes
 constexpr int kRowGroup = 4;        // short rows processed together
 
@@ -158,34 +160,52 @@ inline __m512 all_lanes_sum(__m512 v) {
   return _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
 }
 
+// x[i..i+16) (+ b[i..i+16) with a bias); the tail form reads the lanes of `tail` and keeps `fill` in
+// the others.
+template <bool kBias> inline __m512 load_row(const float* x, const float* b, int64_t i) {
+  const __m512 v = _mm512_loadu_ps(x + i);
+  return kBias ? _mm512_add_ps(v, _mm512_loadu_ps(b + i)) : v;
+}
+template <bool kBias> inline __m512 load_row_tail(__m512 fill, __mmask16 tail, const float* x, const float* b, int64_t i) {
+  const __m512 v = _mm512_mask_loadu_ps(fill, tail, x + i);
+  return kBias ? _mm512_mask_add_ps(v, tail, v, _mm512_maskz_loadu_ps(tail, b + i)) : v;
+}
+
+// v with its NaN lanes set to 0 when nan_to_zero (Where(IsNaN(v), 0, v)).
+inline __m512 finish(__m512 v, bool nan_to_zero) {
+  return nan_to_zero ? _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v) : v;
+}
+
 // kRows rows of n <= kShortRow values, each pass interleaving the rows: one row's passes are chains
 // of dependent reductions (max, then sum, then the scale), and interleaving independent rows keeps
 // the vector units busy where a single row would wait on them. The float lane sums of a short row
-// are as accurate as the reference's float64 sum to ~1e-6, far inside the tolerance.
-template <int kRows>
-void softmax_short_rows(const float* x, float* y, int64_t n, bool log) {
+// are as accurate as the reference's float64 sum to ~1e-6, far inside the tolerance. b[r] is row r's
+// bias (unused without kBias).
+template <int kRows, bool kBias>
+void softmax_short_rows(const float* x, const float* const* b, float* y, int64_t n, bool log, bool nan_to_zero) {
   const int64_t full = n - n % kLanes;
   const __mmask16 tail = tail_mask(n - full);
   const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m512 zero = _mm512_setzero_ps();
   __m512 max[kRows], sum[kRows];
   for (int r = 0; r < kRows; ++r) max[r] = minus_inf;
   for (int64_t i = 0; i < full; i += kLanes)
-    for (int r = 0; r < kRows; ++r) max[r] = _mm512_max_ps(max[r], _mm512_loadu_ps(x + r * n + i));
+    for (int r = 0; r < kRows; ++r) max[r] = _mm512_max_ps(max[r], load_row<kBias>(x + r * n, b[r], i));
   // A NaN may be dropped here; it still reaches the whole row through exp(x - max) and the sum.
   for (int r = 0; r < kRows; ++r) {
-    if (tail) max[r] = _mm512_max_ps(max[r], _mm512_mask_loadu_ps(minus_inf, tail, x + r * n + full));
+    if (tail) max[r] = _mm512_max_ps(max[r], load_row_tail<kBias>(minus_inf, tail, x + r * n, b[r], full));
     max[r] = all_lanes_max(max[r]);
-    sum[r] = _mm512_setzero_ps();
+    sum[r] = zero;
   }
   for (int64_t i = 0; i < full; i += kLanes)
     for (int r = 0; r < kRows; ++r) {
-      const __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(x + r * n + i), max[r]));
+      const __m512 e = exp16_nonpositive(_mm512_sub_ps(load_row<kBias>(x + r * n, b[r], i), max[r]));
       if (!log) _mm512_storeu_ps(y + r * n + i, e);
       sum[r] = _mm512_add_ps(sum[r], e);
     }
   if (tail)
     for (int r = 0; r < kRows; ++r) {
-      const __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + r * n + full), max[r]));
+      const __m512 e = exp16_nonpositive(_mm512_sub_ps(load_row_tail<kBias>(zero, tail, x + r * n, b[r], full), max[r]));
       if (!log) _mm512_mask_storeu_ps(y + r * n + full, tail, e);
       sum[r] = _mm512_mask_add_ps(sum[r], tail, sum[r], e);
     }
@@ -196,10 +216,11 @@ void softmax_short_rows(const float* x, float* y, int64_t n, bool log) {
       const float* in = x + r * n;
       float* out = y + r * n;
       for (int64_t i = 0; i < full; i += kLanes)
-        _mm512_storeu_ps(out + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(in + i), max[r]), log_sum));
+        _mm512_storeu_ps(out + i, finish(_mm512_sub_ps(_mm512_sub_ps(load_row<kBias>(in, b[r], i), max[r]), log_sum),
+                                         nan_to_zero));
       if (tail) {
-        const __m512 v = _mm512_maskz_loadu_ps(tail, in + full);
-        _mm512_mask_storeu_ps(out + full, tail, _mm512_sub_ps(_mm512_sub_ps(v, max[r]), log_sum));
+        const __m512 v = load_row_tail<kBias>(zero, tail, in, b[r], full);
+        _mm512_mask_storeu_ps(out + full, tail, finish(_mm512_sub_ps(_mm512_sub_ps(v, max[r]), log_sum), nan_to_zero));
       }
     }
     return;
@@ -207,39 +228,42 @@ void softmax_short_rows(const float* x, float* y, int64_t n, bool log) {
   for (int r = 0; r < kRows; ++r) sum[r] = _mm512_div_ps(_mm512_set1_ps(1.0f), all_lanes_sum(sum[r]));
   for (int64_t i = 0; i < full; i += kLanes)
     for (int r = 0; r < kRows; ++r)
-      _mm512_storeu_ps(y + r * n + i, _mm512_mul_ps(_mm512_loadu_ps(y + r * n + i), sum[r]));
+      _mm512_storeu_ps(y + r * n + i, finish(_mm512_mul_ps(_mm512_loadu_ps(y + r * n + i), sum[r]), nan_to_zero));
   if (tail)
     for (int r = 0; r < kRows; ++r)
-      _mm512_mask_storeu_ps(y + r * n + full, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + r * n + full), sum[r]));
+      _mm512_mask_storeu_ps(y + r * n + full, tail,
+                            finish(_mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + r * n + full), sum[r]), nan_to_zero));
 }
 
 // A row longer than kShortRow: the sum runs in float lanes over blocks of kShortRow values and in
 // double across blocks, so that a long row (a vocabulary) sums as accurately as the reference's
 // float64 does.
-void softmax_long_row(const float* x, float* y, int64_t n, bool log) {
+template <bool kBias>
+void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool log, bool nan_to_zero) {
   const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m512 zero = _mm512_setzero_ps();
   __m512 m0 = minus_inf, m1 = minus_inf;  // two chains: vmaxps latency, not throughput, bounds one
   int64_t i = 0;
   for (; i + 2 * kLanes <= n; i += 2 * kLanes) {
-    m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
-    m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + kLanes));
+    m0 = _mm512_max_ps(m0, load_row<kBias>(x, b, i));
+    m1 = _mm512_max_ps(m1, load_row<kBias>(x, b, i + kLanes));
   }
-  for (; i + kLanes <= n; i += kLanes) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
-  if (i < n) m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(minus_inf, tail_mask(n - i), x + i));
+  for (; i + kLanes <= n; i += kLanes) m0 = _mm512_max_ps(m0, load_row<kBias>(x, b, i));
+  if (i < n) m1 = _mm512_max_ps(m1, load_row_tail<kBias>(minus_inf, tail_mask(n - i), x, b, i));
   const __m512 max = all_lanes_max(_mm512_max_ps(m0, m1));
 
   __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
   for (int64_t block = 0; block < n; block += kShortRow) {
     const int64_t end = std::min(n, block + kShortRow);
-    __m512 sum = _mm512_setzero_ps();
+    __m512 sum = zero;
     for (i = block; i + kLanes <= end; i += kLanes) {
-      const __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(x + i), max));
+      const __m512 e = exp16_nonpositive(_mm512_sub_ps(load_row<kBias>(x, b, i), max));
       if (!log) _mm512_storeu_ps(y + i, e);
       sum = _mm512_add_ps(sum, e);
     }
     if (i < end) {
       const __mmask16 tail = tail_mask(end - i);
-      const __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), max));
+      const __m512 e = exp16_nonpositive(_mm512_sub_ps(load_row_tail<kBias>(zero, tail, x, b, i), max));
       if (!log) _mm512_mask_storeu_ps(y + i, tail, e);
       sum = _mm512_mask_add_ps(sum, tail, sum, e);
     }
@@ -251,37 +275,52 @@ void softmax_long_row(const float* x, float* y, int64_t n, bool log) {
   if (log) {
     const __m512 log_sum = _mm512_set1_ps(static_cast<float>(std::log(total)));
     for (i = 0; i + kLanes <= n; i += kLanes)
-      _mm512_storeu_ps(y + i, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), max), log_sum));
+      _mm512_storeu_ps(y + i, finish(_mm512_sub_ps(_mm512_sub_ps(load_row<kBias>(x, b, i), max), log_sum), nan_to_zero));
     if (i < n) {
       const __mmask16 tail = tail_mask(n - i);
-      const __m512 v = _mm512_maskz_loadu_ps(tail, x + i);
-      _mm512_mask_storeu_ps(y + i, tail, _mm512_sub_ps(_mm512_sub_ps(v, max), log_sum));
+      const __m512 v = load_row_tail<kBias>(zero, tail, x, b, i);
+      _mm512_mask_storeu_ps(y + i, tail, finish(_mm512_sub_ps(_mm512_sub_ps(v, max), log_sum), nan_to_zero));
     }
   } else {
     const __m512 scale = _mm512_set1_ps(static_cast<float>(1.0 / total));
-    for (i = 0; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), scale));
+    for (i = 0; i + kLanes <= n; i += kLanes)
+      _mm512_storeu_ps(y + i, finish(_mm512_mul_ps(_mm512_loadu_ps(y + i), scale), nan_to_zero));
     if (i < n) {
       const __mmask16 tail = tail_mask(n - i);
-      _mm512_mask_storeu_ps(y + i, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + i), scale));
+      _mm512_mask_storeu_ps(y + i, tail, finish(_mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + i), scale), nan_to_zero));
     }
+  }
+}
+
+template <bool kBias>
+void softmax_rows(const float* x, const float* bias, const int64_t* bias_offsets, float* y, int64_t rows, int64_t n,
+                  bool log, bool nan_to_zero) {
+  const float* b[kRowGroup] = {};
+  const auto row_bias = [&](int64_t r) { return kBias ? bias + bias_offsets[r] : nullptr; };
+  if (n > kShortRow) {
+    for (int64_t r = 0; r < rows; ++r) softmax_long_row<kBias>(x + r * n, row_bias(r), y + r * n, n, log, nan_to_zero);
+    return;
+  }
+  int64_t r = 0;
+  for (; r + kRowGroup <= rows; r += kRowGroup) {
+    for (int k = 0; k < kRowGroup; ++k) b[k] = row_bias(r + k);
+    softmax_short_rows<kRowGroup, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero);
+  }
+  for (int k = 0; k < rows - r; ++k) b[k] = row_bias(r + k);
+  switch (rows - r) {
+    case 3: return softmax_short_rows<3, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero);
+    case 2: return softmax_short_rows<2, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero);
+    case 1: return softmax_short_rows<1, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero);
+    default: return;
   }
 }
 
 }  // namespace
 
-void f32_softmax_rows__avx512(const float* x, float* y, int64_t rows, int64_t n, bool log) {
-  if (n > kShortRow) {
-    for (int64_t r = 0; r < rows; ++r) softmax_long_row(x + r * n, y + r * n, n, log);
-    return;
-  }
-  int64_t r = 0;
-  for (; r + kRowGroup <= rows; r += kRowGroup) softmax_short_rows<kRowGroup>(x + r * n, y + r * n, n, log);
-  switch (rows - r) {
-    case 3: return softmax_short_rows<3>(x + r * n, y + r * n, n, log);
-    case 2: return softmax_short_rows<2>(x + r * n, y + r * n, n, log);
-    case 1: return softmax_short_rows<1>(x + r * n, y + r * n, n, log);
-    default: return;
-  }
+void f32_softmax_rows__avx512(const float* x, const float* bias, const int64_t* bias_offsets, float* y,
+                              int64_t rows, int64_t n, bool log, bool nan_to_zero) {
+  if (bias) return softmax_rows<true>(x, bias, bias_offsets, y, rows, n, log, nan_to_zero);
+  softmax_rows<false>(x, nullptr, nullptr, y, rows, n, log, nan_to_zero);
 }
 
 // ---- LayerNormalization ---------------------------------------------------------------------------

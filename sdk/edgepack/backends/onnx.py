@@ -25,6 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..ir import DType, Graph, Node, QuantParams, Value
+from ..passes import fuse_softmax
 
 OPSET = 21
 _ONNX_TYPE = {DType.FLOAT32: TensorProto.FLOAT, DType.FLOAT16: TensorProto.FLOAT16, DType.INT8: TensorProto.INT8,
@@ -311,6 +312,7 @@ class _Emitter:
 
 def to_onnx(graph: Graph, opset: int = OPSET) -> onnx.ModelProto:
     """The graph as an ONNX model (QDQ where it is quantized)."""
+    graph = fuse_softmax.unfuse(graph)      # ONNX's Softmax takes no mask
     emitter = _Emitter(graph)
     for value in graph.values.values():
         if value.is_const:

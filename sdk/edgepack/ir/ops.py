@@ -10,6 +10,7 @@ reference and the kernels see one shape per op.
   * spatial ops are 2-D NCHW; `pads` is [top, left, bottom, right];
   * `Conv` / `MatMul` may carry a fused activation: attrs `activation` in ACTIVATIONS and
     `act_min` / `act_max` for "clip";
+  * `Softmax` may carry a fused attention mask: a `bias` input and `nan_to_zero` (see its doc);
   * shapes are static: Reshape, Expand, Resize carry their output shape in the value, not in inputs.
 
 Attribute kinds: int, float, ints, floats, str.
@@ -91,7 +92,10 @@ _op("Or", 51, (2, 2))
 _op("Where", 52, (3, 3))
 
 # --- normalisation -----------------------------------------------------------------------------
-_op("Softmax", 60, (1, 1), attrs={"axis": "int"})
+_op("Softmax", 60, (1, 2), attrs={"axis": "int", "nan_to_zero": "int"},
+    doc="optional bias (input 1, broadcast to x; the native kernel takes it for the last axis, with "
+        "that axis at full length) added before the softmax; nan_to_zero 1 (absent: 0) writes 0 where "
+        "the result is NaN, e.g. a row masked to -inf (passes/fuse_softmax.py)")
 _op("LayerNormalization", 61, (2, 3), attrs={"axis": "int", "epsilon": "float"},
     doc="normalises over axes [axis, rank); scale and optional bias over those axes")
 _op("LRN", 62, (1, 1), attrs={"size": "int", "alpha": "float", "beta": "float", "bias": "float"})

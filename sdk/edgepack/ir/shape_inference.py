@@ -55,6 +55,9 @@ def infer(op: str, attrs: dict[str, Any], in_types: list[tuple[DType, Shape] | N
         return [(dtype, broadcast(a[:-2], b[:-2]) + (a[-2], b[-1]))]
     if op == "Cast":
         return [(DType(attrs["to"]), shape)]
+    if op == "Softmax" and len(in_types) > 1 and in_types[1] is not None:
+        if broadcast(shape, in_types[1][1]) != tuple(shape):
+            raise ValueError(f"Softmax bias {in_types[1][1]} does not broadcast to the input {shape}")
     if op in ELEMENTWISE_UNARY or op in ("Softmax", "LogSoftmax", "LayerNormalization", "LRN"):
         return [(dtype, shape)]
     if op in COMPARISONS or op in ("And", "Or"):

@@ -237,7 +237,8 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
     if op in _OPS_PER_ELEMENT:
         return 0, out_numel * _OPS_PER_ELEMENT[op]
     if op in ("Softmax", "LogSoftmax"):           # max, subtract, exp, sum, divide (or log-subtract)
-        return 0, _numel(x.shape) * (TRANSCENDENTAL_OPS + 4)
+        fused = int(len(node.inputs) > 1 and bool(node.inputs[1])) + attrs.get("nan_to_zero", 0)  # mask add, NaN select
+        return 0, _numel(x.shape) * (TRANSCENDENTAL_OPS + 4 + fused)
     if op == "LayerNormalization":                # mean, centre, square-accumulate, normalise, scale, bias
         return 0, _numel(x.shape) * (6 + int(has_bias))
     if op == "LRN":                               # sum of squares over `size` channels, pow, multiply

@@ -20,7 +20,8 @@ from ..ir import Graph
 from ..ir.ops import ALIASING, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
 
 # Ops whose output may overwrite an input (see the module docstring); Cast changes the element size.
-# Softmax reads its input row once, before writing (LogSoftmax reads it again at the end: not in place).
+# Softmax reads its input row once, before writing (LogSoftmax reads it again at the end: not in place);
+# only its input 0 is overwritten, never a fused bias.
 IN_PLACE = (ELEMENTWISE_UNARY | ELEMENTWISE_BINARY | {"Where", "Softmax"}) - {"Cast"}
 
 ALIGNMENT = 64
@@ -80,7 +81,8 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         if node.op not in IN_PLACE:
             continue
         out = graph.values[node.outputs[0]]
-        for name in node.inputs[1:] if node.op == "Where" else node.inputs:   # Where's condition is bool
+        # Where's condition is bool; a fused Softmax bias is read again by the next rows it broadcasts to
+        for name in node.inputs[1:] if node.op == "Where" else node.inputs[:1] if node.op == "Softmax" else node.inputs:
             value = graph.values[name] if name else None
             if value is None or value.is_const or (value.dtype, value.shape) != (out.dtype, out.shape):
                 continue

@@ -187,10 +187,18 @@ def where(attrs: Attrs, cond, a, b):
 
 # --- normalisation ---------------------------------------------------------------------------------
 @ref("Softmax")
-def softmax(attrs: Attrs, x):
+def softmax(attrs: Attrs, x, bias=None):
+    """The fused form is the unfused ops in order: Add(x, bias) in float32, Softmax, then
+    Where(IsNaN(y), 0, y) with nan_to_zero."""
+    if bias is not None:
+        x = (x + bias).astype(x.dtype)
     x64 = x.astype(np.float64)
-    e = np.exp(x64 - x64.max(axis=attrs["axis"], keepdims=True))
-    return [(e / e.sum(axis=attrs["axis"], keepdims=True)).astype(x.dtype)]
+    with np.errstate(invalid="ignore"):    # -inf - -inf: a fully masked row is NaN, as unfused
+        e = np.exp(x64 - x64.max(axis=attrs["axis"], keepdims=True))
+        y = (e / e.sum(axis=attrs["axis"], keepdims=True)).astype(x.dtype)
+    if attrs.get("nan_to_zero", 0):
+        y = np.where(np.isnan(y), np.zeros((), y.dtype), y)
+    return [y]
 
 
 @ref("LogSoftmax")
