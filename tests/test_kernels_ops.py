@@ -405,6 +405,13 @@ POOL_CASES = [
     ((1, 2, 4, 1200), [2, 3], [1, 2], [0, 0, 1, 1], [1, 1]),
     ((1, 3, 6, 17), [3, 2], [2, 2], [1, 0, 1, 1], [2, 1]),
     ((1, 2, 3, 1040), [2, 1030], [1, 3], [1, 4, 0, 3], [1, 1]),
+    # outputs up to 16 wide pool a plane at a time (MaxPool 2x2 / 2 on its own path): odd sizes drop
+    # the last row and column; 17 columns go back to the row path
+    ((2, 3, 7, 9), [2, 2], [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 5, 5, 33), [2, 2], [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 2, 4, 34), [2, 2], [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 4, 6, 6), [2, 2], [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((1, 3, 9, 8), [3, 2], [2, 3], [1, 0, 1, 2], [2, 1]),
 ]
 
 
@@ -420,6 +427,11 @@ def test_max_pool_nan_wins():
     x[0, 0, 3, 4] = x[0, 1, 0, 0] = x[0, 1, 6, 20] = x[0, 1, 2, 9] = np.nan
     for strides in ([1, 1], [2, 2], [1, 3]):
         check("MaxPool", {"kernel": [3, 3], "strides": strides, "pads": [1, 1, 1, 1], "dilations": [1, 1]}, [x])
+    small = randn(1, 2, 8, 8)  # the 2x2 / 2 plane path: a NaN at each position of a window
+    small[0, 0, 0, 0] = small[0, 0, 2, 5] = small[0, 1, 5, 2] = small[0, 1, 7, 7] = np.nan
+    small[0, 1, 0, 1] = np.inf
+    small[0, 0, 4:6, 4:6] = -np.inf
+    check("MaxPool", {"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "dilations": [1, 1]}, [small])
 
 
 @pytest.mark.parametrize("count_include_pad", [0, 1])

@@ -154,6 +154,19 @@ class PoolKernel final : public OpKernel {
     const int64_t window_w = (kernel[1] - 1) * dilations[1] + 1;
     merge_rows_ = window_w <= kSpan;
     chunk_ = merge_rows_ ? std::min(kColumns, (kSpan - window_w) / strides[1] + 1) : kColumns;
+    // Narrow outputs (the small planes at the end of a CNN: 4x4, 2x2) pool window by window, a whole
+    // plane per call: the row pipeline's set-up would cost more than its few windows.
+    plane_ = nullptr;
+    max_2x2_ = !average_ && kernel[0] == 2 && kernel[1] == 2 && strides[0] == 2 && strides[1] == 2 &&
+               dilations[0] == 1 && dilations[1] == 1 && !padded && 2 * out_w_ <= width_ &&
+               2 * static_cast<int64_t>(rows_.size()) <= height_;
+    if (out_w_ <= kDirectColumns) {
+      switch (x.dtype) {
+        case DType::kFloat32: plane_ = pick_plane<float, float>(); break;
+        case DType::kInt8: plane_ = pick_plane<int8_t, int32_t>(); break;
+        default: plane_ = pick_plane<uint8_t, int32_t>(); break;
+      }
+    }
     return Status::Ok();
   }
 
@@ -163,6 +176,13 @@ class PoolKernel final : public OpKernel {
     const int64_t out_h = static_cast<int64_t>(rows_.size());
     const int64_t plane_bytes = height_ * width_ * static_cast<int64_t>(element_size_);
     const int64_t row_bytes = out_w_ * static_cast<int64_t>(element_size_);
+    if (plane_ != nullptr) {
+      ctx.pool->parallel_for(planes_, [&](int64_t begin, int64_t end) {
+        for (int64_t plane = begin; plane < end; ++plane)
+          (this->*plane_)(x + plane * plane_bytes, y + plane * out_h * row_bytes);
+      }, grain_for(out_h * out_w_ * kernel_area_));
+      return Status::Ok();
+    }
     ctx.pool->parallel_for(planes_ * out_h, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t plane = item / out_h, oh = item % out_h;
@@ -176,6 +196,52 @@ class PoolKernel final : public OpKernel {
   using RowFn = void (PoolKernel::*)(const uint8_t* plane, const Window& r, uint8_t* out) const;
   static constexpr int64_t kColumns = 256;  // output columns accumulated together, on the stack
   static constexpr int64_t kSpan = 1024;    // input columns of the merged rows, on the stack
+  static constexpr int64_t kDirectColumns = 16;  // output rows up to this wide pool window by window
+  using PlaneFn = void (PoolKernel::*)(const uint8_t* plane, uint8_t* out) const;
+
+  template <class T, class Acc> PlaneFn pick_plane() const {
+    return average_ ? &PoolKernel::pool_plane_direct<T, Acc, true> : &PoolKernel::pool_plane_direct<T, Acc, false>;
+  }
+
+  // A whole output plane, window by window (out_w_ <= kDirectColumns); the same combine and the same
+  // averaging as pool_row.
+  template <class T, class Acc, bool kAverage>
+  void pool_plane_direct(const uint8_t* plane_bytes, uint8_t* out_bytes) const {
+    const T* plane = reinterpret_cast<const T*>(plane_bytes);
+    T* out = reinterpret_cast<T*>(out_bytes);
+    if constexpr (!kAverage) {
+      if (max_2x2_) {  // 2x2 windows, stride 2, inside the input: four values per output
+        const int64_t width = width_, out_w = out_w_, out_h = static_cast<int64_t>(rows_.size());
+        const Acc floor = static_cast<Acc>(lowest<T>());
+        for (int64_t oh = 0; oh < out_h; ++oh, out += out_w) {
+          const T* a = plane + 2 * oh * width;
+          const T* b = a + width;
+          for (int64_t ow = 0; ow < out_w; ++ow) {
+            Acc m = combine<T, Acc, false>(floor, a[2 * ow]);
+            m = combine<T, Acc, false>(m, a[2 * ow + 1]);
+            m = combine<T, Acc, false>(m, b[2 * ow]);
+            out[ow] = static_cast<T>(combine<T, Acc, false>(m, b[2 * ow + 1]));
+          }
+        }
+        return;
+      }
+    }
+    Acc acc[kDirectColumns];
+    for (const Window& r : rows_) {
+      const int64_t rows = r.k1 - r.k0;
+      std::fill(acc, acc + out_w_, kAverage ? Acc(0) : static_cast<Acc>(lowest<T>()));
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* line = plane + (r.first + i * dilation_h_) * width_;
+        for (const ColumnTap& t : taps_)
+          for (int64_t ow = t.lo; ow < t.hi; ++ow)
+            acc[ow] = combine<T, Acc, kAverage>(acc[ow], line[ow * stride_w_ + t.offset]);
+      }
+      if constexpr (!kAverage) std::transform(acc, acc + out_w_, out, [](Acc v) { return static_cast<T>(v); });
+      else if constexpr (std::is_floating_point_v<T>) float_averages(acc, rows, 0, out_w_, out);
+      else code_averages(acc, column_counts_.data(), rows, out_w_, out);
+      out += out_w_;
+    }
+  }
 
   // Acc is the type rows are pooled in: float for float32; int32 for codes, whose sums need it and
   // whose maxima are cheaper to reorder (the split of a line into even and odd columns) in 32-bit lanes.
@@ -308,6 +374,8 @@ class PoolKernel final : public OpKernel {
   }
 
   RowFn row_ = nullptr;
+  PlaneFn plane_ = nullptr;  // set for narrow outputs: used instead of row_
+  bool max_2x2_ = false;     // MaxPool 2x2 / 2 without padding (the plane path's special case)
   bool average_ = false, count_include_pad_ = false, merge_rows_ = false;
   int64_t chunk_ = kColumns;  // output columns per chunk
   std::vector<Window> rows_;
