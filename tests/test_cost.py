@@ -166,6 +166,51 @@ def test_elementwise_ops_and_softmax_run_in_place(tmp_path):
     np.testing.assert_allclose(got, run_graph(g, {"x": x})["y"], rtol=1e-5, atol=1e-6)
 
 
+def _concat_graph(consumer_after: bool = False, axis: int = 1, batch: int = 1) -> Graph:
+    """x -> Relu -> a, x -> Neg -> b, Concat(a, b) along `axis` -> c, Tanh(c) -> y (and y2 = b + b after
+    the Concat when consumer_after)."""
+    g = Graph("concat")
+    g.add_value("x", DType.FLOAT32, (batch, 3, 4, 5))
+    for name in ("a", "b"):
+        g.add_value(name, DType.FLOAT32, (batch, 3, 4, 5))
+    shape = [batch, 3, 4, 5]
+    shape[axis] *= 2
+    g.add_value("c", DType.FLOAT32, tuple(shape))
+    g.add_value("y", DType.FLOAT32, tuple(shape))
+    g.inputs, g.outputs = ["x"], ["y"]
+    g.nodes = [Node("Relu", "relu", ["x"], ["a"]), Node("Neg", "neg", ["x"], ["b"]),
+               Node("Concat", "concat", ["a", "b"], ["c"], {"axis": axis}), Node("Tanh", "tanh", ["c"], ["y"])]
+    if consumer_after:
+        g.add_value("y2", DType.FLOAT32, (batch, 3, 4, 5))
+        g.nodes.append(Node("Add", "add", ["b", "b"], ["y2"]))
+        g.outputs.append("y2")
+    g.verify()
+    return g
+
+
+@pytest.mark.parametrize("case", ["aliased", "part read later", "outer rows", "batch 2"])
+def test_concat_parts_are_placed_inside_its_output(tmp_path, case):
+    """Along an axis with only 1s before it, parts that die at the Concat are planned at their block of
+    the output (the kernel then copies nothing); a part read later, or a Concat whose blocks are split
+    into rows (axis 2, batch 2), keeps its own bytes. The native result equals the reference's."""
+    g = _concat_graph(consumer_after=case == "part read later", axis=2 if case == "outer rows" else 1,
+                      batch=2 if case == "batch 2" else 1)
+    plan = plan_memory(g)
+    o = plan.offsets
+    part = 3 * 4 * 5 * 4 * (2 if case == "batch 2" else 1)
+    if case == "aliased":
+        assert (o["a"], o["b"]) == (o["c"], o["c"] + part)
+    else:
+        assert o["a"] != o["c"] and o["b"] not in range(o["c"], o["c"] + 2 * part)
+    x = np.random.default_rng(1).standard_normal(g.values["x"].shape).astype(np.float32)
+    path = tmp_path / "concat.epk"
+    write_epk(g, plan, path)
+    got = edgepack.load(path).run({"x": x})
+    want = run_graph(g, {"x": x})
+    for name in g.outputs:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+
+
 def test_reshape_is_free_when_aliased(profile):
     g = graph_of("Reshape", [(2, 3, 4)], (6, 4))
     row = estimate(g, profile).nodes[0]

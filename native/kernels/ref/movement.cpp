@@ -353,7 +353,9 @@ class ConcatKernel final : public OpKernel {
       for (int64_t row = begin; row < end; ++row) {
         uint8_t* dst = out + row * rows_.whole_bytes;
         for (size_t i = 0; i < ins.size(); ++i) {
-          std::memcpy(dst, ins[i]->as<const uint8_t>() + row * rows_.part_bytes[i], rows_.part_bytes[i]);
+          const uint8_t* src = ins[i]->as<const uint8_t>() + row * rows_.part_bytes[i];
+          // The memory planner may have placed the part where it belongs in the output already.
+          if (src != dst) std::memcpy(dst, src, rows_.part_bytes[i]);
           dst += rows_.part_bytes[i];
         }
       }

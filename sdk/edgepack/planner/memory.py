@@ -4,7 +4,8 @@ Every run-time tensor (graph inputs, intermediates, outputs) gets an offset in o
 may share bytes when their lifetimes do not overlap. Reshape outputs alias their input (same bytes),
 so an alias group is planned as one tensor whose lifetime is the union of its members'.
 
-Elementwise ops and Softmax run in place: the output takes the bytes of an input of the same shape
+Concat writes nothing when its parts already lie in its output (see below), and elementwise ops and
+Softmax run in place: the output takes the bytes of an input of the same shape
 and dtype that no later node reads (each output element is computed from the same index of that
 input, so the kernels may overwrite it; native/kernels/ref/elementwise.cpp, normalization.cpp). On
 all-MiniLM-L6-v2 the attention scores' Add, Softmax and Where then share one buffer. Graph inputs are
@@ -94,6 +95,38 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             first.pop(target)
             break
 
+    group_bytes: dict[str, int] = {}
+    for name, value in graph.values.items():
+        if not value.is_const:
+            group_bytes[find(name)] = max(group_bytes.get(find(name), 0), value.nbytes)
+
+    # Concat in place: when every dim before the axis is 1, each part is one contiguous block of the
+    # output. A part whose bytes die at the Concat is placed at its block inside the output's buffer,
+    # and the kernel skips the parts already in place (native/kernels/ref/movement.cpp): the Concat
+    # copies nothing (SqueezeNet's fire modules).
+    inside: dict[str, tuple[str, int]] = {}   # group -> (the group it lies in, byte offset there)
+    for step, node in enumerate(graph.nodes):
+        if node.op != "Concat":
+            continue
+        out = graph.values[node.outputs[0]]
+        axis = node.attrs["axis"]
+        if any(d != 1 for d in out.shape[:axis]):
+            continue
+        target = find(out.name)
+        parts = [find(name) if name and not graph.values[name].is_const else None for name in node.inputs]
+        if (target in inputs or target in inside or None in parts or len(set(parts)) != len(parts)
+                or target in parts):
+            continue
+        if any(g in inputs or g in inside or last[g] != step or group_bytes[g] != graph.values[name].nbytes
+               for g, name in zip(parts, node.inputs)):
+            continue
+        offset = 0
+        for g, name in zip(parts, node.inputs):
+            inside[g] = (target, offset)
+            offset += graph.values[name].nbytes
+            first[target] = min(first[target], first.pop(g))
+            last.pop(g)
+
     sizes: dict[str, int] = {}
     members: dict[str, list[str]] = {}
     for name, value in graph.values.items():
@@ -105,7 +138,7 @@ def plan_memory(graph: Graph) -> MemoryPlan:
 
     placed: list[tuple[int, int, int, int]] = []   # (offset, size, first, last)
     group_offset: dict[str, int] = {}
-    for group in sorted(sizes, key=lambda g: (-sizes[g], first.get(g, -1), g)):
+    for group in sorted((g for g in sizes if g not in inside), key=lambda g: (-sizes[g], first.get(g, -1), g)):
         lo, hi, size = first.get(group, -1), last.get(group, end), sizes[group]
         busy = sorted((o, s) for o, s, f, l in placed if not (l < lo or f > hi))
         offset = 0
@@ -116,7 +149,13 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         placed.append((offset, size, lo, hi))
         group_offset[group] = offset
 
-    offsets = {name: group_offset[group] for group, names in members.items() for name in names}
+    def placed_at(group: str) -> int:
+        if group in inside:
+            outer, offset = inside[group]
+            return placed_at(outer) + offset
+        return group_offset[group]
+
+    offsets = {name: placed_at(group) for group, names in members.items() for name in names}
     arena = max((o + s for o, s, _, _ in placed), default=0)
     naive = sum(_align(max(v.nbytes, 1)) for v in graph.values.values() if not v.is_const)
     return MemoryPlan(offsets, arena, naive)
