@@ -12,6 +12,10 @@
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/quant_check.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include "kernels/ref/quant_util.h"
 
 namespace edgepack {
@@ -74,6 +78,50 @@ struct ColumnTap {
 // floats; int8 / uint8 pool the codes (docs/quantization.md): MaxPool never lets padding win, and
 // AveragePool sums the codes of the cells inside the input in int32 and divides rounding half away
 // from zero.
+#if defined(__AVX512F__)
+// A float MaxPool output row with AVX-512, for windows of stride 1 or 2 without column dilation: the
+// kernel rows are merged into a line padded with -inf (16 columns a step, the tail masked), then each
+// kernel column pools the line (stride 2: the even lanes of two loads, one permute). The pooled order
+// differs from pool_row's, not the result: max is exact and a NaN wins either way.
+constexpr int64_t kAvxLine = 4096;  // padded input columns of the line, on the stack
+
+// combine() of pool_row in vectors: max(v, acc) keeps a NaN acc; a NaN v then replaces it.
+inline __m512 max_nan(__m512 acc, __m512 v) {
+  // (the all-lanes masked form: GCC 12 warns falsely on the unmasked one, as in gemm.cpp)
+  const __m512 m = _mm512_mask_max_ps(v, 0xFFFF, v, acc);
+  return _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
+}
+
+inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
+
+void max_pool_row_avx512(const float* first_row, int64_t row_step, int64_t rows, int64_t width, int64_t pad_left,
+                         int64_t kernel_w, int64_t stride, int64_t out_w, float* out) {
+  alignas(64) float line[kAvxLine + 48];
+  const __m512 floor = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const int64_t padded = (out_w - 1) * stride + kernel_w;  // columns the windows read, from -pad_left
+  for (int64_t x = 0; x < padded + 32; x += 16) _mm512_store_ps(line + x, floor);
+  const int64_t cols = std::min(width, padded - pad_left);  // input columns the windows read
+  for (int64_t x = 0; x < cols && rows > 0; x += 16) {
+    const __mmask16 m = first_lanes(cols - x);
+    __m512 v = _mm512_maskz_loadu_ps(m, first_row + x);
+    for (int64_t i = 1; i < rows; ++i) v = max_nan(v, _mm512_maskz_loadu_ps(m, first_row + i * row_step + x));
+    _mm512_mask_storeu_ps(line + pad_left + x, m, v);
+  }
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  for (int64_t o = 0; o < out_w; o += 16) {
+    __m512 acc = floor;
+    const float* base = line + o * stride;
+    for (int64_t j = 0; j < kernel_w; ++j) {
+      const __m512 v = stride == 1 ? _mm512_loadu_ps(base + j)
+                                   : _mm512_permutex2var_ps(_mm512_loadu_ps(base + j), even,
+                                                            _mm512_loadu_ps(base + j + 16));
+      acc = max_nan(acc, v);
+    }
+    _mm512_mask_storeu_ps(out + o, first_lanes(out_w - o), acc);
+  }
+}
+#endif
+
 class PoolKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
@@ -156,6 +204,18 @@ class PoolKernel final : public OpKernel {
     chunk_ = merge_rows_ ? std::min(kColumns, (kSpan - window_w) / strides[1] + 1) : kColumns;
     // Narrow outputs (the small planes at the end of a CNN: 4x4, 2x2) pool window by window, a whole
     // plane per call: the row pipeline's set-up would cost more than its few windows.
+    kernel_w_ = kernel[1];
+    pad_left_ = pads[1];
+#if defined(__AVX512F__)
+    // float MaxPool rows with AVX-512 (see max_pool_row_avx512), which also beats the plane path
+    if (!average_ && x.dtype == DType::kFloat32 && dilations[1] == 1 && (strides[1] == 1 || strides[1] == 2) &&
+        (out_w_ - 1) * strides[1] + kernel[1] + 32 <= kAvxLine && pads[1] < kAvxLine) {
+      row_ = &PoolKernel::max_row_avx512;
+      plane_ = nullptr;
+      max_2x2_ = false;
+      return Status::Ok();
+    }
+#endif
     plane_ = nullptr;
     max_2x2_ = !average_ && kernel[0] == 2 && kernel[1] == 2 && strides[0] == 2 && strides[1] == 2 &&
                dilations[0] == 1 && dilations[1] == 1 && !padded && 2 * out_w_ <= width_ &&
@@ -248,6 +308,14 @@ class PoolKernel final : public OpKernel {
   template <class T, class Acc> RowFn pick_row() const {
     return average_ ? &PoolKernel::pool_row<T, Acc, true> : &PoolKernel::pool_row<T, Acc, false>;
   }
+
+#if defined(__AVX512F__)
+  void max_row_avx512(const uint8_t* plane_bytes, const Window& r, uint8_t* out_bytes) const {
+    const float* plane = reinterpret_cast<const float*>(plane_bytes);
+    max_pool_row_avx512(plane + r.first * width_, dilation_h_ * width_, r.k1 - r.k0, width_, pad_left_, kernel_w_,
+                        stride_w_, out_w_, reinterpret_cast<float*>(out_bytes));
+  }
+#endif
 
   // One output row, chunk_ columns at a time. The window is separable: the kernel rows inside
   // the input are first merged column by column into one line (a contiguous, vectorised pass over the
@@ -383,6 +451,7 @@ class PoolKernel final : public OpKernel {
   std::vector<int32_t> column_counts_;  // per output column, the kernel columns inside the input
   size_t element_size_ = 0;
   int64_t planes_ = 0, height_ = 0, width_ = 0, out_w_ = 0, dilation_h_ = 1, stride_w_ = 1, kernel_area_ = 1;
+  int64_t kernel_w_ = 1, pad_left_ = 0;
 };
 
 // ---- ReduceMean / ReduceSum / ReduceMax / ReduceMin -----------------------------------------------
