@@ -74,14 +74,14 @@ _KIND_FAMILY = {"MatMul": "dense", "Conv": "dense", "Conv 1x1": "dense", "ConvTr
 KERNEL_EFFICIENCY: dict[tuple[str, str], float] = {
     ("dense", "fp32"): 1.0,             # the profile's ops_efficiency itself
     ("dense", "int8"): 0.8,             # VNNI / dot-product GEMM, requantizing epilogue
-    ("depthwise", "fp32"): 0.03,        # direct kernel, one plane at a time
-    ("depthwise", "int8"): 0.0035,      # padded code planes, int32 taps, requantization in the store
-    ("window", "fp32"): 0.02,           # MaxPool / AveragePool: a short strided reduction per output
+    ("depthwise", "fp32"): 0.08,        # direct kernel: phase planes, or channels-last on small planes
+    ("depthwise", "int8"): 0.008,       # the same on codes, int32 taps, requantization in the store
+    ("window", "fp32"): 0.05,           # MaxPool / AveragePool: a short strided reduction per output
     ("window", "int8"): 0.0065,
-    ("transcendental", "fp32"): 0.15,   # exp / erf polynomials, row reductions (Softmax, LayerNorm); always
+    ("transcendental", "fp32"): 0.4,    # exp / erf polynomials, row reductions (Softmax, LayerNorm); always
                                         # float math, int8 tensors included
     ("elementwise", "fp32"): 1.0,       # bandwidth-bound
-    ("elementwise", "int8"): 0.02,      # fixed-point rescaling per element; table lookups (vpermi2b where
+    ("elementwise", "int8"): 0.05,      # fixed-point rescaling per element; table lookups (vpermi2b where
                                         # the build has AVX-512 VBMI)
 }
 # Work a thread must get before the runtime wakes another (native/kernels: kGrain, kPlaneGrain,
