@@ -211,6 +211,29 @@ def test_concat_parts_are_placed_inside_its_output(tmp_path, case):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
 
 
+def test_nested_concats_are_placed_inside_each_other(tmp_path):
+    """Concat(Concat(a, b), c): a and b lie inside ab, which lies inside abc with c after it."""
+    g = Graph("nested")
+    for name in ("x", "a", "b", "c"):
+        g.add_value(name, DType.FLOAT32, (1, 2, 3, 4))
+    g.add_value("ab", DType.FLOAT32, (1, 4, 3, 4))
+    g.add_value("abc", DType.FLOAT32, (1, 6, 3, 4))
+    g.add_value("y", DType.FLOAT32, (1, 6, 3, 4))
+    g.inputs, g.outputs = ["x"], ["y"]
+    g.nodes = [Node("Relu", "relu", ["x"], ["a"]), Node("Neg", "neg", ["x"], ["b"]),
+               Node("Concat", "inner", ["a", "b"], ["ab"], {"axis": 1}), Node("Tanh", "tanh", ["x"], ["c"]),
+               Node("Concat", "outer", ["ab", "c"], ["abc"], {"axis": 1}), Node("Sigmoid", "sigmoid", ["abc"], ["y"])]
+    g.verify()
+    plan = plan_memory(g)
+    o, part = plan.offsets, 2 * 3 * 4 * 4
+    assert (o["a"], o["b"], o["ab"], o["c"]) == (o["abc"], o["abc"] + part, o["abc"], o["abc"] + 2 * part)
+    x = np.random.default_rng(2).standard_normal((1, 2, 3, 4)).astype(np.float32)
+    path = tmp_path / "nested.epk"
+    write_epk(g, plan, path)
+    np.testing.assert_allclose(edgepack.load(path).run({"x": x})["y"], run_graph(g, {"x": x})["y"], rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_reshape_is_free_when_aliased(profile):
     g = graph_of("Reshape", [(2, 3, 4)], (6, 4))
     row = estimate(g, profile).nodes[0]
