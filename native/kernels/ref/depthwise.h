@@ -69,11 +69,16 @@ class DepthwisePlan {
   // lets run() take the channels-last path on small output planes. Optional; call after prepare().
   template <class Acc> void keep_weights(const Acc* w) {
     const int64_t taps = g_.kh * g_.kw;
-    if (g_.oh * g_.ow > kChannelsLastMaxPixels || taps > kMaxTaps) return;
+    if (g_.oh * g_.ow > kChannelsLastMaxPixels) return;
     std::vector<Acc>& t = transposed<Acc>();
     t.resize(static_cast<size_t>(taps * g_.c));
     for (int64_t c = 0; c < g_.c; ++c)
       for (int64_t k = 0; k < taps; ++k) t[k * g_.c + c] = w[c * taps + k];
+    // per tap: where it reads in the padded [PH, PW, C] image, relative to the window's corner
+    const int64_t pw = g_.w + g_.pl + g_.pr;
+    last_taps_.clear();
+    for (int64_t i = 0; i < g_.kh; ++i)
+      for (int64_t j = 0; j < g_.kw; ++j) last_taps_.push_back((i * g_.dh * pw + j * g_.dw) * g_.c);
   }
 
   // Elements of the padded planes of one image (the scratch run() needs).
@@ -114,7 +119,6 @@ class DepthwisePlan {
   // Output planes up to this many pixels go channels-last (when the weights were kept).
   static constexpr int64_t kChannelsLastMaxPixels = 64;
   static constexpr int64_t kChannelBlock = 16;  // channels summed together: one AVX-512 vector of floats
-  static constexpr int64_t kMaxTaps = 64;       // kernels up to 8x8 (the planes path takes larger ones)
 
   template <class Acc> std::vector<Acc>& transposed() {
     if constexpr (std::is_same_v<Acc, float>) return weights_f_; else return weights_i_;
@@ -137,9 +141,7 @@ class DepthwisePlan {
       }
     const Acc* wt = transposed<Acc>().data();
     const int64_t taps = g_.kh * g_.kw, pixels = g_.oh * g_.ow;
-    int64_t tap_in[kMaxTaps];  // per tap: where it reads, relative to the window's corner
-    for (int64_t i = 0; i < g_.kh; ++i)
-      for (int64_t j = 0; j < g_.kw; ++j) tap_in[i * g_.kw + j] = (i * g_.dh * pw + j * g_.dw) * C;
+    const int64_t* tap_in = last_taps_.data();
     const int64_t blocks = (C + kChannelBlock - 1) / kChannelBlock;
     pool->parallel_for(blocks, [&](int64_t begin, int64_t end) {
       Acc sums[kChannelsLastMaxPixels * kChannelBlock];  // [pixel][channel of the block]
@@ -237,6 +239,7 @@ class DepthwisePlan {
   int64_t rows_per_item_ = 1, blocks_ = 1, chunks_ = 1;
   std::vector<float> weights_f_;    // keep_weights: [kh * kw, C], float weights
   std::vector<int32_t> weights_i_;  // or int8 codes as int32
+  std::vector<int64_t> last_taps_;  // keep_weights: per tap, its offset in the channels-last image
 };
 
 // The float depthwise conv of every image of x: w [C, kh * kw], bias (or null) after the sum as the

@@ -220,46 +220,43 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   }
 
   const V lo = Isa::set1(t.lo), hi = Isa::set1(t.hi);
-  if (t.cropped) {  // (fully unrolled like the rest, so that acc stays in registers)
+  // The tile's epilogue, fully unrolled like the rest so that acc stays in registers; load_c / store_c
+  // read and write vector v of a row of C: the whole vector (its last one masked to the tail), or the
+  // kept lanes of a cropped C.
+  const auto epilogue = [&](const auto& load_c, const auto& store_c) {
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
       float* crow = t.c + r * t.ldc;
       const V rb = t.row_bias != nullptr ? Isa::broadcast(t.row_bias + r) : Isa::zero();
 #pragma GCC unroll 16
       for (int v = 0; v < kV; ++v) {
+        const bool full = v + 1 < kV || tail == W;
         V x = acc[r][v];
-        if (t.accumulate) x = Isa::add(x, load_kept(crow + t.kept_at[v], t.keep[v]));
+        if (t.accumulate) x = Isa::add(x, load_c(crow, v, full));
         if (t.finish) {
           x = Isa::add(x, rb);
-          if (t.col_bias != nullptr) x = Isa::add(x, Isa::load_n(t.col_bias + v * W, v + 1 < kV ? W : tail));
+          if (t.col_bias != nullptr)
+            x = Isa::add(x, full ? Isa::load(t.col_bias + v * W) : Isa::load_n(t.col_bias + v * W, tail));
           x = Isa::clamp(x, lo, hi);
         }
-        store_kept(crow + t.kept_at[v], x, t.keep[v]);
+        store_c(crow, v, full, x);
       }
     }
-    return;
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r) {
-    float* crow = t.c + r * t.ldc;
-    const V rb = t.row_bias != nullptr ? Isa::broadcast(t.row_bias + r) : Isa::zero();
-#pragma GCC unroll 16
-    for (int v = 0; v < kV; ++v) {
-      const bool full = v + 1 < kV || tail == W;
-      V x = acc[r][v];
-      if (t.accumulate) x = Isa::add(x, full ? Isa::load(crow + v * W) : Isa::load_n(crow + v * W, tail));
-      if (t.finish) {
-        x = Isa::add(x, rb);
-        if (t.col_bias != nullptr)
-          x = Isa::add(x, full ? Isa::load(t.col_bias + v * W) : Isa::load_n(t.col_bias + v * W, tail));
-        x = Isa::clamp(x, lo, hi);
-      }
-      if (full) {
-        Isa::store(crow + v * W, x);
-      } else {
-        Isa::store_n(crow + v * W, x, tail);
-      }
-    }
+  };
+  if (t.cropped) {
+    epilogue([&](const float* crow, int v, bool) { return load_kept(crow + t.kept_at[v], t.keep[v]); },
+             [&](float* crow, int v, bool, V x) { store_kept(crow + t.kept_at[v], x, t.keep[v]); });
+  } else {
+    epilogue([&](const float* crow, int v, bool full) {
+               return full ? Isa::load(crow + v * W) : Isa::load_n(crow + v * W, tail);
+             },
+             [&](float* crow, int v, bool full, V x) {
+               if (full) {
+                 Isa::store(crow + v * W, x);
+               } else {
+                 Isa::store_n(crow + v * W, x, tail);
+               }
+             });
   }
 }
 

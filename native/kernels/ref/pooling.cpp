@@ -14,7 +14,7 @@
 #include "kernels/ref/quant_check.h"
 
 #if defined(__AVX512F__)
-#include <immintrin.h>
+#include "kernels/x86/avx512.h"
 #endif
 #include "kernels/ref/quant_util.h"
 
@@ -87,12 +87,11 @@ constexpr int64_t kAvxLine = 4096;  // padded input columns of the line, on the 
 
 // combine() of pool_row in vectors: max(v, acc) keeps a NaN acc; a NaN v then replaces it.
 inline __m512 max_nan(__m512 acc, __m512 v) {
-  // (the all-lanes masked form: GCC 12 warns falsely on the unmasked one, as in gemm.cpp)
-  const __m512 m = _mm512_mask_max_ps(v, 0xFFFF, v, acc);
+  const __m512 m = _mm512_max_ps(v, acc);
   return _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v);
 }
 
-inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
+using avx512::first_lanes;
 
 void max_pool_row_avx512(const float* first_row, int64_t row_step, int64_t rows, int64_t width, int64_t pad_left,
                          int64_t kernel_w, int64_t stride, int64_t out_w, float* out) {

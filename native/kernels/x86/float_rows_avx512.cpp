@@ -5,17 +5,7 @@
 
 #if defined(EDGEPACK_FLOAT_ROWS_AVX512)
 
-// GCC 12.2's AVX-512 intrinsics (max, min, cvtps_pd, extracts, ...) pass _mm512_undefined_ps(), a
-// self-initialised variable, which -Wall reports wherever they are inlined (GCC bug 105593, fixed in 12.3).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "kernels/x86/avx512.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,8 +16,7 @@ namespace {
 
 constexpr int kLanes = 16;
 
-// Lanes [0, n) of a tail of fewer than 16 values.
-inline __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+using avx512::first_lanes;
 
 // exp(x) for x <= 0 (or NaN): Softmax's exp(x - max). 2^n exp(r) with n = round(x / ln2) by the
 // 1.5 * 2^23 rounding trick, |r| <= ln2 / 2 (ln2 split in two for precision) and exp(r) = 1 + r q(r),
@@ -131,7 +120,7 @@ void f32_gelu_erf__avx512(const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(y + i, gelu16(_mm512_loadu_ps(x + i), lo, hi));
   if (i < n) {
-    const __mmask16 tail = tail_mask(n - i);
+    const __mmask16 tail = first_lanes(n - i);
     _mm512_mask_storeu_ps(y + i, tail, gelu16(_mm512_maskz_loadu_ps(tail, x + i), lo, hi));
   }
 }
@@ -184,7 +173,7 @@ inline __m512 finish(__m512 v, bool nan_to_zero) {
 template <int kRows, bool kBias>
 void softmax_short_rows(const float* x, const float* const* b, float* y, int64_t n, bool log, bool nan_to_zero) {
   const int64_t full = n - n % kLanes;
-  const __mmask16 tail = tail_mask(n - full);
+  const __mmask16 tail = first_lanes(n - full);
   const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const __m512 zero = _mm512_setzero_ps();
   __m512 max[kRows], sum[kRows];
@@ -249,7 +238,7 @@ void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool 
     m1 = _mm512_max_ps(m1, load_row<kBias>(x, b, i + kLanes));
   }
   for (; i + kLanes <= n; i += kLanes) m0 = _mm512_max_ps(m0, load_row<kBias>(x, b, i));
-  if (i < n) m1 = _mm512_max_ps(m1, load_row_tail<kBias>(minus_inf, tail_mask(n - i), x, b, i));
+  if (i < n) m1 = _mm512_max_ps(m1, load_row_tail<kBias>(minus_inf, first_lanes(n - i), x, b, i));
   const __m512 max = all_lanes_max(_mm512_max_ps(m0, m1));
 
   __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
@@ -262,7 +251,7 @@ void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool 
       sum = _mm512_add_ps(sum, e);
     }
     if (i < end) {
-      const __mmask16 tail = tail_mask(end - i);
+      const __mmask16 tail = first_lanes(end - i);
       const __m512 e = exp16_nonpositive(_mm512_sub_ps(load_row_tail<kBias>(zero, tail, x, b, i), max));
       if (!log) _mm512_mask_storeu_ps(y + i, tail, e);
       sum = _mm512_mask_add_ps(sum, tail, sum, e);
@@ -277,7 +266,7 @@ void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool 
     for (i = 0; i + kLanes <= n; i += kLanes)
       _mm512_storeu_ps(y + i, finish(_mm512_sub_ps(_mm512_sub_ps(load_row<kBias>(x, b, i), max), log_sum), nan_to_zero));
     if (i < n) {
-      const __mmask16 tail = tail_mask(n - i);
+      const __mmask16 tail = first_lanes(n - i);
       const __m512 v = load_row_tail<kBias>(zero, tail, x, b, i);
       _mm512_mask_storeu_ps(y + i, tail, finish(_mm512_sub_ps(_mm512_sub_ps(v, max), log_sum), nan_to_zero));
     }
@@ -286,7 +275,7 @@ void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool 
     for (i = 0; i + kLanes <= n; i += kLanes)
       _mm512_storeu_ps(y + i, finish(_mm512_mul_ps(_mm512_loadu_ps(y + i), scale), nan_to_zero));
     if (i < n) {
-      const __mmask16 tail = tail_mask(n - i);
+      const __mmask16 tail = first_lanes(n - i);
       _mm512_mask_storeu_ps(y + i, tail, finish(_mm512_mul_ps(_mm512_maskz_loadu_ps(tail, y + i), scale), nan_to_zero));
     }
   }
@@ -330,7 +319,7 @@ void f32_softmax_rows__avx512(const float* x, const float* bias, const int64_t* 
 void f32_layer_norm_row__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t n,
                                 float epsilon) {
   const int64_t full = n - n % kLanes;
-  const __mmask16 tail = tail_mask(n - full);
+  const __mmask16 tail = first_lanes(n - full);
   // Four double accumulators per pass: the passes are chains of additions, latency-bound with fewer.
   __m512d s[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
   const auto add_sum = [&s](int k, __m512 v) {

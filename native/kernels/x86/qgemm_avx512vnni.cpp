@@ -4,7 +4,7 @@
 
 #if defined(EDGEPACK_QGEMM_AVX512VNNI)
 
-#include <immintrin.h>
+#include "kernels/x86/avx512.h"
 
 #include <algorithm>
 #include <array>
@@ -16,6 +16,7 @@ namespace qgemm {
 namespace {
 
 constexpr int kLanes = 16;
+using avx512::first_lanes;
 constexpr int kVecs = kTileN / kLanes;  // vectors across a column panel
 static_assert(kVecs * kLanes == kTileN, "kTileN must be a whole number of vectors");
 
@@ -74,11 +75,6 @@ void qs8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint
   }
 }
 
-// Lanes [0, n) of a vector, for any n (none when n <= 0).
-inline __mmask16 lanes_below(int n) {
-  return n >= kLanes ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
-}
-
 // The dynamic int8 tile (activations in rows) with DynamicEpilogue applied to the sums in registers:
 // the int32 tile never goes through memory, and the float output is written once.
 template <int kRows>
@@ -92,7 +88,7 @@ void qd8_gemm_8x32c4__avx512vnni(int64_t groups, const uint8_t* rows, const uint
   __m512 w_scale[kVecs], bias[kVecs];
 #pragma GCC unroll 4
   for (int v = 0; v < kVecs; ++v) {
-    mask[v] = lanes_below(ncols - v * kLanes);
+    mask[v] = first_lanes(ncols - v * kLanes);
     col_sum[v] = _mm512_maskz_loadu_epi32(mask[v], e.col_sum + col0 + v * kLanes);
     w_scale[v] = _mm512_maskz_loadu_ps(mask[v], e.w_scale + col0 + v * kLanes);
     bias[v] = e.bias != nullptr ? _mm512_maskz_loadu_ps(mask[v], e.bias + col0 + v * kLanes) : _mm512_setzero_ps();
@@ -182,7 +178,6 @@ inline __m512 to_float(__m128i bytes) {
   return _mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_cvtepi8_epi32(kAll16, bytes));
 }
 
-inline __mmask16 first_lanes(int n) { return n >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
 }  // namespace
 
@@ -261,7 +256,7 @@ void row_range(const float* a, int64_t n, float* lo, float* hi) {
   __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += kLanes) {
     // Lanes past n load 0, which the range includes anyway.
-    const __m512 v = _mm512_maskz_loadu_ps(first_lanes(static_cast<int>(std::min<int64_t>(n - i, kLanes))), a + i);
+    const __m512 v = _mm512_maskz_loadu_ps(first_lanes(n - i), a + i);
     l = _mm512_maskz_min_ps(kAll16, l, v);
     h = _mm512_maskz_max_ps(kAll16, h, v);
   }

@@ -5,17 +5,7 @@
 
 #if defined(EDGEPACK_TRANSPOSE_AVX512)
 
-// GCC 12.2's AVX-512 unpack intrinsics pass _mm512_undefined_epi32(), a self-initialised variable,
-// which -Wall reports wherever they are inlined (GCC bug 105593, fixed in 12.3).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "kernels/x86/avx512.h"
 
 namespace edgepack {
 namespace {

@@ -95,10 +95,11 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             first.pop(target)
             break
 
-    group_bytes: dict[str, int] = {}
+    group_bytes: dict[str, int] = {}   # the largest member of each group
     for name, value in graph.values.items():
         if not value.is_const:
-            group_bytes[find(name)] = max(group_bytes.get(find(name), 0), value.nbytes)
+            group = find(name)
+            group_bytes[group] = max(group_bytes.get(group, 0), value.nbytes)
 
     # Concat in place: when every dim before the axis is 1, each part is one contiguous block of the
     # output. A part whose bytes die at the Concat is placed at its block inside the output's buffer,
