@@ -118,6 +118,17 @@ void requantize_per_row(const int32_t* acc, int64_t acc_stride, int rows, int n,
 // A compiler vectorises a min/max reduction of floats only under -ffast-math, hence one per ISA.
 void row_range(const float* a, int64_t n, float* lo, float* hi);
 
+// Quantizes rows (1..kTileM) of A into one row panel as the reference's quantize_rows does: row i is
+// a + i * lda, k values, each times smooth[k] first when smooth is not null (a folded SmoothQuant Mul);
+// lo = min(row, 0), hi = max(row, 0), s = (hi - lo) / 255 (1 for a zero row), z = round(-lo / s),
+// q = clamp(round(a * (1 / s)) + z, 0, 255), stored as q + act_shift(uint8); scale[i] = s and
+// correction[i] = z + act_shift(uint8). The panel's rows past `rows` get any codes.
+#if defined(EDGEPACK_QGEMM_AVX512VNNI)
+#define EDGEPACK_QGEMM_VECTOR_ROW_QUANT 1  // else qlinear.cpp's portable loop
+void quantize_row_panel(const float* a, int64_t lda, int rows, int64_t k, const float* smooth, Act* panel,
+                        float* scale, int32_t* correction);
+#endif
+
 // The float epilogue of a dynamic int8 MatMul (docs/quantization.md): for row r and column c of the
 // tile, with sum = raw - correction[r] * col_sum[c] (wrapping in int32),
 //   y[r][c] = clamp(float(sum) * (row_scale[r] * w_scale[c]) + bias[c], lo, hi)

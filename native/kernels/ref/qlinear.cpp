@@ -422,24 +422,35 @@ class Int8MatMulKernel final : public OpKernel {
 
 // ---- dynamic int8 MatMul --------------------------------------------------------------------------------
 
-// quantize_rows of the reference for one row of A, in float32 as there: lo = min(row, 0), hi =
-// max(row, 0), s = (hi - lo) / 255 (1 for a zero row), z = round(-lo / s), q = clamp(round(a / s) + z,
-// 0, 255); each q is stored (as q + shift) into the row's lanes of its row panel.
-void quantize_row(const float* a, int64_t k, int32_t shift, Act* lanes, float* scale, int32_t* zero_point) {
+#if !defined(EDGEPACK_QGEMM_VECTOR_ROW_QUANT)
+// qgemm::quantize_row_panel (qgemm.h) in plain C++, one row at a time: the row's (smoothed) values are
+// staged in float32 as the reference computes them, ranged, then quantized into the row's lanes.
+void quantize_row(const float* a, int64_t k, const float* smooth, int32_t shift, Act* lanes, float* scale,
+                  int32_t* correction) {
+  constexpr int64_t kChunk = 256;  // a multiple of kGroup
   float lo = 0.0f, hi = 0.0f;
-  qgemm::row_range(a, k, &lo, &hi);
+  float v[kChunk];
+  for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
+    const int64_t n = std::min(kChunk, k - k0);
+    for (int64_t i = 0; i < n; ++i) v[i] = smooth != nullptr ? a[k0 + i] * smooth[k0 + i] : a[k0 + i];
+    float l, h;
+    qgemm::row_range(v, n, &l, &h);
+    lo = std::min(lo, l);
+    hi = std::max(hi, h);
+  }
   const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
   const float z = std::min(std::max(std::nearbyint(-lo / s), 0.0f), 255.0f);
+  const float inverse = 1.0f / s;
   *scale = s;
-  *zero_point = static_cast<int32_t>(z);
-  constexpr int64_t kChunk = 256;  // a multiple of kGroup
+  *correction = static_cast<int32_t>(z) + shift;
   int32_t q[kChunk];
   for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
     const int64_t n = std::min(kChunk, k - k0);
-    for (int64_t i = 0; i < n; ++i) {  // vectorises: division, round, clamp, convert
-      float v = std::nearbyint(a[k0 + i] / s) + z;
-      v = v < 0.0f ? 0.0f : v;
-      q[i] = static_cast<int32_t>(v > 255.0f ? 255.0f : v);
+    for (int64_t i = 0; i < n; ++i) {  // vectorises: multiply, round, clamp, convert
+      const float x = smooth != nullptr ? a[k0 + i] * smooth[k0 + i] : a[k0 + i];
+      float c = std::nearbyint(x * inverse) + z;
+      c = c < 0.0f ? 0.0f : c;
+      q[i] = static_cast<int32_t>(c > 255.0f ? 255.0f : c);
     }
     for (int64_t i = n; i < (n + kGroup - 1) / kGroup * kGroup; ++i) q[i] = -shift;  // K tail: stored as 0
     Act* lane = lanes + k0 / kGroup * kTileM * kGroup;
@@ -447,6 +458,7 @@ void quantize_row(const float* a, int64_t k, int32_t shift, Act* lanes, float* s
       for (int e = 0; e < kGroup; ++e) lane[e] = static_cast<Act>(q[g * kGroup + e] + shift);
   }
 }
+#endif
 
 // qgemm::DynamicEpilogue on a tile of raw sums acc[r * kTileN + c], in plain C++ (the AVX-512 build
 // applies it in registers instead: tile_act_rows_dynamic).
@@ -529,14 +541,19 @@ class DynamicMatMulKernel final : public OpKernel {
     float* row_scale = reinterpret_cast<float*>(ctx.scratch + panels_bytes_);
     int32_t* row_correction = reinterpret_cast<int32_t*>(ctx.scratch + panels_bytes_ + scales_bytes_);
 
+    const float* smooth = nullptr;
     auto quantize = [&](int64_t first, int64_t end) {
       for (int64_t p = first; p < end; ++p) {
         Act* panel = a_panels + p * qgemm::row_panel_size(groups_);
-        for (int r = 0; r < kTileM && p * kTileM + r < rows_; ++r) {
-          const int64_t row = p * kTileM + r;
-          quantize_row(a + row * k_, k_, shift_, panel + r * kGroup, row_scale + row, row_correction + row);
-          row_correction[row] += shift_;
-        }
+        const int64_t row0 = p * kTileM;
+        const int rows = static_cast<int>(std::min<int64_t>(kTileM, rows_ - row0));
+#if defined(EDGEPACK_QGEMM_VECTOR_ROW_QUANT)
+        qgemm::quantize_row_panel(a + row0 * k_, k_, rows, k_, smooth, panel, row_scale + row0, row_correction + row0);
+#else
+        for (int r = 0; r < rows; ++r)
+          quantize_row(a + (row0 + r) * k_, k_, smooth, shift_, panel + r * kGroup, row_scale + row0 + r,
+                       row_correction + row0 + r);
+#endif
       }
     };
     qgemm::DynamicEpilogue e;

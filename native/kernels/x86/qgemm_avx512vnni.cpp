@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -265,6 +266,72 @@ void row_range(const float* a, int64_t n, float* lo, float* hi) {
   _mm512_storeu_ps(lanes_hi, h);
   *lo = *std::min_element(lanes_lo, lanes_lo + kLanes);
   *hi = *std::max_element(lanes_hi, lanes_hi + kLanes);
+}
+
+// v = a[i] (times smooth[i]) for the 16 lanes from i, lanes past the row's end 0.
+inline __m512 load_row(const float* a, const float* smooth, int64_t i, __mmask16 mask) {
+  const __m512 v = _mm512_maskz_loadu_ps(mask, a + i);
+  return smooth != nullptr ? _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, smooth + i)) : v;
+}
+
+void quantize_row_panel(const float* a, int64_t lda, int rows, int64_t k, const float* smooth, Act* panel,
+                        float* scale, int32_t* correction) {
+  constexpr __mmask16 kAll16 = 0xFFFF;
+  static_assert(kTileM == 8 && kGroup == 4 && act_shift(DType::kUInt8) == 0, "the panel layout below");
+  // Rows past `rows` repeat the last one: their codes are dropped, and they must not be read past A.
+  const float* row[kTileM];
+  __m512 inverse[kTileM];
+  __m512i zero_point[kTileM];
+  for (int r = 0; r < kTileM; ++r) {
+    row[r] = a + std::min(r, rows - 1) * lda;
+    if (r >= rows) {
+      inverse[r] = inverse[rows - 1];
+      zero_point[r] = zero_point[rows - 1];
+      continue;
+    }
+    __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
+    for (int64_t i = 0; i < k; i += kLanes) {
+      const __m512 v = load_row(row[r], smooth, i, first_lanes(k - i));
+      l = _mm512_maskz_min_ps(kAll16, l, v);
+      h = _mm512_maskz_max_ps(kAll16, h, v);
+    }
+    const float lo = _mm512_reduce_min_ps(l), hi = _mm512_reduce_max_ps(h);
+    const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+    const float z = std::min(std::max(std::nearbyint(-lo / s), 0.0f), 255.0f);
+    scale[r] = s;
+    correction[r] = static_cast<int32_t>(z);
+    inverse[r] = _mm512_set1_ps(1.0f / s);
+    zero_point[r] = _mm512_set1_epi32(static_cast<int32_t>(z));
+  }
+  // 16 values of each of the 8 rows per step: round(v * inverse) + z as int32 (vcvtps2dq rounds half
+  // to even, like np.rint), then two saturating packs clamp to [0, 255] and leave in 128-bit lane L the
+  // k-group (k0 / 4 + L) of rows 0..3 (rows 4..7 from the second pack); the permutes put the 8 rows of a
+  // k-group together, as the panel stores them.
+  const __m512i groups01 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+  const __m512i groups23 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+  const int64_t groups = k_groups(k);
+  for (int64_t k0 = 0; k0 < k; k0 += kLanes) {
+    const __mmask16 mask = first_lanes(k - k0);
+    __m512i q[kTileM];
+#pragma GCC unroll 8
+    for (int r = 0; r < kTileM; ++r) {
+      const __m512 v = _mm512_mul_ps(load_row(row[r], smooth, k0, mask), inverse[r]);
+      q[r] = _mm512_add_epi32(_mm512_maskz_cvtps_epi32(kAll16, v), zero_point[r]);
+    }
+    const __m512i rows0123 = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+    const __m512i rows4567 = _mm512_packus_epi16(_mm512_packs_epi32(q[4], q[5]), _mm512_packs_epi32(q[6], q[7]));
+    const __m512i first = _mm512_permutex2var_epi64(rows0123, groups01, rows4567);
+    const __m512i second = _mm512_permutex2var_epi64(rows0123, groups23, rows4567);
+    Act* out = panel + k0 / kGroup * kTileM * kGroup;
+    const int64_t left = groups - k0 / kGroup;  // k-groups of the panel from here (the last step: 1..4)
+    if (left >= 4) {
+      _mm512_storeu_si512(out, first);
+      _mm512_storeu_si512(out + 64, second);
+    } else {  // 32 bytes (4 qwords) per k-group
+      _mm512_mask_storeu_epi64(out, left >= 2 ? 0xFF : 0x0F, first);
+      if (left == 3) _mm512_mask_storeu_epi64(out + 64, 0x0F, second);
+    }
+  }
 }
 
 void dequantize_int4_bytes(const uint8_t* packed, int64_t bytes, const float* scale, float* out) {

@@ -165,7 +165,8 @@ class _Emitter:
     def dynamic_matmul(self, node: Node) -> None:
         """The native dynamic int8 MatMul in standard ONNX ops, step for step as the reference
         (reference/quantized.py: quantize_rows, matmul_dynamic) computes it: each row of A quantized to
-        asymmetric uint8 over [min(row, 0), max(row, 0)], acc = sum (q - zero_point) * w, then
+        asymmetric uint8 over [min(row, 0), max(row, 0)] (codes: round(a * (1 / scale)) + zero point),
+        acc = sum (q - zero_point) * w, then
         y = acc * (row scale * weight scale) + bias. The integer sum runs as a float32 MatMul of integers
         (|q - zp| <= 255, |w| <= 127): exact while partial sums stay under 2^24, far above what
         real rows reach, and free of the int16 saturation of AVX2 u8 x s8 integer kernels."""
@@ -188,7 +189,8 @@ class _Emitter:
                              scalar(1.0, "one")], "row_scale")
         zp = op("Clip", [op("Round", [op("Div", [op("Neg", [lo], "neg_lo"), scale], "zp_real")], "zp_round"), zero, top],
                 "row_zero_point")
-        q = op("Clip", [op("Add", [op("Round", [op("Div", [a, scale], "scaled")], "rounded"), zp], "shifted"), zero, top],
+        inverse = op("Reciprocal", [scale], "row_inverse")
+        q = op("Clip", [op("Add", [op("Round", [op("Mul", [a, inverse], "scaled")], "rounded"), zp], "shifted"), zero, top],
                "row_q")
         centered = op("Sub", [q, zp], "centered")
         weight = op("Cast", [w.name], "w_int", to=TensorProto.FLOAT)
