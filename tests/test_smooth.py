@@ -14,7 +14,7 @@ from edgepack.api import to_graph
 from edgepack.passes import PIPELINE, run_passes
 from edgepack.quant.calibrate import calibrate
 from edgepack.quant.quantize import quantize_graph
-from edgepack.quant.smooth import smooth_matmul_inputs, smoothing_scales
+from edgepack.quant.smooth import smooth_matmul_inputs, smoothing_scales, unfold
 from edgepack.reference import run_graph
 
 WIDTH = 64
@@ -84,8 +84,17 @@ def test_dynamic_int8_with_calibration_is_smoothed_and_more_accurate(tmp_path):
                              progress=False)
     smooth = edgepack.compile(model, example_inputs=example, precision="int8-dynamic", output=tmp_path / "smooth.epk",
                               calibration_data=feeds(8, 1), progress=False)
-    assert not any(node.name.startswith("smooth/") for node in plain.graph.nodes)
-    assert sum(node.name.startswith("smooth/") for node in smooth.graph.nodes) == 2
+    def input_scales(graph):
+        return [node.inputs[3] for node in graph.nodes if node.op == "MatMul" and len(node.inputs) > 3]
+    assert not input_scales(plain.graph)
+    # the smoothing Muls are folded into the dynamic MatMuls as their input scale (MatMul input 3) ...
+    assert len(input_scales(smooth.graph)) == 2 and not any(n.op == "Mul" for n in smooth.graph.nodes)
+    # ... and come back as Muls for targets whose MatMul has no such input, computing the same
+    separate = unfold(smooth.graph)
+    assert sum(node.name.startswith("smooth/") for node in separate.nodes) == 2 and not input_scales(separate)
+    for f in test[:2]:
+        np.testing.assert_array_equal(run_graph(separate, f)[separate.outputs[0]],
+                                      run_graph(smooth.graph, f)[smooth.graph.outputs[0]])
     notes = {d.node: d.note for d in smooth.decisions if d.op == "MatMul"}
     assert notes and all("smoothed" in note for note in notes.values())
     assert smooth.manifest["calibration_samples"] == 8

@@ -494,10 +494,11 @@ class DynamicMatMulKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
                  const std::vector<const Tensor*>& outs) override {
-    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 4));
     EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
     const Tensor &a = *ins[0], &b = *ins[1], &y = *outs[0];
     const Tensor* bias = ins.size() > 2 ? ins[2] : nullptr;
+    const Tensor* input_scale = ins.size() > 3 ? ins[3] : nullptr;  // a folded smoothing Mul (ir/ops.py)
     EP_RETURN_IF_ERROR(expect_dtype(op, a, DType::kFloat32, "input A"));
     EP_RETURN_IF_ERROR(expect_dtype(op, b, DType::kInt8, "weight"));
     EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
@@ -506,6 +507,10 @@ class DynamicMatMulKernel final : public OpKernel {
     if (bias != nullptr) {
       EP_RETURN_IF_ERROR(expect_dtype(op, *bias, DType::kFloat32, "bias"));
       EP_RETURN_IF_ERROR(expect_shape(op, *bias, {n_}, "bias"));
+    }
+    if (input_scale != nullptr) {
+      EP_RETURN_IF_ERROR(expect_dtype(op, *input_scale, DType::kFloat32, "input_scale"));
+      EP_RETURN_IF_ERROR(expect_shape(op, *input_scale, {k_}, "input_scale"));
     }
     AttrReader attrs(op);
     EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &bounds_));
@@ -541,7 +546,7 @@ class DynamicMatMulKernel final : public OpKernel {
     float* row_scale = reinterpret_cast<float*>(ctx.scratch + panels_bytes_);
     int32_t* row_correction = reinterpret_cast<int32_t*>(ctx.scratch + panels_bytes_ + scales_bytes_);
 
-    const float* smooth = nullptr;
+    const float* smooth = ins.size() > 3 && ins[3] != nullptr ? ins[3]->as<const float>() : nullptr;
     auto quantize = [&](int64_t first, int64_t end) {
       for (int64_t p = first; p < end; ++p) {
         Act* panel = a_panels + p * qgemm::row_panel_size(groups_);

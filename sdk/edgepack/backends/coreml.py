@@ -37,6 +37,7 @@ from .. import __version__
 from ..errors import UnsupportedError
 from ..ir import DType, Graph, Node, QuantParams, Value
 from ..passes import fuse_softmax
+from ..quant import smooth
 
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     # coremltools reports at import time which native parts are missing (all of them on Linux)
@@ -507,7 +508,7 @@ def _lut(e: _Emitter, node: Node, inputs: list):
 # ---- entry points ---------------------------------------------------------------------------------
 def build_program(graph: Graph, target) -> tuple[Any, set[str]]:
     """The MIL program of `graph` and the names of the ops that compute in float16."""
-    graph = fuse_softmax.unfuse(graph)      # MIL's softmax takes no mask
+    graph = smooth.unfold(fuse_softmax.unfuse(graph))   # MIL's softmax takes no mask, its matmul no input scale
     placeholders = {n: mb.placeholder(shape=graph.values[n].shape, dtype=_MIL_DTYPE[graph.values[n].dtype])
                     for n in graph.inputs}
     emitter = _Emitter(graph, target)

@@ -26,6 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..ir import DType, Graph, Node, QuantParams, Value
 from ..passes import fuse_softmax
+from ..quant import smooth
 
 OPSET = 21
 _ONNX_TYPE = {DType.FLOAT32: TensorProto.FLOAT, DType.FLOAT16: TensorProto.FLOAT16, DType.INT8: TensorProto.INT8,
@@ -314,7 +315,7 @@ class _Emitter:
 
 def to_onnx(graph: Graph, opset: int = OPSET) -> onnx.ModelProto:
     """The graph as an ONNX model (QDQ where it is quantized)."""
-    graph = fuse_softmax.unfuse(graph)      # ONNX's Softmax takes no mask
+    graph = smooth.unfold(fuse_softmax.unfuse(graph))   # ONNX's Softmax takes no mask, its MatMul no input scale
     emitter = _Emitter(graph)
     for value in graph.values.values():
         if value.is_const:

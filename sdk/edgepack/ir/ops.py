@@ -52,8 +52,10 @@ _op("Conv", 1, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "i
 _op("ConvTranspose", 2, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "ints",
                                        "group": "int", "output_padding": "ints"},
     doc="X[N,C,H,W], W[C,M/group,kh,kw], optional B[M]")
-_op("MatMul", 3, (2, 3), attrs=dict(_FUSED_ACT),
-    doc="numpy matmul with batch broadcasting; optional bias added along the last axis")
+_op("MatMul", 3, (2, 4), attrs=dict(_FUSED_ACT),
+    doc="numpy matmul with batch broadcasting; optional bias added along the last axis; optional "
+        "input_scale (input 3, float32 over A's last axis) multiplies A first: a SmoothQuant Mul folded "
+        "into a dynamic int8 MatMul (quant/smooth.py), the only kind that takes it")
 
 # --- elementwise unary -------------------------------------------------------------------------
 _op("Relu", 10, (1, 1))

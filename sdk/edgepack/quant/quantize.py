@@ -28,6 +28,7 @@ from ..ir import DType, Graph, Node, QuantParams, Value
 from ..reference.ops import run_node
 from ..reference.quantized import dequantize, quantize
 from .observers import TensorStats, asymmetric_params, observed_range
+from . import smooth
 from .smooth import smooth_matmul_inputs
 
 PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int4")
@@ -398,6 +399,7 @@ class _Quantizer:
                 used, note = "fp32", ""
             decisions.append(Decision(node.name, node.op, asked, used, note))
         self.finish()
+        smooth.fold(self.graph, inserted)
         return QuantizeResult(self.graph, decisions)
 
     def finish(self) -> None:

@@ -90,7 +90,9 @@ def conv_transpose(attrs: Attrs, x, w, b=None):
 
 
 @ref("MatMul")
-def matmul(attrs: Attrs, a, b, bias=None):
+def matmul(attrs: Attrs, a, b, bias=None, input_scale=None):
+    if input_scale is not None:
+        a = (a * input_scale).astype(a.dtype)
     y = np.matmul(a.astype(np.float64), b.astype(np.float64))
     if bias is not None:
         y = y + bias

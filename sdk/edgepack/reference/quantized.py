@@ -118,9 +118,12 @@ def quantize_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return q, scale, zero_point
 
 
-def matmul_dynamic(attrs, a, b, bias, in_q):
-    """float A x int8 B (per output channel) -> float: A is quantized per row at run time.
+def matmul_dynamic(attrs, a, b, bias, in_q, input_scale=None):
+    """float A x int8 B (per output channel) -> float: A (times input_scale, a folded smoothing Mul, in
+    float32) is quantized per row at run time.
     acc = sum_k (q_k - zero_point) * w_k in int32; y = float(acc) * (row scale * weight scale) + bias."""
+    if input_scale is not None:
+        a = (a.astype(np.float32) * input_scale.astype(np.float32)).astype(np.float32)
     q, row_scale, zero_point = quantize_rows(a)
     centered = q.astype(np.int32) - zero_point
     # float64 holds these integer sums exactly (|acc| < 2^53) and uses BLAS; int64 matmul does not
@@ -225,7 +228,8 @@ def run_quantized(op: str, attrs: dict[str, Any], inputs: list[np.ndarray | None
             fn = conv_int8 if op == "Conv" else matmul_int8
             return fn(attrs, x, inputs[1], inputs[2] if len(inputs) > 2 else None, in_q, out_q)
         if inputs[1].dtype == np.int8 and in_q[1].block_size == 0 and op == "MatMul":
-            return matmul_dynamic(attrs, x, inputs[1], inputs[2] if len(inputs) > 2 else None, in_q)
+            return matmul_dynamic(attrs, x, inputs[1], inputs[2] if len(inputs) > 2 else None, in_q,
+                                  inputs[3] if len(inputs) > 3 else None)
         return weight_only(op, attrs, inputs, in_q, out_shapes)
     if op in ("MatMul", "Conv") and inputs[1] is not None and inputs[1].dtype == np.float16:
         return weight_only(op, attrs, inputs, in_q, out_shapes)
