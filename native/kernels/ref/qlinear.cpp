@@ -12,6 +12,7 @@
 #include "kernels/ref/qlinear.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -358,7 +359,12 @@ void multiply(ThreadPool* pool, int64_t rows, int64_t cols, int64_t groups, cons
       }
     }
   };
-  if (rp >= 2 * pool->num_threads()) {
+  const bool split_n = std::getenv("EP_QSPLIT") != nullptr && std::getenv("EP_QSPLIT")[0] == 'n';
+  if (split_n && pool->num_threads() > 1 && cp >= 2 * pool->num_threads()) {
+    pool->parallel_for(rp, [&](int64_t first, int64_t end) { pack(first, end); }, 1);
+    const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, rp * tile_macs));
+    pool->parallel_for(cp, [&](int64_t first, int64_t end) { tiles(0, rp, first, end); }, grain);
+  } else if (rp >= 2 * pool->num_threads()) {
     const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, cp * tile_macs));
     pool->parallel_for(rp, [&](int64_t first, int64_t end) {
       pack(first, end);
