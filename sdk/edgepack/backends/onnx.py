@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..ir import DType, Graph, Node, QuantParams, Value
-from ..passes import fuse_softmax
+from ..passes import fold_transposes, fuse_softmax
 from ..quant import smooth
 
 OPSET = 21
@@ -315,7 +315,8 @@ class _Emitter:
 
 def to_onnx(graph: Graph, opset: int = OPSET) -> onnx.ModelProto:
     """The graph as an ONNX model (QDQ where it is quantized)."""
-    graph = smooth.unfold(fuse_softmax.unfuse(graph))   # ONNX's Softmax takes no mask, its MatMul no input scale
+    # ONNX's Softmax takes no mask, its MatMul no input scale or operand layouts
+    graph = fold_transposes.unfold(smooth.unfold(fuse_softmax.unfuse(graph)))
     emitter = _Emitter(graph)
     for value in graph.values.values():
         if value.is_const:

@@ -52,10 +52,13 @@ _op("Conv", 1, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "i
 _op("ConvTranspose", 2, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "ints",
                                        "group": "int", "output_padding": "ints"},
     doc="X[N,C,H,W], W[C,M/group,kh,kw], optional B[M]")
-_op("MatMul", 3, (2, 4), attrs=dict(_FUSED_ACT),
+_op("MatMul", 3, (2, 4), attrs={**_FUSED_ACT, "a_perm": "ints", "b_perm": "ints", "y_perm": "ints"},
     doc="numpy matmul with batch broadcasting; optional bias added along the last axis; optional "
         "input_scale (input 3, float32 over A's last axis) multiplies A first: a SmoothQuant Mul folded "
-        "into a dynamic int8 MatMul (quant/smooth.py), the only kind that takes it")
+        "into a dynamic int8 MatMul (quant/smooth.py), the only kind that takes it. Optional a_perm / "
+        "b_perm (the operand is the input transposed) and y_perm (the output is the product transposed), "
+        "each keeping the last axis: Transposes folded into a float MatMul of two run-time operands "
+        "(passes/fold_transposes.py)")
 
 # --- elementwise unary -------------------------------------------------------------------------
 _op("Relu", 10, (1, 1))

@@ -93,10 +93,15 @@ def conv_transpose(attrs: Attrs, x, w, b=None):
 def matmul(attrs: Attrs, a, b, bias=None, input_scale=None):
     if input_scale is not None:
         a = (a * input_scale).astype(a.dtype)
+    if "a_perm" in attrs:
+        a = np.transpose(a, attrs["a_perm"])
+    if "b_perm" in attrs:
+        b = np.transpose(b, attrs["b_perm"])
     y = np.matmul(a.astype(np.float64), b.astype(np.float64))
     if bias is not None:
         y = y + bias
-    return [_activation(y, attrs).astype(a.dtype)]
+    y = _activation(y, attrs).astype(a.dtype)
+    return [np.ascontiguousarray(np.transpose(y, attrs["y_perm"])) if "y_perm" in attrs else y]
 
 
 # --- elementwise unary -----------------------------------------------------------------------------
