@@ -22,9 +22,10 @@ void f32_gelu_erf__avx512(const float* x, float* y, int64_t n);
 void f32_softmax_rows__avx512(const float* x, const float* bias, const int64_t* bias_offsets, float* y,
                               int64_t rows, int64_t n, bool log, bool nan_to_zero);
 
-// (x - mean) / sqrt(variance + epsilon) * scale (+ bias, when not null) over one row of n values.
-void f32_layer_norm_row__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t n,
-                                float epsilon);
+// (x - mean) / sqrt(variance + epsilon) * scale (+ bias, when not null) over each of `rows` contiguous
+// rows of n values.
+void f32_layer_norm_rows__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t rows,
+                                 int64_t n, float epsilon);
 #endif
 
 }  // namespace edgepack

@@ -247,17 +247,18 @@ class LayerNormKernel final : public OpKernel {
     const float* bias = has_bias_ ? ins[2]->as<const float>() : nullptr;
     float* y = outs[0]->as<float>();
     ctx.pool->parallel_for(rows_, [&](int64_t begin, int64_t end) {
+#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
+      f32_layer_norm_rows__avx512(x + begin * size_, scale, bias, y + begin * size_, end - begin, size_, epsilon_);
+#else
       for (int64_t r = begin; r < end; ++r) normalize_row(x + r * size_, scale, bias, y + r * size_);
+#endif
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, size_)));
     return Status::Ok();
   }
 
  private:
   // Two passes (mean, then variance around it) avoid the cancellation of E[x^2] - E[x]^2.
-  void normalize_row(const float* x, const float* scale, const float* bias, float* y) const {
-#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
-    f32_layer_norm_row__avx512(x, scale, bias, y, size_, epsilon_);
-#else
+  [[maybe_unused]] void normalize_row(const float* x, const float* scale, const float* bias, float* y) const {
     const double mean = lane_sum(size_, [x](int64_t i) { return x[i]; }) / size_;
     const double squares = lane_sum(size_, [x, mean](int64_t i) { return (x[i] - mean) * (x[i] - mean); });
     const double inv_std = 1.0 / std::sqrt(squares / size_ + epsilon_);
@@ -265,7 +266,6 @@ class LayerNormKernel final : public OpKernel {
       const float v = static_cast<float>((x[i] - mean) * inv_std) * scale[i];
       y[i] = bias ? v + bias[i] : v;
     }
-#endif
   }
 
   float epsilon_ = 0;

@@ -316,53 +316,67 @@ void f32_softmax_rows__avx512(const float* x, const float* bias, const int64_t* 
 // Two passes in double lanes as the reference (the mean, then the variance around it: E[x^2] - E[x]^2
 // would cancel), one in float to write y. The mean is split into two floats, so that
 // (x - mean_hi) - mean_lo is x - mean to float precision even when |mean| >> the spread.
-void f32_layer_norm_row__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t n,
-                                float epsilon) {
+namespace {
+
+// kRows rows of LayerNorm at once: each pass is a chain of dependent double additions per row, and
+// interleaving independent rows keeps the adders busy where one row would wait on their latency
+// (all-MiniLM-L6-v2's 384-wide rows: 4 rows together take about half the time of 4 one by one).
+template <int kRows>
+void layer_norm_rows(const float* x, const float* scale, const float* bias, float* y, int64_t n, float epsilon) {
   const int64_t full = n - n % kLanes;
   const __mmask16 tail = first_lanes(n - full);
-  // Four double accumulators per pass: the passes are chains of additions, latency-bound with fewer.
-  __m512d s[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
-  const auto add_sum = [&s](int k, __m512 v) {
-    s[k] = _mm512_add_pd(s[k], low_to_double(v));
-    s[k + 1] = _mm512_add_pd(s[k + 1], high_to_double(v));
+  const auto load = [&](int r, int64_t i) {
+    return i < full ? _mm512_loadu_ps(x + r * n + i) : _mm512_maskz_loadu_ps(tail, x + r * n + i);
   };
-  int64_t i = 0;
-  for (; i + 2 * kLanes <= full; i += 2 * kLanes) {
-    add_sum(0, _mm512_loadu_ps(x + i));
-    add_sum(2, _mm512_loadu_ps(x + i + kLanes));
+  __m512d lo[kRows], hi[kRows];
+  for (int r = 0; r < kRows; ++r) lo[r] = hi[r] = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n; i += kLanes)
+    for (int r = 0; r < kRows; ++r) {
+      const __m512 v = load(r, i);
+      lo[r] = _mm512_add_pd(lo[r], low_to_double(v));
+      hi[r] = _mm512_add_pd(hi[r], high_to_double(v));
+    }
+  // The mean as two floats (mean_hi + mean_lo), so that x - mean is as exact as in double.
+  __m512 mean_hi[kRows], mean_lo[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    const double mean = sum_lanes(lo[r], hi[r]) / static_cast<double>(n);
+    const float m = static_cast<float>(mean);
+    mean_hi[r] = _mm512_set1_ps(m);
+    mean_lo[r] = _mm512_set1_ps(static_cast<float>(mean - m));
+    lo[r] = hi[r] = _mm512_setzero_pd();
   }
-  if (i < full) add_sum(0, _mm512_loadu_ps(x + i));
-  if (tail) add_sum(2, _mm512_maskz_loadu_ps(tail, x + full));
-  const double mean = sum_lanes(_mm512_add_pd(s[0], s[1]), _mm512_add_pd(s[2], s[3])) / static_cast<double>(n);
-  const float mean_hi = static_cast<float>(mean);
-  const __m512 hi = _mm512_set1_ps(mean_hi), lo = _mm512_set1_ps(static_cast<float>(mean - mean_hi));
+  for (int64_t i = 0; i < n; i += kLanes)
+    for (int r = 0; r < kRows; ++r) {
+      __m512 d = _mm512_sub_ps(_mm512_sub_ps(load(r, i), mean_hi[r]), mean_lo[r]);
+      if (i >= full) d = _mm512_maskz_mov_ps(tail, d);
+      const __m512d d0 = low_to_double(d), d1 = high_to_double(d);
+      lo[r] = _mm512_fmadd_pd(d0, d0, lo[r]);
+      hi[r] = _mm512_fmadd_pd(d1, d1, hi[r]);
+    }
+  __m512 inv_std[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    const double variance = sum_lanes(lo[r], hi[r]) / static_cast<double>(n);
+    inv_std[r] = _mm512_set1_ps(static_cast<float>(1.0 / std::sqrt(variance + epsilon)));
+  }
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const __mmask16 mask = i < full ? __mmask16(0xFFFF) : tail;
+    const __m512 g = _mm512_maskz_loadu_ps(mask, scale + i);
+    const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + i) : _mm512_setzero_ps();
+    for (int r = 0; r < kRows; ++r) {
+      const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(load(r, i), mean_hi[r]), mean_lo[r]), inv_std[r]);
+      _mm512_mask_storeu_ps(y + r * n + i, mask, _mm512_fmadd_ps(v, g, b));
+    }
+  }
+}
 
-  for (__m512d& sum : s) sum = _mm512_setzero_pd();
-  const auto add_square = [&s](int k, __m512 d) {
-    const __m512d d0 = low_to_double(d), d1 = high_to_double(d);
-    s[k] = _mm512_fmadd_pd(d0, d0, s[k]);
-    s[k + 1] = _mm512_fmadd_pd(d1, d1, s[k + 1]);
-  };
-  for (i = 0; i + 2 * kLanes <= full; i += 2 * kLanes) {
-    add_square(0, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), hi), lo));
-    add_square(2, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i + kLanes), hi), lo));
-  }
-  if (i < full) add_square(0, _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), hi), lo));
-  if (tail) add_square(2, _mm512_maskz_sub_ps(tail, _mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), hi), lo));
-  const double variance = sum_lanes(_mm512_add_pd(s[0], s[1]), _mm512_add_pd(s[2], s[3])) / static_cast<double>(n);
-  const __m512 inv_std = _mm512_set1_ps(static_cast<float>(1.0 / std::sqrt(variance + epsilon)));
+}  // namespace
 
-  for (i = 0; i < full; i += kLanes) {
-    const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), hi), lo), inv_std);
-    const __m512 b = bias ? _mm512_loadu_ps(bias + i) : _mm512_setzero_ps();
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(v, _mm512_loadu_ps(scale + i), b));
-  }
-  if (tail) {
-    const __m512 d = _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + full), hi), lo);
-    const __m512 v = _mm512_mul_ps(d, inv_std);
-    const __m512 b = bias ? _mm512_maskz_loadu_ps(tail, bias + full) : _mm512_setzero_ps();
-    _mm512_mask_storeu_ps(y + full, tail, _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(tail, scale + full), b));
-  }
+void f32_layer_norm_rows__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t rows,
+                                 int64_t n, float epsilon) {
+  constexpr int kGroup = 4;
+  int64_t r = 0;
+  for (; r + kGroup <= rows; r += kGroup) layer_norm_rows<kGroup>(x + r * n, scale, bias, y + r * n, n, epsilon);
+  for (; r < rows; ++r) layer_norm_rows<1>(x + r * n, scale, bias, y + r * n, n, epsilon);
 }
 
 }  // namespace edgepack
