@@ -23,9 +23,10 @@ void f32_softmax_rows__avx512(const float* x, const float* bias, const int64_t* 
                               int64_t rows, int64_t n, bool log, bool nan_to_zero);
 
 // (x - mean) / sqrt(variance + epsilon) * scale (+ bias, when not null) over each of `rows` contiguous
-// rows of n values.
-void f32_layer_norm_rows__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t rows,
-                                 int64_t n, float epsilon);
+// rows of n values; with a residual (not null, x's layout), x + residual in float32 is normalised (the
+// sum is stored in y first: y may not overlap x or residual then).
+void f32_layer_norm_rows__avx512(const float* x, const float* residual, const float* scale, const float* bias,
+                                 float* y, int64_t rows, int64_t n, float epsilon);
 #endif
 
 }  // namespace edgepack

@@ -217,10 +217,15 @@ class LayerNormKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
                  const std::vector<const Tensor*>& outs) override {
-    EP_RETURN_IF_ERROR(expect_float_io(op, ins, outs, 2, 3));
+    EP_RETURN_IF_ERROR(expect_float_io(op, ins, outs, 2, 4));
     const Tensor& x = *ins[0];
     int64_t axis = 0;
     EP_RETURN_IF_ERROR(read_axis(op, x, &axis));
+    // A fused residual (passes/fuse_add_norm.py) is added to x element for element.
+    has_residual_ = ins.size() == 4 && ins[3];
+    if (has_residual_ && ins[3]->shape() != x.shape())
+      return bad(op, "residual '" + ins[3]->name + "' " + ins[3]->shape_str() + " is not the input's shape " +
+                     x.shape_str());
     AttrReader attrs(op);
     epsilon_ = attrs.f("epsilon");
     EP_RETURN_IF_ERROR(attrs.status());
@@ -228,7 +233,7 @@ class LayerNormKernel final : public OpKernel {
     rows_ = x.numel == 0 ? 0 : product(x, 0, static_cast<int>(axis));  // see SoftmaxKernel
     size_ = product(x, static_cast<int>(axis), x.rank);
     const auto normalized = squeezed_front(std::vector<int64_t>(x.dims + axis, x.dims + x.rank));
-    for (size_t i = 1; i < ins.size(); ++i) {
+    for (size_t i = 1; i < std::min<size_t>(ins.size(), 3); ++i) {
       if (!ins[i]) continue;
       const char* role = i == 1 ? "scale" : "bias";
       EP_RETURN_IF_ERROR(expect_dtype(op, *ins[i], DType::kFloat32, role));
@@ -237,7 +242,7 @@ class LayerNormKernel final : public OpKernel {
                        " does not match the normalised shape of " + x.shape_str() + " from axis " +
                        std::to_string(axis));
     }
-    has_bias_ = ins.size() == 3 && ins[2];
+    has_bias_ = ins.size() >= 3 && ins[2];
     return Status::Ok();
   }
 
@@ -245,12 +250,22 @@ class LayerNormKernel final : public OpKernel {
     const float* x = ins[0]->as<const float>();
     const float* scale = ins[1]->as<const float>();
     const float* bias = has_bias_ ? ins[2]->as<const float>() : nullptr;
+    const float* residual = has_residual_ ? ins[3]->as<const float>() : nullptr;
     float* y = outs[0]->as<float>();
     ctx.pool->parallel_for(rows_, [&](int64_t begin, int64_t end) {
+      const float* r = residual != nullptr ? residual + begin * size_ : nullptr;
 #if defined(EDGEPACK_FLOAT_ROWS_AVX512)
-      f32_layer_norm_rows__avx512(x + begin * size_, scale, bias, y + begin * size_, end - begin, size_, epsilon_);
+      f32_layer_norm_rows__avx512(x + begin * size_, r, scale, bias, y + begin * size_, end - begin, size_, epsilon_);
 #else
-      for (int64_t r = begin; r < end; ++r) normalize_row(x + r * size_, scale, bias, y + r * size_);
+      for (int64_t row = begin; row < end; ++row) {
+        const float* in = x + row * size_;
+        float* out = y + row * size_;
+        if (r != nullptr) {  // the sum, in float32 as the Add wrote it, normalised where it lies
+          for (int64_t i = 0; i < size_; ++i) out[i] = in[i] + r[(row - begin) * size_ + i];
+          in = out;
+        }
+        normalize_row(in, scale, bias, out);
+      }
 #endif
     }, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, size_)));
     return Status::Ok();
@@ -269,7 +284,7 @@ class LayerNormKernel final : public OpKernel {
   }
 
   float epsilon_ = 0;
-  bool has_bias_ = false;
+  bool has_bias_ = false, has_residual_ = false;
   int64_t rows_ = 0, size_ = 0;  // the input as [rows, size (the normalised axes)]
 };
 

@@ -322,20 +322,27 @@ namespace {
 // interleaving independent rows keeps the adders busy where one row would wait on their latency
 // (all-MiniLM-L6-v2's 384-wide rows: 4 rows together take about half the time of 4 one by one).
 template <int kRows>
-void layer_norm_rows(const float* x, const float* scale, const float* bias, float* y, int64_t n, float epsilon) {
+void layer_norm_rows(const float* x, const float* residual, const float* scale, const float* bias, float* y, int64_t n,
+                     float epsilon) {
   const int64_t full = n - n % kLanes;
   const __mmask16 tail = first_lanes(n - full);
-  const auto load = [&](int r, int64_t i) {
-    return i < full ? _mm512_loadu_ps(x + r * n + i) : _mm512_maskz_loadu_ps(tail, x + r * n + i);
+  const auto load_from = [&](const float* p, int r, int64_t i) {
+    return i < full ? _mm512_loadu_ps(p + r * n + i) : _mm512_maskz_loadu_ps(tail, p + r * n + i);
   };
   __m512d lo[kRows], hi[kRows];
   for (int r = 0; r < kRows; ++r) lo[r] = hi[r] = _mm512_setzero_pd();
   for (int64_t i = 0; i < n; i += kLanes)
     for (int r = 0; r < kRows; ++r) {
-      const __m512 v = load(r, i);
+      __m512 v = load_from(x, r, i);
+      if (residual != nullptr) {  // the sum is what the later passes read: store it in y
+        v = _mm512_add_ps(v, load_from(residual, r, i));
+        _mm512_mask_storeu_ps(y + r * n + i, i < full ? __mmask16(0xFFFF) : tail, v);
+      }
       lo[r] = _mm512_add_pd(lo[r], low_to_double(v));
       hi[r] = _mm512_add_pd(hi[r], high_to_double(v));
     }
+  const float* source = residual != nullptr ? y : x;
+  const auto load = [&](int r, int64_t i) { return load_from(source, r, i); };
   // The mean as two floats (mean_hi + mean_lo), so that x - mean is as exact as in double.
   __m512 mean_hi[kRows], mean_lo[kRows];
   for (int r = 0; r < kRows; ++r) {
@@ -371,12 +378,14 @@ void layer_norm_rows(const float* x, const float* scale, const float* bias, floa
 
 }  // namespace
 
-void f32_layer_norm_rows__avx512(const float* x, const float* scale, const float* bias, float* y, int64_t rows,
-                                 int64_t n, float epsilon) {
+void f32_layer_norm_rows__avx512(const float* x, const float* residual, const float* scale, const float* bias,
+                                 float* y, int64_t rows, int64_t n, float epsilon) {
   constexpr int kGroup = 4;
   int64_t r = 0;
-  for (; r + kGroup <= rows; r += kGroup) layer_norm_rows<kGroup>(x + r * n, scale, bias, y + r * n, n, epsilon);
-  for (; r < rows; ++r) layer_norm_rows<1>(x + r * n, scale, bias, y + r * n, n, epsilon);
+  const auto at = [&](int64_t row) { return residual != nullptr ? residual + row * n : nullptr; };
+  for (; r + kGroup <= rows; r += kGroup)
+    layer_norm_rows<kGroup>(x + r * n, at(r), scale, bias, y + r * n, n, epsilon);
+  for (; r < rows; ++r) layer_norm_rows<1>(x + r * n, at(r), scale, bias, y + r * n, n, epsilon);
 }
 
 }  // namespace edgepack

@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..ir import DType, Graph, Node, QuantParams, Value
-from ..passes import fold_transposes, fuse_softmax
+from ..passes import fold_transposes, fuse_add_norm, fuse_softmax
 from ..quant import smooth
 
 OPSET = 21
@@ -316,7 +316,7 @@ class _Emitter:
 def to_onnx(graph: Graph, opset: int = OPSET) -> onnx.ModelProto:
     """The graph as an ONNX model (QDQ where it is quantized)."""
     # ONNX's Softmax takes no mask, its MatMul no input scale or operand layouts
-    graph = fold_transposes.unfold(smooth.unfold(fuse_softmax.unfuse(graph)))
+    graph = fuse_add_norm.unfuse(fold_transposes.unfold(smooth.unfold(fuse_softmax.unfuse(graph))))
     emitter = _Emitter(graph)
     for value in graph.values.values():
         if value.is_const:

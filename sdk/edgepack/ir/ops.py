@@ -101,8 +101,9 @@ _op("Softmax", 60, (1, 2), attrs={"axis": "int", "nan_to_zero": "int"},
     doc="optional bias (input 1, broadcast to x; the native kernel takes it for the last axis, with "
         "that axis at full length) added before the softmax; nan_to_zero 1 (absent: 0) writes 0 where "
         "the result is NaN, e.g. a row masked to -inf (passes/fuse_softmax.py)")
-_op("LayerNormalization", 61, (2, 3), attrs={"axis": "int", "epsilon": "float"},
-    doc="normalises over axes [axis, rank); scale and optional bias over those axes")
+_op("LayerNormalization", 61, (2, 4), attrs={"axis": "int", "epsilon": "float"},
+    doc="normalises over axes [axis, rank); scale and optional bias over those axes; optional residual "
+        "(input 3, x's shape) added to x first, in float32 (passes/fuse_add_norm.py)")
 _op("LRN", 62, (1, 1), attrs={"size": "int", "alpha": "float", "beta": "float", "bias": "float"})
 _op("LogSoftmax", 63, (1, 1), attrs={"axis": "int"})
 

@@ -240,7 +240,8 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
         fused = int(len(node.inputs) > 1 and bool(node.inputs[1])) + attrs.get("nan_to_zero", 0)  # mask add, NaN select
         return 0, _numel(x.shape) * (TRANSCENDENTAL_OPS + 4 + fused)
     if op == "LayerNormalization":                # mean, centre, square-accumulate, normalise, scale, bias
-        return 0, _numel(x.shape) * (6 + int(has_bias))
+        has_residual = len(node.inputs) > 3 and bool(node.inputs[3])   # a fused residual Add
+        return 0, _numel(x.shape) * (6 + int(has_bias) + int(has_residual))
     if op == "LRN":                               # sum of squares over `size` channels, pow, multiply
         return 0, _numel(x.shape) * (2 * attrs["size"] + TRANSCENDENTAL_OPS + 1)
     if op == "MaxPool":

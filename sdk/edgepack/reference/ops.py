@@ -216,7 +216,9 @@ def log_softmax(attrs: Attrs, x):
 
 
 @ref("LayerNormalization")
-def layer_norm(attrs: Attrs, x, scale, bias=None):
+def layer_norm(attrs: Attrs, x, scale, bias=None, residual=None):
+    if residual is not None:
+        x = (x + residual).astype(x.dtype)
     axes = tuple(range(attrs["axis"], x.ndim))
     x64 = x.astype(np.float64)
     mean = x64.mean(axis=axes, keepdims=True)
