@@ -262,6 +262,14 @@ def test_conv_pixel_rows(n, c, hw, m, kernel, strides, pads, act, bias, num_thre
     conv_case(n, c, *hw, m, *kernel, bias=bias, num_threads=num_threads, strides=strides, pads=pads, act=act)
 
 
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+def test_conv_wide_grid_rows(strides):
+    # Grid rows wider than a tile: tiles inside a row are stored plainly, those across the dropped
+    # columns through the crop (an RGB stem-like K of 27).
+    conv_case(1, 3, 9, 75, 8, 3, 3, pads=(1, 1, 1, 1), strides=strides, act="relu")
+    conv_case(1, 3, 6, 130, 16, 3, 3, strides=strides)
+
+
 def test_conv_grouped_threaded():
     conv_case(1, 64, 16, 16, 64, 3, 3, group=4, pads=(1, 1, 1, 1))   # groups spread over threads
     conv_case(1, 48, 20, 20, 48, 3, 3, group=3, pads=(1, 1, 1, 1))   # each group split over threads
