@@ -168,6 +168,14 @@ def test_pooling(op, opset, attrs):
                       {"x": x}, f"{op} {attrs}")
 
 
+def test_average_pool_over_the_whole_plane_is_a_reduce_mean():
+    # ResNet's last pool: one 7x7 window over a 7x7 plane, imported as GlobalAveragePool would be
+    x = randn(1, 3, 7, 5)
+    model = one_node_model("AveragePool", {"x": x}, {}, 11, kernel_shape=[7, 5])
+    assert [n.op for n in compile_graph(model).nodes] == ["ReduceMean"]
+    check_against_ort(model, {"x": x}, "AveragePool 7x5 over 7x5")
+
+
 # ---- Resize, Pad, Slice --------------------------------------------------------------------------
 @pytest.mark.parametrize("mode,coordinates,nearest,scales", [
     ("nearest", "asymmetric", "floor", [1, 1, 2, 2]),

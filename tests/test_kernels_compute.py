@@ -245,6 +245,31 @@ def test_conv_strided_many_channels(kernel, pads, group, num_threads):
           num_threads=num_threads)
 
 
+# Small output planes with more channels than pixels take the pixel-rows path (conv.cpp): the output
+# channels on the vector axis, im2col gathered into A, C stored transposed. Cases: 49 pixels (a last
+# row panel of 1), channels 48 (a half vector) and 40, K over several K blocks (partial sums), strided
+# 1x1 read in place, 3x3 read from the phase planes, a single pixel, batch 2, no bias, clip.
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+@pytest.mark.parametrize("n,c,hw,m,kernel,strides,pads,act,bias", [
+    (2, 24, (7, 7), 48, (1, 1), (1, 1), (0, 0, 0, 0), "relu", True),
+    (1, 16, (14, 13), 64, (1, 1), (2, 2), (0, 0, 0, 0), "none", True),
+    (1, 72, (7, 7), 64, (3, 3), (1, 1), (1, 1, 1, 1), "clip", True),
+    (1, 40, (13, 13), 96, (3, 3), (2, 2), (1, 1, 1, 1), "relu", False),
+    (1, 200, (5, 6), 40, (3, 3), (1, 1), (1, 1, 1, 1), "none", True),
+    (1, 8, (1, 1), 64, (1, 1), (1, 1), (0, 0, 0, 0), "relu", True),
+])
+def test_conv_pixel_rows(n, c, hw, m, kernel, strides, pads, act, bias, num_threads):
+    conv_case(n, c, *hw, m, *kernel, bias=bias, num_threads=num_threads, strides=strides, pads=pads, act=act)
+
+
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+def test_conv_wide_grid_rows(strides):
+    # Grid rows wider than a tile: tiles inside a row are stored plainly, those across the dropped
+    # columns through the crop (an RGB stem-like K of 27).
+    conv_case(1, 3, 9, 75, 8, 3, 3, pads=(1, 1, 1, 1), strides=strides, act="relu")
+    conv_case(1, 3, 6, 130, 16, 3, 3, strides=strides)
+
+
 def test_conv_grouped_threaded():
     conv_case(1, 64, 16, 16, 64, 3, 3, group=4, pads=(1, 1, 1, 1))   # groups spread over threads
     conv_case(1, 48, 20, 20, 48, 3, 3, group=3, pads=(1, 1, 1, 1))   # each group split over threads

@@ -422,6 +422,15 @@ def test_max_pool(shape, kernel, strides, pads, dilations):
 
 
 
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+def test_max_pool_rows_pooled_one_behind(num_threads):
+    # The AVX-512 path merges output row i while pooling row i - 1 of its chunk (the last row after the
+    # loop): chunks that start and end inside a plane, and a plane of one output row.
+    for shape in [(2, 3, 9, 20), (1, 5, 3, 40)]:
+        check("MaxPool", {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 1]},
+              [randn(*shape)], num_threads=num_threads)
+
+
 def test_max_pool_nan_wins():
     x = randn(1, 2, 7, 21)
     x[0, 0, 3, 4] = x[0, 1, 0, 0] = x[0, 1, 6, 20] = x[0, 1, 2, 9] = np.nan

@@ -17,7 +17,11 @@ namespace edgepack {
 namespace {
 constexpr auto kSpin = std::chrono::microseconds(100);
 
-// Polls `done` for up to kSpin; true when it became true.
+// Polls `done` for up to kSpin; true when it became true. Between polls it yields the core: on a
+// machine shared with other busy processes the thread it waits for may be queued on this very core,
+// and a pure spin would hold it off for the whole kSpin (ResNet-50 fp32, two threads, with another
+// process busy on one of two cores: 47.5 -> 40.9 ms; squeezenet 5.1 -> 4.1 ms). With nothing else
+// runnable the yield returns at once.
 template <class F> bool spin_until(const F& done) {
   const auto until = std::chrono::steady_clock::now() + kSpin;
   for (;;) {
@@ -26,6 +30,7 @@ template <class F> bool spin_until(const F& done) {
       EP_CPU_RELAX();
     }
     if (std::chrono::steady_clock::now() >= until) return done();
+    std::this_thread::yield();
   }
 }
 }  // namespace

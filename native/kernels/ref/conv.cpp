@@ -15,6 +15,14 @@
 //              B is given by row offsets, with no im2col matrix at all, and is read in place (see
 //              prepare_shifted) or packed with plain row copies. The PWs - OW extra columns per grid
 //              row are computed and dropped as the GEMM stores its tiles into Y (Problem's crop).
+//   pixel rows (one group, few output pixels): the GEMM above transposed, Y^T[OH*OW, M] =
+//              im2col(X)[OH*OW, K] · W^T[K, M], with the output channels on the vector axis and C
+//              stored transposed into Y. Over a small plane (ResNet's 7x7 and 14x14 stages) the pixel
+//              grid fills the vectors badly (49 pixels are 4 vectors of 16, 64 lanes), while the
+//              channels fill them exactly; the im2col rows are gathered while A is packed, from the
+//              input (1x1, unpadded) or from the shifted path's phase planes, so no grid column is
+//              computed to be dropped. Chosen when the micro-kernel's work (gemm::ukernel_work) drops
+//              by 10% or more, which pays for gathering A.
 // Weights are packed once at prepare(); bias and the fused activation run in the GEMM epilogue.
 //
 // ConvTranspose is a GEMM then col2im: per group, col[Mg*kh*kw, H*W] = W_g^T · X_g, and every
@@ -85,6 +93,16 @@ class ConvKernel final : public OpKernel {
       scratch_bytes = static_cast<size_t>(depthwise_.elements()) * sizeof(float);
       return Status::Ok();
     }
+    const bool unpadded_1x1 = g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
+    const bool pointwise = unpadded_1x1 && g_.sh == 1 && g_.sw == 1;
+    int64_t scratch = 0;
+    if (g_.group == 1 && pixel_rows_pay(pointwise)) {
+      path_ = Path::kPixelRows;
+      EP_RETURN_IF_ERROR(prepare_pixel_rows(op, w, unpadded_1x1, &scratch));
+      scratch_bytes = static_cast<size_t>(scratch) * sizeof(float);
+      return Status::Ok();
+    }
+    path_ = pointwise ? Path::kPointwise : Path::kShifted;
     // Weights [M, Cg, kh, kw] are, per group, a row-major Mg x K matrix: pack each one.
     int64_t per_group = 0, total = 0;
     if (!gemm::checked_mul(gemm::panels_a(g_.mg) * gemm::kTileM, k_, &per_group) ||
@@ -97,10 +115,6 @@ class ConvKernel final : public OpKernel {
       gemm::pack_a(w.as<const float>() + grp * g_.mg * k_, k_, 1, g_.mg, k_, 0, gemm::panels_a(g_.mg),
                    packed_.data() + grp * packed_a_floats_);
 
-    const bool pointwise = g_.sh == 1 && g_.sw == 1 && g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 &&
-                           g_.pb == 0 && g_.pr == 0;
-    path_ = pointwise ? Path::kPointwise : Path::kShifted;
-    int64_t scratch = 0;
     if (path_ == Path::kShifted) {
       EP_RETURN_IF_ERROR(prepare_shifted(op, &scratch));
     } else if (g_.mg <= gemm::kInPlaceMaxRows) {
@@ -131,6 +145,10 @@ class ConvKernel final : public OpKernel {
       run_shifted(x, bias, y, scratch, ctx.pool);
       return Status::Ok();
     }
+    if (path_ == Path::kPixelRows) {
+      run_pixel_rows(x, bias, y, scratch, ctx.pool);
+      return Status::Ok();
+    }
     const int64_t in_group = g_.cg * g_.h * g_.w, out_group = g_.mg * pixels_;
     for (int64_t n = 0; n < g_.n; ++n) {
       const float* xn = x + n * g_.c * g_.h * g_.w;
@@ -155,7 +173,68 @@ class ConvKernel final : public OpKernel {
   }
 
  private:
-  enum class Path { kDepthwise, kPointwise, kShifted };
+  enum class Path { kDepthwise, kPointwise, kShifted, kPixelRows };
+
+  // Whether the pixel-rows GEMM does at least 10% less micro-kernel work than the pointwise or shifted
+  // one (whose N is the pixels, or the OH x PWs grid of the shifted path).
+  bool pixel_rows_pay(bool pointwise) const {
+    const int64_t phase_w = (g_.w + g_.pl + g_.pr + g_.sw - 1) / g_.sw;
+    const int64_t grid = pointwise ? pixels_ : g_.oh * phase_w;
+    return gemm::ukernel_work(pixels_, g_.m) * 10 < gemm::ukernel_work(g_.mg, grid) * 9;
+  }
+
+  // The pixel-rows path: W^T packed as the GEMM's B; A gathered from the input (an unpadded 1x1 conv)
+  // or from the shifted path's phase planes. Scratch: the planes, packed A, and the partial sums.
+  Status prepare_pixel_rows(const OpInfo& op, const Tensor& w, bool unpadded_1x1, int64_t* scratch_floats) {
+    int64_t packed_w = 0, packed_a = 0, partial = 0;
+    if (!gemm::checked_mul(gemm::panels_b(g_.m) * gemm::kTileN, k_, &packed_w) ||
+        !gemm::checked_mul(gemm::panels_a(pixels_) * gemm::kTileM, k_, &packed_a) ||
+        !gemm::checked_mul(pixels_, g_.m, &partial))
+      return bad(op, "weight " + w.shape_str() + " is too large");
+    if (!packed_.resize(packed_w))
+      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+    // Weights [M, K] row-major are W^T [K, M] with strides (1, K).
+    gemm::pack_b(w.as<const float>(), 1, k_, k_, g_.m, 0, gemm::panels_b(g_.m), packed_.data());
+    epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerColumn : gemm::BiasKind::kNone;
+    pixel_offsets_.clear();
+    if (unpadded_1x1) {
+      // Pixel (y, x) reads input (y*sh, x*sw) of every channel, in place.
+      padded_floats_ = 0;
+      for (int64_t c = 0; c < g_.c; ++c) offsets_.push_back(c * g_.h * g_.w);
+      for (int64_t p = 0; p < pixels_; ++p) pixel_offsets_.push_back(p / g_.ow * g_.sh * g_.w + p % g_.ow * g_.sw);
+    } else {
+      // Pixel (y, x) is grid column y * PWs + x of the shifted path.
+      int64_t unused = 0;
+      EP_RETURN_IF_ERROR(prepare_shifted(op, &unused));
+      for (int64_t p = 0; p < pixels_; ++p) pixel_offsets_.push_back(p / g_.ow * phase_w_ + p % g_.ow);
+    }
+    packed_a_floats_ = gemm::whole_lines(packed_a);
+    *scratch_floats = padded_floats_ + packed_a_floats_ + partial;
+    return Status::Ok();
+  }
+
+  void run_pixel_rows(const float* x, const float* bias, float* y, float* scratch, ThreadPool* pool) const {
+    float* padded = scratch;
+    float* packed_a = padded + padded_floats_;
+    float* partial = packed_a + packed_a_floats_;
+    for (int64_t n = 0; n < g_.n; ++n) {
+      const float* xn = x + n * g_.c * g_.h * g_.w;
+      if (padded_floats_ > 0) fill_phases(xn, padded, pool);
+      gemm::Problem p;
+      p.m = pixels_;
+      p.n = g_.m;
+      p.k = k_;
+      p.a = gemm::Operand::gathered(padded_floats_ > 0 ? padded : xn, pixel_offsets_.data(), offsets_.data(), packed_a);
+      p.b = gemm::Operand::prepacked(packed_.data());
+      p.c = y + n * g_.m * pixels_;
+      p.ldc = pixels_;
+      p.transpose_c = true;
+      p.partial = partial;
+      p.epilogue = epilogue_;
+      p.epilogue.bias = bias;
+      gemm::sgemm(p, pool);
+    }
+  }
 
   // The geometry of the shifted path, and the scratch it needs (floats).
   Status prepare_shifted(const OpInfo& op, int64_t* scratch_floats) {
@@ -202,34 +281,38 @@ class ConvKernel final : public OpKernel {
     return Status::Ok();
   }
 
-  // Copies image xn into its padded phase planes: row r of them is row r % PHs of phase slot
-  // (r / PHs) % (phases) of channel r / (PHs * phases).
+  // Copies image xn into its padded phase planes, one plane (channel c, phase slot s) per work item:
+  // the plane's column taps are found once, and each row is one strided copy between zero fills. (Per
+  // row the divisions that locate it cost more than copying its few floats: ResNet's 3x3 stride-2
+  // convs spent 200 us here, as long as their GEMM's first K block.)
   void fill_phases(const float* xn, float* padded, ThreadPool* pool) const {
     const int64_t used = static_cast<int64_t>(phases_.size()), in_plane = g_.h * g_.w;
-    const int64_t row_grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, phase_w_));
-    pool->parallel_for(g_.c * used * phase_h_, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        float* dst = padded + r * phase_w_;
-        const int64_t c = r / (used * phase_h_), p = phases_[(r / phase_h_) % used];
-        const int64_t iy = r % phase_h_ * g_.sh + p / g_.sw - g_.pt;
-        if (iy < 0 || iy >= g_.h) {
-          std::fill(dst, dst + phase_w_, 0.0f);
-          continue;
-        }
+    const int64_t grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, phase_floats_));
+    pool->parallel_for(g_.c * used, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t c = item / used, a = phases_[item % used] / g_.sw, b = phases_[item % used] % g_.sw;
         // Phase column u holds padded column u * sw + b, input column u * sw + b - pl.
-        const Tap tap = make_tap(p % g_.sw - g_.pl, g_.sw, g_.w, phase_w_);
-        const float* in = xn + c * in_plane + iy * g_.w + tap.offset;  // in[u * sw]: phase column u
-        std::fill(dst, dst + tap.lo, 0.0f);
-        if (g_.sw == 1) {
-          std::copy(in + tap.lo, in + tap.hi, dst + tap.lo);
-        } else if (g_.sw == 2) {
-          for (int64_t u = tap.lo; u < tap.hi; ++u) dst[u] = in[u * 2];
-        } else {
-          for (int64_t u = tap.lo; u < tap.hi; ++u) dst[u] = in[u * g_.sw];
+        const Tap tap = make_tap(b - g_.pl, g_.sw, g_.w, phase_w_);
+        float* dst = padded + c * channel_floats_ + item % used * phase_floats_;
+        for (int64_t v = 0; v < phase_h_; ++v, dst += phase_w_) {
+          const int64_t iy = v * g_.sh + a - g_.pt;  // phase row v holds padded row v * sh + a
+          if (iy < 0 || iy >= g_.h) {
+            std::fill(dst, dst + phase_w_, 0.0f);
+            continue;
+          }
+          const float* in = xn + c * in_plane + iy * g_.w + tap.offset;  // in[u * sw]: phase column u
+          std::fill(dst, dst + tap.lo, 0.0f);
+          if (g_.sw == 1) {
+            std::copy(in + tap.lo, in + tap.hi, dst + tap.lo);
+          } else if (g_.sw == 2) {
+            for (int64_t u = tap.lo; u < tap.hi; ++u) dst[u] = in[u * 2];
+          } else {
+            for (int64_t u = tap.lo; u < tap.hi; ++u) dst[u] = in[u * g_.sw];
+          }
+          std::fill(dst + tap.hi, dst + phase_w_, 0.0f);
         }
-        std::fill(dst + tap.hi, dst + phase_w_, 0.0f);
       }
-    }, row_grain);
+    }, grain);
     std::fill(padded + g_.c * channel_floats_, padded + padded_floats_, 0.0f);
   }
 
@@ -269,14 +352,16 @@ class ConvKernel final : public OpKernel {
   int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
   DepthwisePlan depthwise_;
   // B by rows: row k of the group's B starts at offsets_[k] (in the input for the pointwise path,
-  // in the padded phase planes for the shifted one); empty when the pointwise path packs B.
-  std::vector<int64_t> offsets_;
+  // in the padded phase planes for the shifted one); empty when the pointwise path packs B. The
+  // pixel-rows path: the im2col column k of its A starts at offsets_[k], and pixel p is pixel_offsets_[p]
+  // further on.
+  std::vector<int64_t> offsets_, pixel_offsets_;
   // The shifted path: per channel, the phases_ (a * sw + b) that taps read, each a plane of
   // phase_floats_ = PHs x PWs; a GEMM over the OH x PWs grid.
   std::vector<int64_t> phases_;
   int64_t phase_h_ = 0, phase_w_ = 0, phase_floats_ = 0, channel_floats_ = 0, grid_ = 0, padded_floats_ = 0;
   gemm::AlignedFloats packed_;  // per group: packed Mg x K weights
-  int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per group, rounded to 64-byte lines
+  int64_t packed_a_floats_ = 0, packed_b_floats_ = 0;  // per group, rounded to 64-byte lines (pixel rows: A in scratch)
   gemm::Epilogue epilogue_;
 };
 

@@ -180,6 +180,11 @@ struct Tile {
   bool cropped;
   uint32_t keep[kVecs];
   int64_t kept_at[kVecs];
+  // A transposed C (Problem::transpose_c): c is the tile in `partial` (row-major), and the last K block
+  // stores element (r, j) of the tile at out_t[j * ldt + r] instead.
+  bool transposed;
+  float* out_t;
+  int64_t ldt;
 };
 
 using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile& t);
@@ -239,18 +244,28 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
             x = Isa::add(x, full ? Isa::load(t.col_bias + v * W) : Isa::load_n(t.col_bias + v * W, tail));
           x = Isa::clamp(x, lo, hi);
         }
-        store_c(crow, v, full, x);
+        store_c(crow, r, v, full, x);
       }
     }
   };
   if (t.cropped) {
     epilogue([&](const float* crow, int v, bool) { return load_kept(crow + t.kept_at[v], t.keep[v]); },
-             [&](float* crow, int v, bool, V x) { store_kept(crow + t.kept_at[v], x, t.keep[v]); });
+             [&](float* crow, int, int v, bool, V x) { store_kept(crow + t.kept_at[v], x, t.keep[v]); });
+  } else if (t.transposed && t.finish) {
+    // Through a buffer: row r of the tile becomes column r of its kTileN rows of C.
+    alignas(64) float tile[kRows][kV * W];
+    epilogue([&](const float* crow, int v, bool) { return Isa::load(crow + v * W); },
+             [&](float*, int r, int v, bool, V x) { Isa::store(&tile[r][v * W], x); });
+    for (int j = 0; j < t.cols; ++j) {
+      float* out = t.out_t + j * t.ldt;
+#pragma GCC unroll 16
+      for (int r = 0; r < kRows; ++r) out[r] = tile[r][j];
+    }
   } else {
     epilogue([&](const float* crow, int v, bool full) {
                return full ? Isa::load(crow + v * W) : Isa::load_n(crow + v * W, tail);
              },
-             [&](float* crow, int v, bool full, V x) {
+             [&](float* crow, int, int v, bool full, V x) {
                if (full) {
                  Isa::store(crow + v * W, x);
                } else {
@@ -275,7 +290,11 @@ const UKernel* ukernels_for(bool in_place_a, bool in_place_b) {
 }
 
 void pack_operand_a(const Problem& p, int64_t first, int64_t end) {
-  pack_a(p.a.src, p.a.rs, p.a.cs, p.m, p.k, first, end, p.a.scratch);
+  if (p.a.gather_rows != nullptr) {
+    pack_a_gathered(p.a.src, p.a.gather_rows, p.a.gather_k, p.m, p.k, first, end, p.a.scratch);
+  } else {
+    pack_a(p.a.src, p.a.rs, p.a.cs, p.m, p.k, first, end, p.a.scratch);
+  }
 }
 
 void pack_operand_b(const Problem& p, int64_t first, int64_t end) {
@@ -320,11 +339,12 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   const int64_t blocks = k_blocks(p.k), m_pad = panels_a(p.m) * kTileM;
 
   Tile t{};
-  t.ldc = p.ldc;
+  t.transposed = p.transpose_c;
+  t.ldc = t.transposed ? p.n : p.ldc;  // a transposed C keeps its partial sums row-major
+  t.ldt = p.ldc;
   t.lda = p.a.rs;
   t.lo = e.lo;
   t.hi = e.hi;
-  t.cropped = p.crop_grid > 0;
   for (int64_t jc = na; jc < nb; jc += kNcPanels) {
     const int64_t jc_end = std::min(jc + kNcPanels, nb);
     if (own_b) pack_operand_b(p, jc, jc_end);
@@ -343,11 +363,25 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
           t.cols = static_cast<int>(std::min<int64_t>(kTileN, p.n - col0));
           t.col_bias = e.bias_kind == BiasKind::kPerColumn ? e.bias + col0 : nullptr;
           const int vecs = (t.cols + Isa::kWidth - 1) / Isa::kWidth;
-          if (t.cropped) crop_tile(p, col0, t.cols, &t);
+          // A cropped C's tile whose columns all lie in one grid row before the dropped ones is stored
+          // plainly at its place in that row: the lane-by-lane crop is a real share of a tile with a
+          // short K (SqueezeNet's 3x3 stride-2 stem over RGB, K = 27: 236 -> 218 us on one thread).
+          int64_t c_col = col0;
+          t.cropped = p.crop_grid > 0 && col0 % p.crop_grid + t.cols > p.crop_keep;
+          if (t.cropped) {
+            crop_tile(p, col0, t.cols, &t);
+          } else if (p.crop_grid > 0) {
+            c_col = col0 / p.crop_grid * p.crop_keep + col0 % p.crop_grid;
+          }
           for (int64_t ir = ic; ir < ic_end; ++ir) {
             const int64_t row0 = ir * kTileM;
             const int rows = static_cast<int>(std::min<int64_t>(kTileM, p.m - row0));
-            t.c = p.c + row0 * p.ldc + (t.cropped ? 0 : col0);
+            if (t.transposed) {
+              t.c = p.partial + row0 * p.n + col0;
+              t.out_t = p.c + col0 * p.ldc + row0;
+            } else {
+              t.c = p.c + row0 * p.ldc + (t.cropped ? 0 : c_col);
+            }
             t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
             const float* ap = in_place_a ? a_block + row0 * p.a.rs : a_block + ir * kc * kTileM;
             ukernels[(rows - 1) * kVecs + (vecs - 1)](kc, ap, bp, t);
@@ -362,6 +396,16 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
 
 const char* ukernel_name() { return Isa::kName; }
 
+int64_t ukernel_work(int64_t m, int64_t n) {
+  // Two FMA pipes of 4 cycles latency keep 8 independent accumulators busy; a tile with fewer (rows
+  // times kVecs) waits on its chains and takes about as long as one with 8.
+  constexpr int64_t kBusyRows = std::max(1, 8 / kVecs);
+  const int64_t rest = m % kTileM;
+  const int64_t rows = m / kTileM * kTileM + (rest > 0 ? std::max(rest, kBusyRows) : 0);
+  const int64_t vectors = n / kTileN * kVecs + (n % kTileN + Isa::kWidth - 1) / Isa::kWidth;
+  return rows * vectors;
+}
+
 void pack_a(const float* src, int64_t rs, int64_t cs, int64_t rows, int64_t k, int64_t first, int64_t end,
             float* dst) {
   const int64_t blocks = k_blocks(k), m_pad = panels_a(rows) * kTileM;
@@ -374,6 +418,31 @@ void pack_a(const float* src, int64_t rs, int64_t cs, int64_t rows, int64_t k, i
       float* out = dst + k0 * m_pad + p * (k1 - k0) * kTileM;
       for (int64_t kk = k0; kk < k1; ++kk, out += kTileM) {
         for (int r = 0; r < valid; ++r) out[r] = in[r * rs + kk * cs];
+        for (int r = valid; r < kTileM; ++r) out[r] = 0.0f;
+      }
+    }
+  }
+}
+
+void pack_a_gathered(const float* src, const int64_t* row_offsets, const int64_t* k_offsets, int64_t rows, int64_t k,
+                     int64_t first, int64_t end, float* dst) {
+  const int64_t blocks = k_blocks(k), m_pad = panels_a(rows) * kTileM;
+  for (int64_t p = first; p < end; ++p) {
+    const int64_t row0 = p * kTileM;
+    const int valid = static_cast<int>(std::min<int64_t>(kTileM, rows - row0));
+    const int64_t* at = row_offsets + row0;
+    // Pixels of one output row are adjacent in the input (stride 1): then each k is one short copy.
+    const bool adjacent = valid == kTileM && at[kTileM - 1] - at[0] == kTileM - 1;
+    for (int64_t kb = 0; kb < blocks; ++kb) {
+      const int64_t k0 = k_begin(k, blocks, kb), k1 = k_begin(k, blocks, kb + 1);
+      float* out = dst + k0 * m_pad + p * (k1 - k0) * kTileM;
+      for (int64_t kk = k0; kk < k1; ++kk, out += kTileM) {
+        const float* in = src + k_offsets[kk];
+        if (adjacent) {
+          std::memcpy(out, in + at[0], sizeof(float) * kTileM);
+          continue;
+        }
+        for (int r = 0; r < valid; ++r) out[r] = in[at[r]];
         for (int r = valid; r < kTileM; ++r) out[r] = 0.0f;
       }
     }

@@ -42,6 +42,10 @@ inline constexpr int kTileM = 4, kTileN = 16;
 #endif
 
 const char* ukernel_name();  // e.g. "sgemm_8x32__avx512", for logs and benchmarks
+// What the micro-kernel computes for an m x n C, in vector FMAs per k: each tile costs its rows times
+// its vectors (a last partial vector counts whole), and a tile of very few rows as much as one whose
+// accumulators keep the FMA units busy. For choosing between two GEMMs that give the same result.
+int64_t ukernel_work(int64_t m, int64_t n);
 
 inline int64_t panels_a(int64_t m) { return (m + kTileM - 1) / kTileM; }
 inline int64_t panels_b(int64_t n) { return (n + kTileN - 1) / kTileN; }
@@ -63,6 +67,10 @@ void pack_b(const float* src, int64_t rs, int64_t cs, int64_t k, int64_t cols, i
 // Packs panels [first, end) of a `k` x `cols` B whose row kk is the floats at src + row_offsets[kk].
 void pack_b_rows(const float* src, const int64_t* row_offsets, int64_t k, int64_t cols, int64_t first, int64_t end,
                  float* dst);
+// Packs panels [first, end) of a `rows` x `k` A whose element (row, kk) is src[row_offsets[row] + k_offsets[kk]]
+// (a convolution's im2col matrix, pixels by rows, gathered from its input: see conv.cpp).
+void pack_a_gathered(const float* src, const int64_t* row_offsets, const int64_t* k_offsets, int64_t rows, int64_t k,
+                     int64_t first, int64_t end, float* dst);
 
 // Writes panels [first, end) of a B operand into `dst` (the start of the whole packed operand).
 using PackFn = void (*)(const void* ctx, const float* src, int64_t first, int64_t end, float* dst);
@@ -77,6 +85,9 @@ struct Operand {
   const void* ctx = nullptr;
   float* scratch = nullptr;        // packed_a_floats / packed_b_floats, 64-byte aligned
   const int64_t* row_offsets = nullptr;  // B by rows: element (k, col) is src[row_offsets[k] + col]
+  // A gathered: element (row, k) is src[gather_rows[row] + gather_k[k]], always packed into `scratch`.
+  const int64_t* gather_rows = nullptr;
+  const int64_t* gather_k = nullptr;
 
   static Operand prepacked(const float* panels) {
     Operand o;
@@ -117,8 +128,19 @@ struct Operand {
     o.scratch = scratch;
     return o;
   }
+  // A only: see pack_a_gathered.
+  static Operand gathered(const float* src, const int64_t* row_offsets, const int64_t* k_offsets, float* scratch) {
+    Operand o;
+    o.src = src;
+    o.gather_rows = row_offsets;
+    o.gather_k = k_offsets;
+    o.scratch = scratch;
+    return o;
+  }
   // A row-major A (cs == 1) is read in place; B by rows is read in place unless given scratch.
-  bool a_in_place() const { return packed == nullptr && pack == nullptr && row_offsets == nullptr && cs == 1; }
+  bool a_in_place() const {
+    return packed == nullptr && pack == nullptr && row_offsets == nullptr && gather_rows == nullptr && cs == 1;
+  }
   bool b_in_place() const { return packed == nullptr && row_offsets != nullptr && scratch == nullptr; }
   bool needs_packing_a() const { return packed == nullptr && !a_in_place(); }
   bool needs_packing_b() const { return packed == nullptr && !b_in_place(); }
@@ -151,6 +173,12 @@ struct Problem {
   // j % crop_grid of its row. (Conv computes over a grid wider than the output; this drops the extra
   // columns as the tile is stored, rather than in a pass over C.) Off when crop_grid == 0.
   int64_t crop_grid = 0, crop_keep = 0;
+  // C stored transposed: element (i, j) at c[j * ldc + i] (a convolution whose GEMM has the output pixels
+  // as rows and the output channels on the vector axis writes its NCHW output this way). The sums of
+  // all but the last K block are kept in `partial` (m x n floats, row-major), which must be given.
+  // Not with a crop.
+  bool transpose_c = false;
+  float* partial = nullptr;
 };
 
 // Runs one GEMM, split over the pool's threads (static partition of the tile grid).

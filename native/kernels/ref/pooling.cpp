@@ -93,9 +93,9 @@ inline __m512 max_nan(__m512 acc, __m512 v) {
 
 using avx512::first_lanes;
 
-void max_pool_row_avx512(const float* first_row, int64_t row_step, int64_t rows, int64_t width, int64_t pad_left,
-                         int64_t kernel_w, int64_t stride, int64_t out_w, float* out) {
-  alignas(64) float line[kAvxLine + 48];
+// The merged line of one output row: its kernel rows' maxima, column by column, from -pad_left on.
+void merge_line_avx512(const float* first_row, int64_t row_step, int64_t rows, int64_t width, int64_t pad_left,
+                       int64_t kernel_w, int64_t stride, int64_t out_w, float* line) {
   const __m512 floor = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const int64_t padded = (out_w - 1) * stride + kernel_w;  // columns the windows read, from -pad_left
   for (int64_t x = 0; x < padded + 32; x += 16) _mm512_store_ps(line + x, floor);
@@ -106,6 +106,13 @@ void max_pool_row_avx512(const float* first_row, int64_t row_step, int64_t rows,
     for (int64_t i = 1; i < rows; ++i) v = max_nan(v, _mm512_maskz_loadu_ps(m, first_row + i * row_step + x));
     _mm512_mask_storeu_ps(line + pad_left + x, m, v);
   }
+}
+
+// An output row from its merged line. The loads straddle the line's stores, which cannot forward to
+// them: read right after merging, each waits for those stores to reach the cache (most of the time of
+// a 112-column row). So the caller pools a line one row later, while it merges the next one.
+void pool_line_avx512(const float* line, int64_t kernel_w, int64_t stride, int64_t out_w, float* out) {
+  const __m512 floor = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   for (int64_t o = 0; o < out_w; o += 16) {
     __m512 acc = floor;
@@ -209,7 +216,7 @@ class PoolKernel final : public OpKernel {
     // float MaxPool rows with AVX-512 (see max_pool_row_avx512), which also beats the plane path
     if (!average_ && x.dtype == DType::kFloat32 && dilations[1] == 1 && (strides[1] == 1 || strides[1] == 2) &&
         (out_w_ - 1) * strides[1] + kernel[1] + 32 <= kAvxLine && pads[1] < kAvxLine) {
-      row_ = &PoolKernel::max_row_avx512;
+      avx512_rows_ = true;
       plane_ = nullptr;
       max_2x2_ = false;
       return Status::Ok();
@@ -235,6 +242,26 @@ class PoolKernel final : public OpKernel {
     const int64_t out_h = static_cast<int64_t>(rows_.size());
     const int64_t plane_bytes = height_ * width_ * static_cast<int64_t>(element_size_);
     const int64_t row_bytes = out_w_ * static_cast<int64_t>(element_size_);
+#if defined(__AVX512F__)
+    if (avx512_rows_) {
+      ctx.pool->parallel_for(planes_ * out_h, [&](int64_t begin, int64_t end) {
+        alignas(64) float lines[2][kAvxLine + 48];  // item i merges into lines[i % 2]
+        const auto pool = [&](int64_t item) {
+          pool_line_avx512(lines[item % 2], kernel_w_, stride_w_, out_w_, reinterpret_cast<float*>(y + item * row_bytes));
+        };
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t plane = item / out_h, oh = item % out_h;
+          const Window& r = rows_[oh];
+          const float* plane_x = reinterpret_cast<const float*>(x + plane * plane_bytes);
+          merge_line_avx512(plane_x + r.first * width_, dilation_h_ * width_, r.k1 - r.k0, width_, pad_left_, kernel_w_,
+                            stride_w_, out_w_, lines[item % 2]);
+          if (item > begin) pool(item - 1);
+        }
+        pool(end - 1);
+      }, grain_for(out_w_ * kernel_area_));
+      return Status::Ok();
+    }
+#endif
     if (plane_ != nullptr) {
       ctx.pool->parallel_for(planes_, [&](int64_t begin, int64_t end) {
         for (int64_t plane = begin; plane < end; ++plane)
@@ -308,13 +335,6 @@ class PoolKernel final : public OpKernel {
     return average_ ? &PoolKernel::pool_row<T, Acc, true> : &PoolKernel::pool_row<T, Acc, false>;
   }
 
-#if defined(__AVX512F__)
-  void max_row_avx512(const uint8_t* plane_bytes, const Window& r, uint8_t* out_bytes) const {
-    const float* plane = reinterpret_cast<const float*>(plane_bytes);
-    max_pool_row_avx512(plane + r.first * width_, dilation_h_ * width_, r.k1 - r.k0, width_, pad_left_, kernel_w_,
-                        stride_w_, out_w_, reinterpret_cast<float*>(out_bytes));
-  }
-#endif
 
   // One output row, chunk_ columns at a time. The window is separable: the kernel rows inside
   // the input are first merged column by column into one line (a contiguous, vectorised pass over the
@@ -443,6 +463,7 @@ class PoolKernel final : public OpKernel {
   RowFn row_ = nullptr;
   PlaneFn plane_ = nullptr;  // set for narrow outputs: used instead of row_
   bool max_2x2_ = false;     // MaxPool 2x2 / 2 without padding (the plane path's special case)
+  bool avx512_rows_ = false;  // float MaxPool through merge_line_avx512 and pool_line_avx512
   bool average_ = false, count_include_pad_ = false, merge_rows_ = false;
   int64_t chunk_ = kColumns;  // output columns per chunk
   std::vector<Window> rows_;

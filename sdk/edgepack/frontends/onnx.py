@@ -717,6 +717,11 @@ def pool_v1(imp, node):
     strides, pads, dilations = _conv_geometry(imp, kernel, shape[2:], ceil_mode)
     ir_attrs = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations}
     x = imp.name(node.input[0])
+    if node.op_type == "AveragePool" and kernel == list(shape[2:]) and not any(pads) and dilations == [1, 1]:
+        # One window over the whole plane (ResNet's final 7x7 pool) is GlobalAveragePool: the
+        # reduction kernel averages a contiguous plane, the pooling kernel walks one window tap by tap.
+        imp.emit("ReduceMean", [x], {"axes": [2, 3], "keepdims": 1}, imp.out())
+        return
     if node.op_type == "AveragePool":
         count_include_pad = attrs.get("count_include_pad", 0)
         if count_include_pad and ceil_mode:
