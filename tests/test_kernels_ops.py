@@ -378,6 +378,14 @@ def test_layer_norm(shape, axis, with_bias):
     check("LayerNormalization", {"axis": axis, "epsilon": 1e-5}, inputs, consts={1, 2})
 
 
+@pytest.mark.parametrize("offset,spread", [(1e4, 0.1), (-3e3, 1e-2), (0.0, 1e-3)])
+def test_layer_norm_offset_rows(offset, spread):
+    """Rows far from zero with a small spread: the kernel sums deviations from each row's first value
+    in float, which must lose no more than the reference's float64 sums (13 rows: groups of 4 and one)."""
+    x = (offset + spread * randn(1, 13, 384)).astype(np.float32)
+    check("LayerNormalization", {"axis": 2, "epsilon": 1e-12}, [x, randn(384), randn(384)], consts={1, 2})
+
+
 def test_layer_norm_scale_with_leading_ones():
     check("LayerNormalization", {"axis": 2, "epsilon": 1e-6}, [randn(2, 3, 8), randn(1, 8), randn(8)], consts={1, 2})
 
