@@ -12,7 +12,6 @@
 #include "kernels/ref/qlinear.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -352,6 +351,7 @@ void multiply(ThreadPool* pool, int64_t rows, int64_t cols, int64_t groups, cons
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t col0 = c * kTileN;
         const int ncols = static_cast<int>(std::min<int64_t>(kTileN, cols - col0));
+
         for (int64_t p = b0; p < std::min(p1, b0 + kRowBlock); ++p) {
           const int nrows = static_cast<int>(std::min<int64_t>(kTileM, rows - p * kTileM));
           tile(a_panels + p * a_step, w_panels + c * w_step, nrows, p * kTileM, col0, ncols);
@@ -359,12 +359,7 @@ void multiply(ThreadPool* pool, int64_t rows, int64_t cols, int64_t groups, cons
       }
     }
   };
-  const bool split_n = std::getenv("EP_QSPLIT") != nullptr && std::getenv("EP_QSPLIT")[0] == 'n';
-  if (split_n && pool->num_threads() > 1 && cp >= 2 * pool->num_threads()) {
-    pool->parallel_for(rp, [&](int64_t first, int64_t end) { pack(first, end); }, 1);
-    const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, rp * tile_macs));
-    pool->parallel_for(cp, [&](int64_t first, int64_t end) { tiles(0, rp, first, end); }, grain);
-  } else if (rp >= 2 * pool->num_threads()) {
+  if (rp >= 2 * pool->num_threads()) {
     const int64_t grain = std::max<int64_t>(1, kMinMacsPerThread / std::max<int64_t>(1, cp * tile_macs));
     pool->parallel_for(rp, [&](int64_t first, int64_t end) {
       pack(first, end);
