@@ -65,8 +65,8 @@ _FUSED_ACTIVATION_OPS = {"none": 0, "relu": 1, "clip": 2}
 # profile's ops_efficiency (which describes the dense kernels, GEMM and convolutions, at fp32), and the
 # work below which a kernel runs on one thread. Fitted with benchmarks/latency_model.py on the host:
 # docs/planner.md, "The cost model on the host", says how. Profiles of other runtimes do not use them.
-_TRANSCENDENTAL = ("Exp", "Log", "Tanh", "Erf", "Pow", "Sigmoid", "Gelu", "Softmax", "LogSoftmax",
-                   "LayerNormalization", "LRN")
+# (LayerNormalization is plain arithmetic since its kernel sums in float lanes: it prices as elementwise.)
+_TRANSCENDENTAL = ("Exp", "Log", "Tanh", "Erf", "Pow", "Sigmoid", "Gelu", "Softmax", "LogSoftmax", "LRN")
 _KIND_FAMILY = {"MatMul": "dense", "Conv": "dense", "Conv 1x1": "dense", "ConvTranspose": "dense",
                 "Conv depthwise": "depthwise", "MaxPool": "window", "AveragePool": "window",
                 **{op: "elementwise" for op in _OPS_PER_ELEMENT if op not in _TRANSCENDENTAL},
@@ -78,7 +78,7 @@ KERNEL_EFFICIENCY: dict[tuple[str, str], float] = {
     ("depthwise", "int8"): 0.008,       # the same on codes, int32 taps, requantization in the store
     ("window", "fp32"): 0.05,           # MaxPool / AveragePool: a short strided reduction per output
     ("window", "int8"): 0.0065,
-    ("transcendental", "fp32"): 0.4,    # exp / erf polynomials, row reductions (Softmax, LayerNorm); always
+    ("transcendental", "fp32"): 0.4,    # exp / erf polynomials, row reductions (Softmax); always
                                         # float math, int8 tensors included
     ("elementwise", "fp32"): 1.0,       # bandwidth-bound
     ("elementwise", "int8"): 0.05,      # fixed-point rescaling per element; table lookups (vpermi2b where
