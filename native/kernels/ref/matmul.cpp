@@ -94,7 +94,8 @@ class MatMulKernel final : public OpKernel {
     gemm::sgemm_batch(shape_.count, [&](int64_t item, gemm::Problem* p) {
       int64_t a_at = 0, b_at = 0, y_at = 0;  // where the item's matrices start, in floats
       if (permuted_) {
-        for (int d = shape_.batch_rank - 1, rest = static_cast<int>(item); d >= 0; rest /= shape_.batch_dims[d], --d) {
+        int64_t rest = item;  // the item's index over the batch dims, from the last
+        for (int d = shape_.batch_rank - 1; d >= 0; rest /= shape_.batch_dims[d], --d) {
           const int64_t i = rest % shape_.batch_dims[d];
           a_at += i * a_layout_.batch[d];
           b_at += i * b_layout_.batch[d];
