@@ -14,7 +14,7 @@ from . import __version__
 from .backends.epk import MAGIC, assemble, encode_sections
 from .frontends import import_onnx
 from .ir import Graph
-from .passes import PIPELINE, fold_transposes, fuse_add_norm, run_passes
+from .passes import FINAL, PIPELINE, run_passes
 from .planner.memory import MemoryPlan, plan_memory
 from .planner.search import BudgetCheck, BudgetError, Budgets, Plan, assess, plan_precisions
 from .profiles import load_profile
@@ -235,9 +235,7 @@ def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[
         plan = assess(float_graph, graph, decisions, device, limits, f"explicit precision '{chosen.precision}'"
                       + (" with a recipe" if recipe is not None else ""), evaluation=evaluation, metric=metric,
                       allow_over_budget=allow_over_budget)
-    # on the final graph: the nodes these change must stay float
-    graph = fuse_add_norm.run(fold_transposes.run(plan.graph).graph).graph
-    plan.graph = graph
+    graph = plan.graph = run_passes(plan.graph, FINAL)   # on the quantized graph: what they fuse stays float
     memory = plan_memory(graph)
     manifest = {
         "edgepack_version": __version__,

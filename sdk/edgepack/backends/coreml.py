@@ -36,8 +36,7 @@ import numpy as np
 from .. import __version__
 from ..errors import UnsupportedError
 from ..ir import DType, Graph, Node, QuantParams, Value
-from ..passes import fold_transposes, fuse_add_norm, fuse_softmax
-from ..quant import smooth
+from ..passes import standard_ops
 
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     # coremltools reports at import time which native parts are missing (all of them on Linux)
@@ -508,8 +507,7 @@ def _lut(e: _Emitter, node: Node, inputs: list):
 # ---- entry points ---------------------------------------------------------------------------------
 def build_program(graph: Graph, target) -> tuple[Any, set[str]]:
     """The MIL program of `graph` and the names of the ops that compute in float16."""
-    # MIL's softmax takes no mask, its matmul no input scale or operand layouts
-    graph = fuse_add_norm.unfuse(fold_transposes.unfold(smooth.unfold(fuse_softmax.unfuse(graph))))
+    graph = standard_ops(graph)   # MIL has none of the native runtime's fused forms
     placeholders = {n: mb.placeholder(shape=graph.values[n].shape, dtype=_MIL_DTYPE[graph.values[n].dtype])
                     for n in graph.inputs}
     emitter = _Emitter(graph, target)

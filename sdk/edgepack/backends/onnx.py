@@ -25,8 +25,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..ir import DType, Graph, Node, QuantParams, Value
-from ..passes import fold_transposes, fuse_add_norm, fuse_softmax
-from ..quant import smooth
+from ..passes import standard_ops
+from ..quant.smooth import is_dynamic_matmul
 
 OPSET = 21
 _ONNX_TYPE = {DType.FLOAT32: TensorProto.FLOAT, DType.FLOAT16: TensorProto.FLOAT16, DType.INT8: TensorProto.INT8,
@@ -138,7 +138,7 @@ class _Emitter:
             self.add("Add", [wide, self.const(np.array(128, np.int32), "lut_offset")], [index])
             self.add("Gather", [node.inputs[1], index], [node.outputs[0]], axis=0)
             return
-        if op == "MatMul" and self.is_dynamic_matmul(node):
+        if op == "MatMul" and is_dynamic_matmul(self.graph, node):
             self.dynamic_matmul(node)
             return
         if op == "MatMul" and self.flattened_matmul(node):
@@ -156,12 +156,6 @@ class _Emitter:
                 self.quantize_to(float_name, value)
         else:
             self.emit_float_op(node, inputs, list(node.outputs))
-
-    def is_dynamic_matmul(self, node: Node) -> bool:
-        """float A x int8 B per channel -> float: the dynamic int8 MatMul (docs/quantization.md)."""
-        a, b = self.graph.values[node.inputs[0]], self.graph.values[node.inputs[1]]
-        return (a.dtype is DType.FLOAT32 and b.dtype is DType.INT8 and b.quant is not None
-                and not b.quant.block_size and self.graph.values[node.outputs[0]].dtype is DType.FLOAT32)
 
     def dynamic_matmul(self, node: Node) -> None:
         """The native dynamic int8 MatMul in standard ONNX ops, step for step as the reference
@@ -315,8 +309,7 @@ class _Emitter:
 
 def to_onnx(graph: Graph, opset: int = OPSET) -> onnx.ModelProto:
     """The graph as an ONNX model (QDQ where it is quantized)."""
-    # ONNX's Softmax takes no mask, its MatMul no input scale or operand layouts
-    graph = fuse_add_norm.unfuse(fold_transposes.unfold(smooth.unfold(fuse_softmax.unfuse(graph))))
+    graph = standard_ops(graph)   # ONNX has none of the native runtime's fused forms
     emitter = _Emitter(graph)
     for value in graph.values.values():
         if value.is_const:

@@ -35,8 +35,7 @@ import numpy as np
 from .. import __version__
 from ..errors import UnsupportedError
 from ..ir import DType, Graph, Node, QuantParams, Value
-from ..passes import fold_transposes, fuse_add_norm, fuse_softmax
-from ..quant import smooth
+from ..passes import standard_ops
 from ..reference.quantized import activation_bounds, quantize
 
 try:
@@ -1078,8 +1077,7 @@ def _lut(e: _Emitter, node: Node) -> None:
 def to_tflite(graph: Graph, manifest: dict[str, Any] | None = None) -> bytes:
     """The graph as a .tflite flatbuffer (int8 where the graph is quantized); `manifest` (the compile
     facts: source hash, profile, precisions) goes into the "edgepack" metadata."""
-    # SOFTMAX takes no mask, FULLY_CONNECTED no input scale, BATCH_MATMUL no operand layouts
-    return _Emitter(fuse_add_norm.unfuse(fold_transposes.unfold(smooth.unfold(fuse_softmax.unfuse(graph))))).finish(manifest or {})
+    return _Emitter(standard_ops(graph)).finish(manifest or {})   # TFLite has none of the native fused forms
 
 
 def write_tflite(graph: Graph, path: str | Path, manifest: dict[str, Any] | None = None) -> int:

@@ -89,6 +89,14 @@ class Graph:
     def value(self, name: str) -> Value:
         return self.values[name]
 
+    def without_nodes(self) -> "Graph":
+        """A graph with this one's values (shared, as the dict is copied), inputs, outputs and metadata
+        but no nodes: what a pass fills with a rewritten node list, leaving this graph unchanged."""
+        copy = Graph(self.name)
+        copy.values, copy.inputs, copy.outputs = dict(self.values), list(self.inputs), list(self.outputs)
+        copy.metadata = dict(self.metadata)
+        return copy
+
     # ---- queries -------------------------------------------------------------------------------
     def producers(self) -> dict[str, Node]:
         return {out: node for node in self.nodes for out in node.outputs}

@@ -74,9 +74,7 @@ def unfold(graph: Graph) -> Graph:
     is none. The input graph is not changed (the copy shares its values)."""
     if not any(n.op == "MatMul" and any(k in n.attrs for k in PERMS) for n in graph.nodes):
         return graph
-    separate = Graph(graph.name)
-    separate.values, separate.inputs, separate.outputs = dict(graph.values), list(graph.inputs), list(graph.outputs)
-    separate.metadata = dict(graph.metadata)
+    separate = graph.without_nodes()
     for node in graph.nodes:
         if node.op != "MatMul" or not any(k in node.attrs for k in PERMS):
             separate.nodes.append(node)

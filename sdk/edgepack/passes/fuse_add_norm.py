@@ -36,9 +36,7 @@ def unfuse(graph: Graph) -> Graph:
     itself when there is none. The input graph is not changed (the copy shares its values)."""
     if not any(n.op == "LayerNormalization" and len(n.inputs) > 3 and n.inputs[3] for n in graph.nodes):
         return graph
-    separate = Graph(graph.name)
-    separate.values, separate.inputs, separate.outputs = dict(graph.values), list(graph.inputs), list(graph.outputs)
-    separate.metadata = dict(graph.metadata)
+    separate = graph.without_nodes()
     for node in graph.nodes:
         if node.op != "LayerNormalization" or len(node.inputs) <= 3 or not node.inputs[3]:
             separate.nodes.append(node)

@@ -83,9 +83,7 @@ def unfuse(graph: Graph) -> Graph:
     fused = [n for n in graph.nodes if n.op == "Softmax" and (len(n.inputs) > 1 or n.attrs.get("nan_to_zero", 0))]
     if not fused:
         return graph
-    separate = Graph(graph.name)
-    separate.values, separate.inputs, separate.outputs = dict(graph.values), list(graph.inputs), list(graph.outputs)
-    separate.metadata = dict(graph.metadata)
+    separate = graph.without_nodes()
     for node in graph.nodes:
         if node not in fused:
             separate.nodes.append(node)

@@ -12,9 +12,10 @@ def _non_unit(shape) -> list[int]:
     return [d for d in shape if d != 1]
 
 
-def _merge(graph: Graph, last: Node, producers, consumers) -> list[Node] | None:
-    """The nodes that replace the chain ending at Transpose `last` (Transpose, Reshapes that only add or
-    drop unit axes, Transpose; each output read only by the next), or None when there is no such chain."""
+def _merge(graph: Graph, last: Node, producers, consumers) -> tuple[list[Node], list[Node]] | None:
+    """(the nodes that replace the chain, the chain) for the chain ending at Transpose `last` (Transpose,
+    Reshapes that only add or drop unit axes, Transpose; each output read only by the next), or None
+    when there is no such chain."""
     chain = [last]
     current = last.inputs[0]
     while True:
@@ -46,13 +47,13 @@ def _merge(graph: Graph, last: Node, producers, consumers) -> list[Node] | None:
     merged_shape = tuple(x_shape[a] for a in perm)
     out = last.outputs[0]
     if perm == list(range(len(x_shape))):
-        return [Node("Reshape", last.name, [x], [out])]
+        return [Node("Reshape", last.name, [x], [out])], chain
     if merged_shape == tuple(out_shape):
-        return [Node("Transpose", last.name, [x], [out], {"perm": perm})]
+        return [Node("Transpose", last.name, [x], [out], {"perm": perm})], chain
     moved = graph.unique_name(f"{out}/transposed")
     graph.add_value(moved, graph.values[x].dtype, merged_shape)
     return [Node("Transpose", last.name, [x], [moved], {"perm": perm}),
-            Node("Reshape", f"{last.name}/reshape", [moved], [out])]
+            Node("Reshape", f"{last.name}/reshape", [moved], [out])], chain
 
 
 def run(graph: Graph) -> PassResult:
@@ -64,11 +65,12 @@ def run(graph: Graph) -> PassResult:
         for index, node in enumerate(graph.nodes):
             if node.op != "Transpose":
                 continue
-            replacement = _merge(graph, node, producers, consumers)
-            if replacement is None:
+            merged = _merge(graph, node, producers, consumers)
+            if merged is None:
                 continue
-            removed = {id(n) for n in _chain(node, producers)}
-            graph.nodes[index:index + 1] = replacement
+            replacement, chain = merged
+            removed = {id(n) for n in chain}
+            graph.nodes[index:index + 1] = replacement   # `last` itself, at its place: its inputs exist there
             graph.nodes = [n for n in graph.nodes if id(n) not in removed]
             changed = modified = True
             break
@@ -76,12 +78,3 @@ def run(graph: Graph) -> PassResult:
         graph.prune_values()
     return PassResult(graph, modified)
 
-
-def _chain(last: Node, producers) -> list[Node]:
-    """The Reshapes and the first Transpose that _merge folded into `last` (not `last` itself)."""
-    nodes = []
-    node = producers[last.inputs[0]]
-    while node.op != "Transpose":
-        nodes.append(node)
-        node = producers[node.inputs[0]]
-    return nodes + [node]

@@ -76,9 +76,9 @@ def smooth_matmul_inputs(graph: Graph, stats: dict[str, TensorStats], targets: s
     return smoothed, muls
 
 
-def _is_dynamic_matmul(graph: Graph, node: Node) -> bool:
-    """float A x int8 per-channel B -> float (docs/quantization.md), with no input_scale yet."""
-    if node.op != "MatMul" or len(node.inputs) > 3:
+def is_dynamic_matmul(graph: Graph, node: Node) -> bool:
+    """float A x int8 B per channel -> float: the dynamic int8 MatMul (docs/quantization.md)."""
+    if node.op != "MatMul":
         return False
     a, b, y = (graph.values[n] for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
     return (a.dtype is DType.FLOAT32 and b.dtype is DType.INT8 and b.quant is not None and not b.quant.block_size
@@ -94,7 +94,7 @@ def fold(graph: Graph, muls: set[str]) -> set[str]:
         x, inverse = mul.inputs
         readers = consumers.get(mul.outputs[0], [])
         if (mul.outputs[0] in graph.outputs or not readers
-                or not all(_is_dynamic_matmul(graph, n) and n.inputs[0] == mul.outputs[0]
+                or not all(is_dynamic_matmul(graph, n) and len(n.inputs) <= 3 and n.inputs[0] == mul.outputs[0]
                            and mul.outputs[0] not in n.inputs[1:] for n in readers)):
             continue
         for node in readers:
@@ -112,9 +112,7 @@ def unfold(graph: Graph) -> Graph:
     not changed (the copy shares its values)."""
     if not any(n.op == "MatMul" and len(n.inputs) > 3 and n.inputs[3] for n in graph.nodes):
         return graph
-    separate = Graph(graph.name)
-    separate.values, separate.inputs, separate.outputs = dict(graph.values), list(graph.inputs), list(graph.outputs)
-    separate.metadata = dict(graph.metadata)
+    separate = graph.without_nodes()
     smoothed: dict[tuple[str, str], str] = {}
     names = {n.name for n in graph.nodes}
     for node in graph.nodes:
