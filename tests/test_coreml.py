@@ -107,7 +107,8 @@ def test_minilm_package(minilm_source, tmp_path, precision, spec, compressed):
     assert facts.outputs == {"embedding": ("fp32", (1, 384))}
     matmuls = [n for n in compiled.graph.nodes if n.op == "MatMul"]
     constant = sum(compiled.graph.values[n.inputs[1]].is_const for n in matmuls)
-    assert facts.ops["linear"] == constant == 36 and facts.ops["matmul"] == len(matmuls) - constant
+    attention = sum(n.op == "Attention" for n in compiled.graph.nodes)   # fused: Q K^T and P V each
+    assert facts.ops["linear"] == constant == 36 and facts.ops["matmul"] == len(matmuls) - constant + 2 * attention == 12
     assert facts.ops["layer_norm"] == 13 and facts.ops["gelu"] == 6 and facts.ops["softmax"] == 6
     constexpr = "constexpr_blockwise_shift_scale" if spec == SPEC_IOS18 else "constexpr_affine_dequantize"
     assert facts.ops[constexpr] == 37                   # 36 matmul weights and the word-embedding table

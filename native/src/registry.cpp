@@ -14,6 +14,7 @@ constexpr OpName kOpNames[] = {
     {OpCode::kConv, "Conv"},
     {OpCode::kConvTranspose, "ConvTranspose"},
     {OpCode::kMatMul, "MatMul"},
+    {OpCode::kAttention, "Attention"},
     {OpCode::kRelu, "Relu"},
     {OpCode::kSigmoid, "Sigmoid"},
     {OpCode::kTanh, "Tanh"},

@@ -111,6 +111,7 @@ enum class OpCode : uint32_t {
   kConv = 1,
   kConvTranspose = 2,
   kMatMul = 3,
+  kAttention = 4,
   kRelu = 10,
   kSigmoid = 11,
   kTanh = 12,

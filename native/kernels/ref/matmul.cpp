@@ -16,12 +16,52 @@
 #include <vector>
 
 #include "edgepack/kernel.h"
+#include "kernels/ref/float_rows.h"
 #include "kernels/ref/gemm.h"
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
 
 namespace edgepack {
 namespace {
+
+// Where an operand's (or the product's) rows and batch matrices lie, in floats.
+struct Layout {
+  int64_t row = 0;
+  int64_t batch[gemm::MatMulShape::kMaxBatchRank] = {};
+};
+
+// Reads the perm attribute `key` of a MatMul-family op (absent: identity) and turns *x into the view
+// the GEMM sees: an input's operand axis d is the tensor's axis perm[d]; an output's tensor axis d is
+// the product's axis perm[d]. The perm must keep the last axis (rows stay contiguous); `layout` gets
+// the view's row and batch strides within the tensor.
+Status read_layout(const OpInfo& op, const char* key, bool output, Tensor* x, Layout* layout) {
+  AttrReader attrs(op);
+  std::vector<int64_t> perm(x->rank);
+  for (int d = 0; d < x->rank; ++d) perm[d] = d;
+  if (attrs.has(key)) perm = attrs.ints(key, x->rank);
+  EP_RETURN_IF_ERROR(attrs.status());
+  std::vector<bool> seen(x->rank, false);
+  for (int64_t p : perm) {
+    if (p < 0 || p >= x->rank || seen[p]) return bad(op, std::string(key) + " is not a permutation of its axes");
+    seen[p] = true;
+  }
+  if (x->rank < 2 || perm[x->rank - 1] != x->rank - 1)
+    return bad(op, std::string(key) + " must keep the last axis (rows are read and written contiguous)");
+  if (x->rank - 2 > gemm::MatMulShape::kMaxBatchRank) return bad(op, "rank is too large");
+  std::vector<int64_t> stride(x->rank, 1);  // the tensor's own, contiguous
+  for (int d = x->rank - 2; d >= 0; --d) stride[d] = stride[d + 1] * x->dims[d + 1];
+  Tensor view = *x;
+  std::vector<int64_t> view_stride(x->rank);
+  for (int d = 0; d < x->rank; ++d) {
+    const int from = output ? d : static_cast<int>(perm[d]), to = output ? static_cast<int>(perm[d]) : d;
+    view.dims[to] = x->dims[from];
+    view_stride[to] = stride[from];
+  }
+  layout->row = view_stride[x->rank - 2];
+  for (int d = 0; d < x->rank - 2; ++d) layout->batch[d] = view_stride[d];
+  *x = view;
+  return Status::Ok();
+}
 
 class MatMulKernel final : public OpKernel {
  public:
@@ -134,12 +174,6 @@ class MatMulKernel final : public OpKernel {
   }
 
  private:
-  // Where an operand's (or the product's) rows and batch matrices lie, in floats.
-  struct Layout {
-    int64_t row = 0;
-    int64_t batch[gemm::MatMulShape::kMaxBatchRank] = {};
-  };
-
   // Reads a_perm / b_perm / y_perm (absent: identity) and turns *a, *b (the inputs) and *y (the output)
   // into the shapes of the GEMM's operands and product, with each one's layout in its tensor.
   Status read_layouts(const OpInfo& op, Tensor* a, Tensor* b, Tensor* y) {
@@ -149,38 +183,8 @@ class MatMulKernel final : public OpKernel {
     Layout* layouts[3] = {&a_layout_, &b_layout_, &y_layout_};
     const char* keys[3] = {"a_perm", "b_perm", "y_perm"};
     for (int t = 0; t < 3; ++t) {
-      Tensor& x = *tensors[t];
-      if (x.rank < 2 && !attrs.has(keys[t])) continue;  // read_matmul names the rank
-      std::vector<int64_t> perm(x.rank);
-      for (int d = 0; d < x.rank; ++d) perm[d] = d;
-      if (attrs.has(keys[t])) perm = attrs.ints(keys[t], x.rank);
-      EP_RETURN_IF_ERROR(attrs.status());
-      std::vector<bool> seen(x.rank, false);
-      for (int64_t p : perm) {
-        if (p < 0 || p >= x.rank || seen[p]) return bad(op, std::string(keys[t]) + " is not a permutation of its axes");
-        seen[p] = true;
-      }
-      if (x.rank < 2 || perm[x.rank - 1] != x.rank - 1)
-        return bad(op, std::string(keys[t]) + " must keep the last axis (rows are read and written contiguous)");
-      if (x.rank - 2 > gemm::MatMulShape::kMaxBatchRank) return bad(op, "rank is too large");
-      std::vector<int64_t> stride(x.rank, 1);  // the tensor's own, contiguous
-      for (int d = x.rank - 2; d >= 0; --d) stride[d] = stride[d + 1] * x.dims[d + 1];
-      Tensor view = x;
-      std::vector<int64_t> view_stride(x.rank);
-      if (t < 2) {  // input: operand axis d is the tensor's axis perm[d]
-        for (int d = 0; d < x.rank; ++d) {
-          view.dims[d] = x.dims[perm[d]];
-          view_stride[d] = stride[perm[d]];
-        }
-      } else {  // output: tensor axis d is the product's axis perm[d]
-        for (int d = 0; d < x.rank; ++d) {
-          view.dims[perm[d]] = x.dims[d];
-          view_stride[perm[d]] = stride[d];
-        }
-      }
-      layouts[t]->row = view_stride[x.rank - 2];
-      for (int d = 0; d < x.rank - 2; ++d) layouts[t]->batch[d] = view_stride[d];
-      x = view;
+      if (tensors[t]->rank < 2 && !attrs.has(keys[t])) continue;  // read_matmul names the rank
+      EP_RETURN_IF_ERROR(read_layout(op, keys[t], t == 2, tensors[t], layouts[t]));
     }
     if (permuted_) {
       bool same = a->rank == b->rank && a->rank == y->rank;
@@ -207,10 +211,154 @@ class MatMulKernel final : public OpKernel {
   gemm::Epilogue epilogue_;
 };
 
+// Attention (passes/fuse_attention.py): Y = softmax(Q K [+ mask]) V, the three ops fused. The work is
+// cut into blocks of query rows of one batch item (head); a block's scores are computed into a buffer
+// that stays in L1, put through the softmax there, and multiplied by V, so the [.., M, T] scores never
+// go to memory. Q is read in place (its rows broadcast), K ([.., D, T], the scores' right operand) and
+// V by rows in place: both are small next to the scores, and the blocks of one head reuse them from
+// cache. Each GEMM and the softmax are the float MatMul's and Softmax's own (gemm.h, float_rows.h),
+// in the unfused order, so the result is theirs.
+class AttentionKernel final : public OpKernel {
+ public:
+  Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
+                 const std::vector<const Tensor*>& outs) override {
+    EP_RETURN_IF_ERROR(expect_inputs(op, ins, 3, 4));
+    if (outs.size() != 1) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected 1");
+    const char* names[3] = {"Q", "K", "V"};
+    for (int i = 0; i < 3; ++i) EP_RETURN_IF_ERROR(expect_dtype(op, *ins[i], DType::kFloat32, names[i]));
+    EP_RETURN_IF_ERROR(expect_dtype(op, *outs[0], DType::kFloat32, "output"));
+    Tensor q = *ins[0], k = *ins[1], v = *ins[2], y = *outs[0];
+    EP_RETURN_IF_ERROR(read_layout(op, "q_perm", false, &q, &q_layout_));
+    EP_RETURN_IF_ERROR(read_layout(op, "k_perm", false, &k, &k_layout_));
+    EP_RETURN_IF_ERROR(read_layout(op, "v_perm", false, &v, &v_layout_));
+    EP_RETURN_IF_ERROR(read_layout(op, "y_perm", true, &y, &y_layout_));
+    AttrReader attrs(op);
+    const int64_t nan_to_zero = attrs.has("nan_to_zero") ? attrs.i("nan_to_zero") : 0;
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (nan_to_zero != 0 && nan_to_zero != 1)
+      return bad(op, "nan_to_zero must be 0 or 1, got " + std::to_string(nan_to_zero));
+    nan_to_zero_ = nan_to_zero == 1;
+
+    rank_ = q.rank;
+    bool fits = k.rank == rank_ && v.rank == rank_ && y.rank == rank_;
+    for (int d = 0; fits && d < rank_ - 2; ++d) fits = k.dims[d] == q.dims[d] && v.dims[d] == q.dims[d] && y.dims[d] == q.dims[d];
+    m_ = q.dim(-2);
+    d_ = q.dim(-1);
+    t_ = k.dim(-1);
+    dv_ = v.dim(-1);
+    fits = fits && k.dim(-2) == d_ && v.dim(-2) == t_ && y.dim(-2) == m_ && y.dim(-1) == dv_;
+    if (!fits)
+      return bad(op, "Q " + q.shape_str() + ", K " + k.shape_str() + " and V " + v.shape_str() +
+                     " (as multiplied) do not give the output " + y.shape_str() + " (batch dimensions must match)");
+    count_ = 1;
+    for (int d = 0; d < rank_ - 2; ++d) {
+      batch_dims_[d] = q.dims[d];
+      count_ *= q.dims[d];
+    }
+    if (ins.size() > 3 && ins[3] != nullptr) EP_RETURN_IF_ERROR(plan_mask(op, *ins[3], q));
+
+    k_rows_.resize(d_);
+    for (int64_t i = 0; i < d_; ++i) k_rows_[i] = i * k_layout_.row;
+    v_rows_.resize(t_);
+    for (int64_t i = 0; i < t_; ++i) v_rows_[i] = i * v_layout_.row;
+    // Rows per block: their scores (block x T floats) fit in kBlockBytes, in whole register tiles.
+    block_ = std::max<int64_t>(gemm::kTileM, kBlockBytes / sizeof(float) / std::max<int64_t>(1, t_) /
+                                                 gemm::kTileM * gemm::kTileM);
+    block_ = std::min({block_, std::max<int64_t>(1, m_), gemm::kInPlaceMaxRows});
+    int64_t floats = 0;
+    if (!gemm::checked_mul(block_, t_, &floats) || !gemm::checked_mul(gemm::whole_lines(floats), kSlots, &floats))
+      return bad(op, "scores are too large");
+    slot_floats_ = gemm::whole_lines(block_ * t_);
+    scratch_bytes = static_cast<size_t>(floats) * sizeof(float);
+    return Status::Ok();
+  }
+
+  Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
+    if (outs[0]->numel == 0) return Status::Ok();
+    const float* q = ins[0]->as<const float>();
+    const float* k = ins[1]->as<const float>();
+    const float* v = ins[2]->as<const float>();
+    const float* mask = ins.size() > 3 && ins[3] != nullptr ? ins[3]->as<const float>() : nullptr;
+    float* y = outs[0]->as<float>();
+    const int64_t blocks = (m_ + block_ - 1) / block_, items = count_ * blocks;
+    const int64_t slots = std::min<int64_t>({kSlots, ctx.pool->num_threads(), items});
+    ctx.pool->parallel_for(slots, [&](int64_t first_slot, int64_t end_slot) {
+      for (int64_t slot = first_slot; slot < end_slot; ++slot) {
+        float* scores = reinterpret_cast<float*>(ctx.scratch) + slot * slot_floats_;
+        // The slot's items, in order: the row blocks of a head one after another, so K and V stay in cache.
+        for (int64_t item = slot * items / slots; item < (slot + 1) * items / slots; ++item) {
+          const int64_t batch = item / blocks, row0 = item % blocks * block_, rows = std::min(block_, m_ - row0);
+          int64_t q_at = row0 * q_layout_.row, k_at = 0, v_at = 0, y_at = row0 * y_layout_.row;
+          for (int64_t d = rank_ - 3, rest = batch; d >= 0; rest /= batch_dims_[d], --d) {
+            const int64_t i = rest % batch_dims_[d];
+            q_at += i * q_layout_.batch[d];
+            k_at += i * k_layout_.batch[d];
+            v_at += i * v_layout_.batch[d];
+            y_at += i * y_layout_.batch[d];
+          }
+          gemm::Problem qk;
+          qk.m = rows;
+          qk.n = t_;
+          qk.k = d_;
+          qk.a = gemm::Operand::strided(q + q_at, q_layout_.row, 1, nullptr);
+          qk.b = gemm::Operand::in_place(k + k_at, k_rows_.data());
+          qk.c = scores;
+          qk.ldc = t_;
+          gemm::sgemm_serial(qk);
+          softmax_rows(scores, mask, mask ? mask_rows_.data() + batch * m_ + row0 : nullptr, scores, rows, t_, false,
+                       nan_to_zero_);
+          gemm::Problem pv;
+          pv.m = rows;
+          pv.n = dv_;
+          pv.k = t_;
+          pv.a = gemm::Operand::strided(scores, t_, 1, nullptr);
+          pv.b = gemm::Operand::in_place(v + v_at, v_rows_.data());
+          pv.c = y + y_at;
+          pv.ldc = y_layout_.row;
+          gemm::sgemm_serial(pv);
+        }
+      }
+    });
+    return Status::Ok();
+  }
+
+ private:
+  static constexpr int64_t kBlockBytes = 16 << 10;  // a block's scores, with Q, K and V rows beside them in L1
+  static constexpr int64_t kSlots = 8;               // score buffers: at most this many threads share the op
+
+  // Checks that the mask broadcasts to the scores [.., M, T] along the last axis (as Softmax's bias) and
+  // lists, per row of the scores, where its mask row starts.
+  Status plan_mask(const OpInfo& op, const Tensor& mask, const Tensor& q) {
+    EP_RETURN_IF_ERROR(expect_dtype(op, mask, DType::kFloat32, "mask"));
+    std::vector<int64_t> scores(q.dims, q.dims + rank_);
+    scores[rank_ - 1] = t_;
+    const int skip = rank_ - mask.rank;
+    bool broadcasts = mask.rank >= 1 && skip >= 0 && mask.dims[mask.rank - 1] == t_;
+    for (int d = 0; broadcasts && d < mask.rank; ++d) broadcasts = mask.dims[d] == 1 || mask.dims[d] == scores[skip + d];
+    if (!broadcasts)
+      return bad(op, "mask '" + mask.name + "' " + mask.shape_str() + " does not broadcast along the last axis of the scores");
+    std::vector<int64_t> strides(rank_, 0);  // mask elements per step of each of the scores' dims
+    for (int64_t d = mask.rank - 1, s = 1; d >= 0; s *= mask.dims[d], --d) strides[skip + d] = mask.dims[d] == 1 ? 0 : s;
+    mask_rows_.assign(count_ * m_, 0);
+    for (int64_t r = 0; r < count_ * m_; ++r)
+      for (int64_t d = rank_ - 2, rest = r; d >= 0; rest /= scores[d], --d) mask_rows_[r] += rest % scores[d] * strides[d];
+    return Status::Ok();
+  }
+
+  int rank_ = 0;
+  int64_t batch_dims_[gemm::MatMulShape::kMaxBatchRank] = {};
+  int64_t count_ = 0, m_ = 0, d_ = 0, t_ = 0, dv_ = 0;  // batch items; Q [M, D], K [D, T], V [T, Dv]
+  Layout q_layout_, k_layout_, v_layout_, y_layout_;
+  bool nan_to_zero_ = false;
+  int64_t block_ = 0, slot_floats_ = 0;
+  std::vector<int64_t> k_rows_, v_rows_, mask_rows_;
+};
+
 }  // namespace
 
 std::unique_ptr<OpKernel> make_matmul_kernel(OpCode code) {
   if (code == OpCode::kMatMul) return std::make_unique<MatMulKernel>();
+  if (code == OpCode::kAttention) return std::make_unique<AttentionKernel>();
   return nullptr;
 }
 

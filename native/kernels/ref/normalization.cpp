@@ -116,7 +116,8 @@ void softmax_columns(const float* x, float* y, int64_t n, int64_t stride, int64_
       y[r * stride + j] = log ? (x[r * stride + j] - max[j]) - finish[j] : y[r * stride + j] * finish[j];
 }
 
-// Softmax of `rows` contiguous rows of n values; row r plus bias + bias_offsets[r] when bias is not null.
+}  // namespace
+
 void softmax_rows(const float* x, const float* bias, const int64_t* bias_offsets, float* y, int64_t rows, int64_t n,
                   bool log, bool nan_to_zero) {
 #if defined(EDGEPACK_FLOAT_ROWS_AVX512)
@@ -128,6 +129,8 @@ void softmax_rows(const float* x, const float* bias, const int64_t* bias_offsets
   }
 #endif
 }
+
+namespace {
 
 // Softmax and LogSoftmax. Softmax may carry a fused attention mask (passes/fuse_softmax.py): input 1,
 // a bias broadcast to x and added before the softmax (along the last axis only), and nan_to_zero,

@@ -59,6 +59,13 @@ _op("MatMul", 3, (2, 4), attrs={**_FUSED_ACT, "a_perm": "ints", "b_perm": "ints"
         "b_perm (the operand is the input transposed) and y_perm (the output is the product transposed), "
         "each keeping the last axis: Transposes folded into a float MatMul of two run-time operands "
         "(passes/fold_transposes.py)")
+_op("Attention", 4, (3, 4), attrs={"q_perm": "ints", "k_perm": "ints", "v_perm": "ints", "y_perm": "ints",
+                                   "nan_to_zero": "int"},
+    doc="softmax(Q K [+ mask]) V over the last axis: MatMul(Q, K; a_perm q_perm, b_perm k_perm) -> "
+        "Softmax(axis -1, bias mask, nan_to_zero) -> MatMul(P, V; b_perm v_perm, y_perm), each as that op "
+        "defines it (perms optional, keeping the last axis). K is the right operand of the scores (already "
+        "transposed, [..., D, T]); mask is input 3. Native only: the runtime keeps a block of score rows in "
+        "L1 from the first product to the second (passes/fuse_attention.py)")
 
 # --- elementwise unary -------------------------------------------------------------------------
 _op("Relu", 10, (1, 1))

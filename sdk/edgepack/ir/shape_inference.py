@@ -53,6 +53,17 @@ def infer(op: str, attrs: dict[str, Any], in_types: list[tuple[DType, Shape] | N
         if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
             raise ValueError(f"MatMul shapes {a} and {b} do not multiply")
         return [(dtype, broadcast(a[:-2], b[:-2]) + (a[-2], b[-1]))]
+    if op == "Attention":
+        def view(t, key):   # an operand as its MatMul sees it
+            return tuple(t[p] for p in attrs[key]) if key in attrs else tuple(t)
+        q, k, v = view(shape, "q_perm"), view(in_types[1][1], "k_perm"), view(in_types[2][1], "v_perm")
+        if len(q) < 2 or not (len(q) == len(k) == len(v)) or q[-1] != k[-2] or k[-1] != v[-2] \
+                or not (q[:-2] == k[:-2] == v[:-2]):
+            raise ValueError(f"Attention operands {q}, {k}, {v} do not multiply")
+        y = q[:-2] + (q[-2], v[-1])
+        if "y_perm" in attrs:
+            y = tuple(y[p] for p in attrs["y_perm"])
+        return [(dtype, y)]
     if op == "Cast":
         return [(DType(attrs["to"]), shape)]
     if op == "Softmax" and len(in_types) > 1 and in_types[1] is not None:

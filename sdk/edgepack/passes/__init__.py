@@ -2,21 +2,21 @@
 before quantization, `FINAL` runs on the quantized graph (what it fuses must stay float), and
 `standard_ops` undoes the fusions only the native runtime has, for the other formats' emitters."""
 from .base import PassResult, run_passes
-from . import (dce, fold_affine, fold_constants, fold_transposes, fuse_activation, fuse_add_norm, fuse_bias, fuse_softmax,
-               merge_transposes)
+from . import (dce, fold_affine, fold_constants, fold_transposes, fuse_activation, fuse_add_norm, fuse_attention, fuse_bias,
+               fuse_softmax, merge_transposes)
 from ..ir import Graph
 from ..quant import smooth
 
 PIPELINE = (fold_constants.run, fold_affine.run, fuse_bias.run, fuse_activation.run, fuse_softmax.run,
             merge_transposes.run, dce.run)
-FINAL = (fold_transposes.run, fuse_add_norm.run)
+FINAL = (fold_transposes.run, fuse_attention.run, fuse_add_norm.run)
 
 
 def standard_ops(graph: Graph) -> Graph:
-    """`graph` with the Softmax's mask and NaN guard, the dynamic MatMul's input scale (smoothing), the
-    float MatMul's operand layouts and the LayerNorm's residual written as separate ops again: ONNX,
+    """`graph` with attention's three ops, the Softmax's mask and NaN guard, the dynamic MatMul's input
+    scale (smoothing), the float MatMul's operand layouts and the LayerNorm's residual written as separate ops again: ONNX,
     TFLite and Core ML have none of them. `graph` itself is not changed."""
-    return fuse_add_norm.unfuse(fold_transposes.unfold(smooth.unfold(fuse_softmax.unfuse(graph))))
+    return fuse_add_norm.unfuse(fold_transposes.unfold(smooth.unfold(fuse_softmax.unfuse(fuse_attention.unfuse(graph)))))
 
 
 __all__ = ["PassResult", "run_passes", "PIPELINE", "FINAL", "standard_ops"]

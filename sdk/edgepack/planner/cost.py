@@ -67,7 +67,7 @@ _FUSED_ACTIVATION_OPS = {"none": 0, "relu": 1, "clip": 2}
 # docs/planner.md, "The cost model on the host", says how. Profiles of other runtimes do not use them.
 # (LayerNormalization is plain arithmetic since its kernel sums in float lanes: it prices as elementwise.)
 _TRANSCENDENTAL = ("Exp", "Log", "Tanh", "Erf", "Pow", "Sigmoid", "Gelu", "Softmax", "LogSoftmax", "LRN")
-_KIND_FAMILY = {"MatMul": "dense", "Conv": "dense", "Conv 1x1": "dense", "ConvTranspose": "dense",
+_KIND_FAMILY = {"MatMul": "dense", "Attention": "dense", "Conv": "dense", "Conv 1x1": "dense", "ConvTranspose": "dense",
                 "Conv depthwise": "depthwise", "MaxPool": "window", "AveragePool": "window",
                 **{op: "elementwise" for op in _OPS_PER_ELEMENT if op not in _TRANSCENDENTAL},
                 **{op: "transcendental" for op in _TRANSCENDENTAL}}
@@ -92,7 +92,7 @@ _WEIGHTED = ("Conv", "ConvTranspose", "MatMul")
 _FLOAT = (DType.FLOAT32, DType.FLOAT16)
 
 SUPPORTED_OPS = frozenset(_OPS_PER_ELEMENT) | frozenset(_WEIGHTED) | MOVEMENT | REDUCTIONS | {
-    "Softmax", "LogSoftmax", "LayerNormalization", "LRN", "MaxPool", "AveragePool", "ArgMax"}
+    "Softmax", "LogSoftmax", "LayerNormalization", "LRN", "MaxPool", "AveragePool", "ArgMax", "Attention"}
 
 
 # ---- records -------------------------------------------------------------------------------------------
@@ -234,6 +234,13 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
         return _numel(x.shape) * _numel(w[1:]), epilogue
     if op == "MatMul":
         return out_numel * x.shape[-1], epilogue
+    if op == "Attention":                         # Q K, the masked softmax of the scores, P V
+        q = tuple(x.shape[p] for p in attrs["q_perm"]) if "q_perm" in attrs else x.shape
+        v = values[node.inputs[2]].shape
+        keys = v[attrs["v_perm"][-2]] if "v_perm" in attrs else v[-2]
+        scores = _numel(q[:-1]) * keys
+        softmax = scores * (TRANSCENDENTAL_OPS + 4 + int(len(node.inputs) > 3) + attrs.get("nan_to_zero", 0))
+        return scores * (q[-1] + out.shape[-1]), softmax
     if op in _OPS_PER_ELEMENT:
         return 0, out_numel * _OPS_PER_ELEMENT[op]
     if op in ("Softmax", "LogSoftmax"):           # max, subtract, exp, sum, divide (or log-subtract)

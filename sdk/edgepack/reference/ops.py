@@ -104,6 +104,15 @@ def matmul(attrs: Attrs, a, b, bias=None, input_scale=None):
     return [np.ascontiguousarray(np.transpose(y, attrs["y_perm"])) if "y_perm" in attrs else y]
 
 
+@ref("Attention")
+def attention(attrs: Attrs, q, k, v, mask=None):
+    """The fused form is the three ops in order (passes/fuse_attention.py)."""
+    perms = lambda **keys: {op_key: attrs[key] for op_key, key in keys.items() if key in attrs}
+    (scores,) = matmul(perms(a_perm="q_perm", b_perm="k_perm"), q, k)
+    (p,) = softmax({"axis": scores.ndim - 1, "nan_to_zero": attrs.get("nan_to_zero", 0)}, scores, mask)
+    return matmul(perms(b_perm="v_perm", y_perm="y_perm"), p, v)
+
+
 # --- elementwise unary -----------------------------------------------------------------------------
 def _unary(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> None:
     REFERENCE[name] = lambda attrs, x: [fn(x).astype(x.dtype)]
