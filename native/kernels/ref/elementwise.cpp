@@ -163,6 +163,18 @@ void gelu_erf_avx512(const void* x, void* y, int64_t n, const UnaryParams&) {
 }
 #endif
 
+}  // namespace
+
+void gelu_erf(const float* x, float* y, int64_t n) {
+#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
+  f32_gelu_erf__avx512(x, y, n);
+#else
+  for (int64_t i = 0; i < n; ++i) y[i] = GeluErf::f(x[i], UnaryParams{});
+#endif
+}
+
+namespace {
+
 template <class T> UnaryFn pick_integer_unary(OpCode code) {
   switch (code) {
     case OpCode::kRelu: return unary_loop<T, Relu>;

@@ -29,6 +29,10 @@ void f32_layer_norm_rows__avx512(const float* x, const float* residual, const fl
                                  float* y, int64_t rows, int64_t n, float epsilon);
 #endif
 
+// Gelu (approximate = "none") of n values, y may be x: the kernel above where the build has it, else
+// the portable loop (elementwise.cpp). A dynamic int8 MatMul applies it to its output tiles.
+void gelu_erf(const float* x, float* y, int64_t n);
+
 // Softmax (log: LogSoftmax) of each of `rows` contiguous rows of n values, with an optional bias as
 // above: the kernel above where the build has it, else the portable loop (normalization.cpp).
 void softmax_rows(const float* x, const float* bias, const int64_t* bias_offsets, float* y, int64_t rows, int64_t n,

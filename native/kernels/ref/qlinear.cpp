@@ -12,6 +12,7 @@
 #include "kernels/ref/qlinear.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/ref/float_rows.h"
 #include "kernels/ref/gemm.h"
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
@@ -346,14 +348,26 @@ void multiply(ThreadPool* pool, int64_t rows, int64_t cols, int64_t groups, cons
   const int64_t rp = qgemm::row_panels(rows), cp = qgemm::col_panels(cols);
   const int64_t tile_macs = kTileM * kTileN * groups * kGroup;
   const int64_t a_step = qgemm::row_panel_size(groups), w_step = qgemm::col_panel_size(groups);
+  const int64_t panel_lines = w_step * static_cast<int64_t>(sizeof(Wgt)) / 64;  // a panel is whole lines
   auto tiles = [&](int64_t p0, int64_t p1, int64_t c0, int64_t c1) {
     for (int64_t b0 = p0; b0 < p1; b0 += kRowBlock) {
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t col0 = c * kTileN;
         const int ncols = static_cast<int>(std::min<int64_t>(kTileN, cols - col0));
 
-        for (int64_t p = b0; p < std::min(p1, b0 + kRowBlock); ++p) {
+        const int64_t block_end = std::min(p1, b0 + kRowBlock), tiles_here = block_end - b0;
+        const char* next = reinterpret_cast<const char*>(w_panels + (c + 1) * w_step);
+        for (int64_t p = b0; p < block_end; ++p) {
           const int nrows = static_cast<int>(std::min<int64_t>(kTileM, rows - p * kTileM));
+          // The next column panel is fetched into L1 a slice per tile while this one is multiplied: the
+          // weights come from L3 or DRAM on every run (a model's weights do not stay in L2 between
+          // runs), and the hardware prefetcher alone left the tiles waiting on them (all-MiniLM-L6-v2
+          // int8: 7-10 % of the run). Spread thin, the prefetches do not crowd the loads of the tile.
+          if (c + 1 < c1) {
+            const int64_t i = p - b0;
+            for (int64_t line = i * panel_lines / tiles_here; line < (i + 1) * panel_lines / tiles_here; ++line)
+              __builtin_prefetch(next + line * 64, 0, 3);
+          }
           tile(a_panels + p * a_step, w_panels + c * w_step, nrows, p * kTileM, col0, ncols);
         }
       }
@@ -496,14 +510,12 @@ class DynamicMatMulKernel final : public OpKernel {
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
                  const std::vector<const Tensor*>& outs) override {
     EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 4));
-    EP_RETURN_IF_ERROR(expect_outputs(op, outs, 1));
-    const Tensor &a = *ins[0], &b = *ins[1], &y = *outs[0];
+    const Tensor &a = *ins[0], &b = *ins[1];
     const Tensor* bias = ins.size() > 2 ? ins[2] : nullptr;
     const Tensor* input_scale = ins.size() > 3 ? ins[3] : nullptr;  // a folded smoothing Mul (ir/ops.py)
     EP_RETURN_IF_ERROR(expect_dtype(op, a, DType::kFloat32, "input A"));
     EP_RETURN_IF_ERROR(expect_dtype(op, b, DType::kInt8, "weight"));
-    EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
-    EP_RETURN_IF_ERROR(read_matmul_shapes(op, a, b, y, &rows_, &k_, &n_));
+    EP_RETURN_IF_ERROR(read_split(op, a, b, outs));
     EP_RETURN_IF_ERROR(expect_weight_channels(op, b, 1));
     if (bias != nullptr) {
       EP_RETURN_IF_ERROR(expect_dtype(op, *bias, DType::kFloat32, "bias"));
@@ -514,7 +526,9 @@ class DynamicMatMulKernel final : public OpKernel {
       EP_RETURN_IF_ERROR(expect_shape(op, *input_scale, {k_}, "input_scale"));
     }
     AttrReader attrs(op);
-    EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &bounds_));
+    // Gelu is fused into this kernel only (passes/fuse_gelu.py): it runs on each tile as it is stored.
+    gelu_ = attrs.has("activation") && attrs.str("activation") == "gelu";
+    if (!gelu_) EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &bounds_));
 
     std::vector<int64_t> sum, abs_sum;
     channel_sums(b, 1, &sum, &abs_sum);
@@ -542,7 +556,6 @@ class DynamicMatMulKernel final : public OpKernel {
     if (outs[0]->numel == 0) return Status::Ok();
     const float* a = ins[0]->as<const float>();
     const float* bias = ins.size() > 2 && ins[2] != nullptr ? ins[2]->as<const float>() : nullptr;
-    float* y = outs[0]->as<float>();
     Act* a_panels = reinterpret_cast<Act*>(ctx.scratch);
     float* row_scale = reinterpret_cast<float*>(ctx.scratch + panels_bytes_);
     int32_t* row_correction = reinterpret_cast<int32_t*>(ctx.scratch + panels_bytes_ + scales_bytes_);
@@ -570,24 +583,90 @@ class DynamicMatMulKernel final : public OpKernel {
     e.bias = bias;
     e.lo = bounds_.lo;
     e.hi = bounds_.hi;
-    e.y = y;
-    e.ldy = n_;
+    // Output j's epilogue: the per-column tables from its first column on, and its own rows.
+    std::array<qgemm::DynamicEpilogue, kMaxOutputs> outputs;
+    for (size_t j = 0; j < outs.size(); ++j) {
+      const int64_t first = starts_[j];
+      outputs[j] = e;
+      outputs[j].col_sum = e.col_sum + first;
+      outputs[j].w_scale = e.w_scale + first;
+      outputs[j].bias = bias != nullptr ? bias + first : nullptr;
+      outputs[j].y = outs[j]->as<float>();
+      outputs[j].ldy = starts_[j + 1] - first;
+    }
     multiply(ctx.pool, rows_, n_, groups_, a_panels, weights_.as<Wgt>(), quantize,
              [&](const Act* a_panel, const Wgt* w_panel, int rows, int64_t row0, int64_t col0, int cols) {
+               // The tile's columns [from, to) of output o have been stored: Gelu them while they are in L1.
+               const auto finish = [&](size_t o, int64_t from, int64_t to) {
+                 if (!gelu_) return;
+                 const qgemm::DynamicEpilogue& out = outputs[o];
+                 for (int r = 0; r < rows; ++r) {
+                   float* y = out.y + (row0 + r) * out.ldy + (from - starts_[o]);
+                   gelu_erf(y, y, to - from);
+                 }
+               };
+               const size_t j = output_of_[col0 / kTileN];
 #if defined(EDGEPACK_QGEMM_FUSED_DYNAMIC)
-               qgemm::tile_act_rows_dynamic(rows, groups_, a_panel, w_panel, row0, col0, cols, e);
-#else
+               if (col0 + cols <= starts_[j + 1]) {  // the tile lies in one output
+                 qgemm::tile_act_rows_dynamic(rows, groups_, a_panel, w_panel, row0, col0 - starts_[j], cols, outputs[j]);
+                 return finish(j, col0, col0 + cols);
+               }
+#endif
                alignas(64) int32_t acc[kTileM * kTileN];
                qgemm::tile_act_rows(rows, groups_, a_panel, w_panel, acc);
-               dynamic_epilogue(acc, rows, row0, col0, cols, e);
-#endif
+               // Each output's share of the tile (a tile spans outputs whose widths are not whole tiles).
+               for (size_t o = j; o < outs.size() && starts_[o] < col0 + cols; ++o) {
+                 const int64_t from = std::max(col0, starts_[o]), to = std::min(col0 + cols, starts_[o + 1]);
+                 if (from >= to) continue;
+                 dynamic_epilogue(acc + (from - col0), rows, row0, from - starts_[o], static_cast<int>(to - from),
+                                  outputs[o]);
+                 finish(o, from, to);
+               }
              });
     return Status::Ok();
   }
 
  private:
+  static constexpr size_t kMaxOutputs = 8;
+
+  // The outputs: one [..., N], or with attr split (passes/merge_matmuls.py) one [..., split[j]] per entry,
+  // the columns of B in order. Fills starts_ and output_of_.
+  Status read_split(const OpInfo& op, const Tensor& a, const Tensor& b, const std::vector<const Tensor*>& outs) {
+    AttrReader attrs(op);
+    std::vector<int64_t> split;
+    if (attrs.has("split")) split = attrs.ints("split");
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (outs.empty() || outs.size() > kMaxOutputs || (split.empty() ? outs.size() != 1 : split.size() != outs.size()))
+      return bad(op, "has " + std::to_string(outs.size()) + " outputs for a split of " + std::to_string(split.size()) +
+                     " (at most " + std::to_string(kMaxOutputs) + ")");
+    const int64_t n = b.rank == 2 ? b.dims[1] : 0;
+    if (split.empty()) split.push_back(n);
+    starts_.assign(1, 0);
+    for (size_t j = 0; j < outs.size(); ++j) {
+      if (split[j] <= 0) return bad(op, "split entries must be positive");
+      starts_.push_back(starts_.back() + split[j]);
+      EP_RETURN_IF_ERROR(expect_dtype(op, *outs[j], DType::kFloat32, "output"));
+    }
+    if (starts_.back() != n) return bad(op, "split adds up to " + std::to_string(starts_.back()) + " columns, B has " + std::to_string(n));
+    for (size_t j = 0; j < outs.size(); ++j) {
+      Tensor whole = *outs[j];  // the output as if it had every column, for the shape checks
+      if (whole.rank > 0) whole.dims[whole.rank - 1] = n;
+      EP_RETURN_IF_ERROR(read_matmul_shapes(op, a, b, whole, &rows_, &k_, &n_));
+      if (outs[j]->rank == 0 || outs[j]->dim(-1) != split[j])
+        return bad(op, "output " + std::to_string(j) + " " + outs[j]->shape_str() + " does not have its " +
+                       std::to_string(split[j]) + " split columns");
+    }
+    output_of_.assign(qgemm::col_panels(n_), 0);
+    for (int64_t c = 0; c < qgemm::col_panels(n_); ++c)
+      while (starts_[output_of_[c] + 1] <= c * kTileN) ++output_of_[c];
+    return Status::Ok();
+  }
+
   int64_t rows_ = 0, k_ = 0, n_ = 0, groups_ = 0;
   int32_t shift_ = 0;
+  bool gelu_ = false;               // activation "gelu": Gelu (erf) after the bias
+  std::vector<int64_t> starts_;    // output j has the columns [starts_[j], starts_[j + 1])
+  std::vector<uint8_t> output_of_;  // per column panel: the output of its first column
   qgemm::AlignedBuffer weights_;  // B in column panels
   std::vector<int32_t> col_sums_;
   std::vector<float> w_scales_;

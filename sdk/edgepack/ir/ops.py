@@ -30,7 +30,7 @@ class OpSchema:
     doc: str = ""
 
 
-ACTIVATIONS = ("none", "relu", "clip")
+ACTIVATIONS = ("none", "relu", "clip", "gelu")   # gelu (erf form): dynamic int8 MatMul only (passes/fuse_gelu.py)
 
 _FUSED_ACT = {"activation": "str", "act_min": "float", "act_max": "float"}
 _POOL = {"kernel": "ints", "strides": "ints", "pads": "ints", "dilations": "ints"}
@@ -52,13 +52,15 @@ _op("Conv", 1, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "i
 _op("ConvTranspose", 2, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "ints",
                                        "group": "int", "output_padding": "ints"},
     doc="X[N,C,H,W], W[C,M/group,kh,kw], optional B[M]")
-_op("MatMul", 3, (2, 4), attrs={**_FUSED_ACT, "a_perm": "ints", "b_perm": "ints", "y_perm": "ints"},
+_op("MatMul", 3, (2, 4), outputs=8, attrs={**_FUSED_ACT, "a_perm": "ints", "b_perm": "ints", "y_perm": "ints",
+                                          "split": "ints"},
     doc="numpy matmul with batch broadcasting; optional bias added along the last axis; optional "
         "input_scale (input 3, float32 over A's last axis) multiplies A first: a SmoothQuant Mul folded "
         "into a dynamic int8 MatMul (quant/smooth.py), the only kind that takes it. Optional a_perm / "
         "b_perm (the operand is the input transposed) and y_perm (the output is the product transposed), "
         "each keeping the last axis: Transposes folded into a float MatMul of two run-time operands "
-        "(passes/fold_transposes.py)")
+        "(passes/fold_transposes.py). Optional split (dynamic int8 only): one output per entry, each that "
+        "many of the product's last-axis columns in order: MatMuls of one input merged (passes/merge_matmuls.py)")
 _op("Attention", 4, (3, 4), attrs={"q_perm": "ints", "k_perm": "ints", "v_perm": "ints", "y_perm": "ints",
                                    "nan_to_zero": "int"},
     doc="softmax(Q K [+ mask]) V over the last axis: MatMul(Q, K; a_perm q_perm, b_perm k_perm) -> "

@@ -52,7 +52,12 @@ def infer(op: str, attrs: dict[str, Any], in_types: list[tuple[DType, Shape] | N
         a, b = shape, in_types[1][1]
         if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
             raise ValueError(f"MatMul shapes {a} and {b} do not multiply")
-        return [(dtype, broadcast(a[:-2], b[:-2]) + (a[-2], b[-1]))]
+        y = broadcast(a[:-2], b[:-2]) + (a[-2],)
+        if "split" in attrs:
+            if sum(attrs["split"]) != b[-1]:
+                raise ValueError(f"MatMul split {attrs['split']} does not add up to the {b[-1]} columns of B")
+            return [(dtype, y + (w,)) for w in attrs["split"]]
+        return [(dtype, y + (b[-1],))]
     if op == "Attention":
         def view(t, key):   # an operand as its MatMul sees it
             return tuple(t[p] for p in attrs[key]) if key in attrs else tuple(t)

@@ -59,7 +59,7 @@ _OPS_PER_ELEMENT: dict[str, int] = {
     "Sigmoid": TRANSCENDENTAL_OPS + 2, "Gelu": TRANSCENDENTAL_OPS + 3,
     "Quantize": 3, "Dequantize": 2, "Requantize": 4, "Lut": 1,
 }
-_FUSED_ACTIVATION_OPS = {"none": 0, "relu": 1, "clip": 2}
+_FUSED_ACTIVATION_OPS = {"none": 0, "relu": 1, "clip": 2, "gelu": TRANSCENDENTAL_OPS + 3}
 
 # The native runtime's kernels by family (op_kind -> family), each family's efficiency relative to the
 # profile's ops_efficiency (which describes the dense kernels, GEMM and convolutions, at fp32), and the
@@ -232,8 +232,9 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
     if op == "ConvTranspose":
         w = values[node.inputs[1]].shape          # [C, M/group, kh, kw]: each input pixel meets M/group filters
         return _numel(x.shape) * _numel(w[1:]), epilogue
-    if op == "MatMul":
-        return out_numel * x.shape[-1], epilogue
+    if op == "MatMul":                            # every output of a split
+        out_numel = sum(_numel(values[n].shape) for n in node.outputs)
+        return out_numel * x.shape[-1], out_numel * (int(has_bias) + _FUSED_ACTIVATION_OPS[attrs.get("activation", "none")])
     if op == "Attention":                         # Q K, the masked softmax of the scores, P V
         q = tuple(x.shape[p] for p in attrs["q_perm"]) if "q_perm" in attrs else x.shape
         v = values[node.inputs[2]].shape

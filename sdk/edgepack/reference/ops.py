@@ -30,6 +30,8 @@ def _activation(y: np.ndarray, attrs: Attrs) -> np.ndarray:
         return np.maximum(y, 0)
     if act == "clip":
         return np.clip(y, attrs["act_min"], attrs["act_max"])
+    if act == "gelu":   # on the float32 output, as the separate Gelu would see it (passes/fuse_gelu.py)
+        return gelu({"approximate": "none"}, np.asarray(y, np.float32))[0]
     if act != "none":
         raise ValueError(f"unknown fused activation '{act}'")
     return y
@@ -101,6 +103,8 @@ def matmul(attrs: Attrs, a, b, bias=None, input_scale=None):
     if bias is not None:
         y = y + bias
     y = _activation(y, attrs).astype(a.dtype)
+    if "split" in attrs:
+        return [np.ascontiguousarray(part) for part in np.split(y, np.cumsum(attrs["split"])[:-1], axis=-1)]
     return [np.ascontiguousarray(np.transpose(y, attrs["y_perm"])) if "y_perm" in attrs else y]
 
 

@@ -132,7 +132,10 @@ def matmul_dynamic(attrs, a, b, bias, in_q, input_scale=None):
     y = acc.astype(np.float32) * (row_scale * w_scale)
     if bias is not None:
         y = y + bias.astype(np.float32)
-    return [float_ops._activation(y, attrs).astype(np.float32)]
+    y = float_ops._activation(y, attrs).astype(np.float32)
+    if "split" in attrs:   # merged MatMuls (passes/merge_matmuls.py): each output its columns
+        return [np.ascontiguousarray(part) for part in np.split(y, np.cumsum(attrs["split"])[:-1], axis=-1)]
+    return [y]
 
 
 def add_mul_int8(op, a, b, in_q, out_q):
