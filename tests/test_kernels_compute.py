@@ -248,18 +248,42 @@ def test_conv_strided_many_channels(kernel, pads, group, num_threads):
 # Small output planes with more channels than pixels take the pixel-rows path (conv.cpp): the output
 # channels on the vector axis, im2col gathered into A, C stored transposed. Cases: 49 pixels (a last
 # row panel of 1), channels 48 (a half vector) and 40, K over several K blocks (partial sums), strided
-# 1x1 read in place, 3x3 read from the phase planes, a single pixel, batch 2, no bias, clip.
+# 1x1 read in place, 3x3 read from the phase planes (K = 216; from K = 256 on, 3x3 convs go channels-last:
+# the other 3x3 cases), a single pixel, batch 2, no bias, clip.
 @pytest.mark.parametrize("num_threads", [1, 2, 3])
 @pytest.mark.parametrize("n,c,hw,m,kernel,strides,pads,act,bias", [
     (2, 24, (7, 7), 48, (1, 1), (1, 1), (0, 0, 0, 0), "relu", True),
     (1, 16, (14, 13), 64, (1, 1), (2, 2), (0, 0, 0, 0), "none", True),
     (1, 72, (7, 7), 64, (3, 3), (1, 1), (1, 1, 1, 1), "clip", True),
+    (1, 24, (7, 7), 64, (3, 3), (1, 1), (1, 1, 1, 1), "clip", True),
     (1, 40, (13, 13), 96, (3, 3), (2, 2), (1, 1, 1, 1), "relu", False),
     (1, 200, (5, 6), 40, (3, 3), (1, 1), (1, 1, 1, 1), "none", True),
     (1, 8, (1, 1), 64, (1, 1), (1, 1), (0, 0, 0, 0), "relu", True),
 ])
 def test_conv_pixel_rows(n, c, hw, m, kernel, strides, pads, act, bias, num_threads):
     conv_case(n, c, *hw, m, *kernel, bias=bias, num_threads=num_threads, strides=strides, pads=pads, act=act)
+
+
+# Convs with several taps over enough channels (K = C*kh*kw >= 256) take the channels-last path: the
+# input copied into channels-last phase planes, im2col read in place from them as the GEMM's A, W^T in
+# (i, j, c) order as B, C stored transposed. Cases: the window sweep above with K just over 256 (the
+# transposed fill's 16-wide tiles and tails), K over several K blocks, 40 output channels (a half
+# vector), batch 2, 1-3 threads.
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+@pytest.mark.parametrize("kernel,strides,pads,dilations", [
+    ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    ((3, 3), (1, 2), (0, 1, 2, 0), (1, 1)),
+    ((2, 4), (2, 1), (1, 0, 0, 3), (2, 1)),
+    ((5, 5), (3, 3), (4, 4, 4, 4), (1, 1)),
+    ((3, 3), (1, 1), (1, 0, 2, 3), (2, 1)),
+    ((4, 2), (1, 1), (0, 0, 0, 0), (1, 3)),
+], ids=str)
+def test_conv_channels_last(kernel, strides, pads, dilations, num_threads):
+    c = -(-256 // (kernel[0] * kernel[1]))
+    conv_case(2, c, 11, 13, 40, *kernel, num_threads=num_threads, strides=strides, pads=pads, dilations=dilations,
+              act="relu")
+    conv_case(1, 3 * c, 6, 17, 33, *kernel, num_threads=num_threads, strides=strides, pads=pads, dilations=dilations)
 
 
 @pytest.mark.parametrize("strides", [(1, 1), (2, 2)])

@@ -174,7 +174,10 @@ struct Tile {
   const float* col_bias;  // this tile's first column, or null
   float lo, hi;
   const int64_t* b_offsets;  // in-place B: the K block's row offsets
-  int64_t lda;               // in-place A: the row stride
+  int64_t lda;               // A read in place by rows: the row stride
+  // A gathered in place: the tile's row offsets and the K block's column offsets (Operand::gathered)
+  const int64_t* a_rows;
+  const int64_t* a_k;
   // A cropped C (Problem::crop_grid > 0): c is the tile's first row; per vector, the lanes kept and
   // where in the row the first of them lands.
   bool cropped;
@@ -189,14 +192,18 @@ struct Tile {
 
 using UKernel = void (*)(int64_t kc, const float* a, const float* b, const Tile& t);
 
+// How the micro-kernel reads A: packed panels, rows in place (`a` is the tile's first row at the K
+// block's first column, row r is t.lda floats further on), or gathered in place (element (r, k) at
+// a + t.a_rows[r] + t.a_k[k]).
+enum AForm { kPackedA, kRowsA, kGatheredA };
+
 // The register-tiled micro-kernel: a kRows x (kV * kWidth) block of C held in registers across the
 // K loop; each k step is kV panel loads of B, kRows broadcasts of A and kRows * kV FMAs. Edge tiles
 // use the instantiation with just the rows and vectors they need. A partial last vector of a packed
-// B is loaded whole (from the panel's zero padding) and only its stores are masked. With kInPlaceA,
-// A is not packed: `a` is the tile's first row at the K block's first column, and row r is t.lda
-// floats further on. With kInPlaceB, B is not packed: row k of the tile starts at b + b_offsets[k],
+// B is loaded whole (from the panel's zero padding) and only its stores are masked. A is read as kA
+// says. With kInPlaceB, B is not packed: row k of the tile starts at b + b_offsets[k],
 // and a partial last vector is a masked load, so no row is read past its last column.
-template <int kRows, int kV, bool kInPlaceA, bool kInPlaceB>
+template <int kRows, int kV, AForm kA, bool kInPlaceB>
 void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   using V = Isa::V;
   constexpr int W = Isa::kWidth;
@@ -209,8 +216,9 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
   const int tail = t.cols - (kV - 1) * W;  // valid lanes of the last vector, 1..W
   const float* arow[kRows];
 #pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r) arow[r] = a + (kInPlaceA ? r * t.lda : r);
+  for (int r = 0; r < kRows; ++r) arow[r] = a + (kA == kGatheredA ? t.a_rows[r] : kA == kRowsA ? r * t.lda : r);
   for (int64_t k = 0; k < kc; ++k) {
+    const int64_t ak = kA == kGatheredA ? t.a_k[k] : kA == kRowsA ? k : k * kTileM;
     const float* brow = kInPlaceB ? b + t.b_offsets[k] : b + k * kTileN;
     V bv[kV];
 #pragma GCC unroll 16
@@ -218,7 +226,7 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
       bv[v] = !kInPlaceB || v + 1 < kV || tail == W ? Isa::load(brow + v * W) : Isa::load_n(brow + v * W, tail);
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
-      const V av = Isa::broadcast(arow[r] + (kInPlaceA ? k : k * kTileM));
+      const V av = Isa::broadcast(arow[r] + ak);
 #pragma GCC unroll 16
       for (int v = 0; v < kV; ++v) acc[r][v] = Isa::fma(av, bv[v], acc[r][v]);
     }
@@ -276,17 +284,20 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
 }
 
 // [rows - 1][vectors - 1], flattened, per operand form
-template <bool kInPlaceA, bool kInPlaceB, size_t... I>
+template <AForm kA, bool kInPlaceB, size_t... I>
 constexpr std::array<UKernel, sizeof...(I)> make_ukernels(std::index_sequence<I...>) {
-  return {{&ukernel<static_cast<int>(I / kVecs) + 1, static_cast<int>(I % kVecs) + 1, kInPlaceA, kInPlaceB>...}};
+  return {{&ukernel<static_cast<int>(I / kVecs) + 1, static_cast<int>(I % kVecs) + 1, kA, kInPlaceB>...}};
 }
-template <bool kInPlaceA, bool kInPlaceB>
+template <AForm kA, bool kInPlaceB>
 constexpr std::array<UKernel, kTileM * kVecs> kUKernels =
-    make_ukernels<kInPlaceA, kInPlaceB>(std::make_index_sequence<kTileM * kVecs>{});
+    make_ukernels<kA, kInPlaceB>(std::make_index_sequence<kTileM * kVecs>{});
 
-const UKernel* ukernels_for(bool in_place_a, bool in_place_b) {
-  if (in_place_a) return in_place_b ? kUKernels<true, true>.data() : kUKernels<true, false>.data();
-  return in_place_b ? kUKernels<false, true>.data() : kUKernels<false, false>.data();
+// A gathered A is only ever paired with a packed B (Conv's channels-last path), so that form has no
+// in-place B instantiations.
+const UKernel* ukernels_for(AForm a, bool in_place_b) {
+  if (a == kGatheredA) return kUKernels<kGatheredA, false>.data();
+  if (a == kRowsA) return in_place_b ? kUKernels<kRowsA, true>.data() : kUKernels<kRowsA, false>.data();
+  return in_place_b ? kUKernels<kPackedA, true>.data() : kUKernels<kPackedA, false>.data();
 }
 
 void pack_operand_a(const Problem& p, int64_t first, int64_t end) {
@@ -333,8 +344,8 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   if (own_a) pack_operand_a(p, ma, mb);
   const float* pa = p.a.panels();
   const float* pb = p.b.panels();
-  const bool in_place_a = p.a.a_in_place(), in_place_b = p.b.b_in_place();
-  const UKernel* ukernels = ukernels_for(in_place_a, in_place_b);
+  const bool in_place_a = p.a.a_in_place(), gathered_a = p.a.a_gathered_in_place(), in_place_b = p.b.b_in_place();
+  const UKernel* ukernels = ukernels_for(gathered_a ? kGatheredA : in_place_a ? kRowsA : kPackedA, in_place_b);
   const Epilogue& e = p.epilogue;
   const int64_t blocks = k_blocks(p.k), m_pad = panels_a(p.m) * kTileM;
 
@@ -353,6 +364,7 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
       // this K block of every A panel: contiguous when packed, else columns [k0, k0 + kc) of the rows
       const float* a_block = in_place_a ? p.a.src + k0 : pa + k0 * m_pad;
       t.b_offsets = in_place_b ? p.b.row_offsets + k0 : nullptr;
+      t.a_k = gathered_a ? p.a.gather_k + k0 : nullptr;
       t.accumulate = kb > 0;
       t.finish = kb + 1 == blocks;
       for (int64_t ic = ma; ic < mb; ic += kMcPanels) {
@@ -383,7 +395,8 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
               t.c = p.c + row0 * p.ldc + (t.cropped ? 0 : c_col);
             }
             t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
-            const float* ap = in_place_a ? a_block + row0 * p.a.rs : a_block + ir * kc * kTileM;
+            const float* ap = gathered_a ? p.a.src : in_place_a ? a_block + row0 * p.a.rs : a_block + ir * kc * kTileM;
+            t.a_rows = gathered_a ? p.a.gather_rows + row0 : nullptr;
             ukernels[(rows - 1) * kVecs + (vecs - 1)](kc, ap, bp, t);
           }
         }

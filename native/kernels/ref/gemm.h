@@ -85,7 +85,7 @@ struct Operand {
   const void* ctx = nullptr;
   float* scratch = nullptr;        // packed_a_floats / packed_b_floats, 64-byte aligned
   const int64_t* row_offsets = nullptr;  // B by rows: element (k, col) is src[row_offsets[k] + col]
-  // A gathered: element (row, k) is src[gather_rows[row] + gather_k[k]], always packed into `scratch`.
+  // A gathered: element (row, k) is src[gather_rows[row] + gather_k[k]], packed into `scratch` or read in place.
   const int64_t* gather_rows = nullptr;
   const int64_t* gather_k = nullptr;
 
@@ -128,7 +128,9 @@ struct Operand {
     o.scratch = scratch;
     return o;
   }
-  // A only: see pack_a_gathered.
+  // A only: element (row, k) is src[row_offsets[row] + k_offsets[k]] (see pack_a_gathered), packed into
+  // `scratch`, or read in place when `scratch` is null: the micro-kernel then broadcasts each value from
+  // where it lies, which suits a channels-last input whose consecutive k are adjacent floats.
   static Operand gathered(const float* src, const int64_t* row_offsets, const int64_t* k_offsets, float* scratch) {
     Operand o;
     o.src = src;
@@ -141,8 +143,9 @@ struct Operand {
   bool a_in_place() const {
     return packed == nullptr && pack == nullptr && row_offsets == nullptr && gather_rows == nullptr && cs == 1;
   }
+  bool a_gathered_in_place() const { return packed == nullptr && gather_rows != nullptr && scratch == nullptr; }
   bool b_in_place() const { return packed == nullptr && row_offsets != nullptr && scratch == nullptr; }
-  bool needs_packing_a() const { return packed == nullptr && !a_in_place(); }
+  bool needs_packing_a() const { return packed == nullptr && !a_in_place() && !a_gathered_in_place(); }
   bool needs_packing_b() const { return packed == nullptr && !b_in_place(); }
   const float* panels() const { return packed != nullptr ? packed : scratch; }
 };

@@ -31,4 +31,14 @@ void x32_transpose__avx512(const uint32_t* in, int64_t ld_in, uint32_t* out, int
                            int64_t cols);
 #endif
 
+// Floats, through the build's fastest transpose.
+inline void transpose_floats(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows, int64_t cols) {
+#if defined(EDGEPACK_TRANSPOSE_AVX512)
+  x32_transpose__avx512(reinterpret_cast<const uint32_t*>(in), ld_in, reinterpret_cast<uint32_t*>(out), ld_out, rows,
+                        cols);
+#else
+  transpose_tiles(in, ld_in, out, ld_out, rows, cols);
+#endif
+}
+
 }  // namespace edgepack
