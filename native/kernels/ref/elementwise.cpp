@@ -165,11 +165,12 @@ void gelu_erf_avx512(const void* x, void* y, int64_t n, const UnaryParams&) {
 
 }  // namespace
 
-void gelu_erf(const float* x, float* y, int64_t n) {
+void gelu_erf_rows(float* y, int64_t rows, int64_t n, int64_t ld) {
 #if defined(EDGEPACK_FLOAT_ROWS_AVX512)
-  f32_gelu_erf__avx512(x, y, n);
+  f32_gelu_erf_rows__avx512(y, y, rows, n, ld);
 #else
-  for (int64_t i = 0; i < n; ++i) y[i] = GeluErf::f(x[i], UnaryParams{});
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) y[r * ld + i] = GeluErf::f(y[r * ld + i], UnaryParams{});
 #endif
 }
 

@@ -12,6 +12,7 @@
 // B's rows and Y's rows stay contiguous and only the row and batch strides change. Attention's head
 // split [1, T, H, D] -> [1, H, T, D] of Q and V and its merge back are read and written in place.
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -217,7 +218,8 @@ class MatMulKernel final : public OpKernel {
 // go to memory. Q is read in place (its rows broadcast), K ([.., D, T], the scores' right operand) and
 // V by rows in place: both are small next to the scores, and the blocks of one head reuse them from
 // cache. Each GEMM and the softmax are the float MatMul's and Softmax's own (gemm.h, float_rows.h),
-// in the unfused order, so the result is theirs.
+// in the unfused order, except that each row of P V is divided by the row's sum instead of each row of
+// P (the same float result to a few ulp).
 class AttentionKernel final : public OpKernel {
  public:
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
@@ -266,9 +268,10 @@ class AttentionKernel final : public OpKernel {
                                                  gemm::kTileM * gemm::kTileM);
     block_ = std::min({block_, std::max<int64_t>(1, m_), gemm::kInPlaceMaxRows});
     int64_t floats = 0;
-    if (!gemm::checked_mul(block_, t_, &floats) || !gemm::checked_mul(gemm::whole_lines(floats), kSlots, &floats))
+    if (!gemm::checked_mul(block_, t_, &floats) ||
+        !gemm::checked_mul(gemm::whole_lines(floats) + gemm::whole_lines(block_), kSlots, &floats))
       return bad(op, "scores are too large");
-    slot_floats_ = gemm::whole_lines(block_ * t_);
+    slot_floats_ = gemm::whole_lines(block_ * t_) + gemm::whole_lines(block_);  // the scores, 1 / each row's sum
     scratch_bytes = static_cast<size_t>(floats) * sizeof(float);
     return Status::Ok();
   }
@@ -285,6 +288,7 @@ class AttentionKernel final : public OpKernel {
     ctx.pool->parallel_for(slots, [&](int64_t first_slot, int64_t end_slot) {
       for (int64_t slot = first_slot; slot < end_slot; ++slot) {
         float* scores = reinterpret_cast<float*>(ctx.scratch) + slot * slot_floats_;
+        float* inverse_sums = scores + gemm::whole_lines(block_ * t_);
         // The slot's items, in order: the row blocks of a head one after another, so K and V stay in cache.
         for (int64_t item = slot * items / slots; item < (slot + 1) * items / slots; ++item) {
           const int64_t batch = item / blocks, row0 = item % blocks * block_, rows = std::min(block_, m_ - row0);
@@ -305,8 +309,10 @@ class AttentionKernel final : public OpKernel {
           qk.c = scores;
           qk.ldc = t_;
           gemm::sgemm_serial(qk);
-          softmax_rows(scores, mask, mask ? mask_rows_.data() + batch * m_ + row0 : nullptr, scores, rows, t_, false,
-                       nan_to_zero_);
+          // exp(scores - max) only: the division by each row's sum is applied to P V's rows below, Dv
+          // values a row instead of T (a pass over the scores less).
+          softmax_exp_rows(scores, mask, mask ? mask_rows_.data() + batch * m_ + row0 : nullptr, scores, rows, t_,
+                           inverse_sums);
           gemm::Problem pv;
           pv.m = rows;
           pv.n = dv_;
@@ -316,6 +322,17 @@ class AttentionKernel final : public OpKernel {
           pv.c = y + y_at;
           pv.ldc = y_layout_.row;
           gemm::sgemm_serial(pv);
+          for (int64_t r = 0; r < rows; ++r) {
+            float* out = y + y_at + r * y_layout_.row;
+            const float scale = inverse_sums[r];
+            // A row whose probabilities are all NaN (every key masked to -inf) is 0 with nan_to_zero,
+            // as the separate ops give: the NaN guard zeroes P, and 0 x V is 0.
+            if (nan_to_zero_ && std::isnan(scale)) {
+              std::fill(out, out + dv_, 0.0f);
+            } else {
+              for (int64_t c = 0; c < dv_; ++c) out[c] *= scale;
+            }
+          }
         }
       }
     });

@@ -70,13 +70,18 @@ template <class F> float max_of(int64_t n, const F& value) {
 }
 
 // A contiguous row (the axis is the last non-trivial one), plus the row `b` of a fused bias when not
-// null. y holds x - max, then its exponentials, then the result.
-void softmax_row(const float* x, const float* b, float* y, int64_t n, bool log) {
+// null. y holds x - max, then its exponentials, then the result; with inverse_sum, y is left at the
+// exponentials and *inverse_sum = 1 / their sum.
+void softmax_row(const float* x, const float* b, float* y, int64_t n, bool log, float* inverse_sum = nullptr) {
   const auto value = [x, b](int64_t i) { return b ? x[i] + b[i] : x[i]; };
   const float max = max_of(n, value);
   for (int64_t i = 0; i < n; ++i) y[i] = value(i) - max;
   exp_in_place(y, n);
   const double sum = lane_sum(n, [y](int64_t i) { return y[i]; });
+  if (inverse_sum != nullptr) {
+    *inverse_sum = static_cast<float>(1.0 / sum);
+    return;
+  }
   if (log) {  // (x - max) - log(sum): folding max into the shift first would lose log(sum) at large |max|
     const float log_sum = static_cast<float>(std::log(sum));
     for (int64_t i = 0; i < n; ++i) y[i] = (value(i) - max) - log_sum;
@@ -127,6 +132,16 @@ void softmax_rows(const float* x, const float* bias, const int64_t* bias_offsets
     softmax_row(x + r * n, bias ? bias + bias_offsets[r] : nullptr, y + r * n, n, log);
     if (nan_to_zero) nan_to_zero_in_place(y + r * n, n);
   }
+#endif
+}
+
+void softmax_exp_rows(const float* x, const float* bias, const int64_t* bias_offsets, float* y, int64_t rows,
+                      int64_t n, float* inverse_sums) {
+#if defined(EDGEPACK_FLOAT_ROWS_AVX512)
+  f32_softmax_exp_rows__avx512(x, bias, bias_offsets, y, rows, n, inverse_sums);
+#else
+  for (int64_t r = 0; r < rows; ++r)
+    softmax_row(x + r * n, bias ? bias + bias_offsets[r] : nullptr, y + r * n, n, false, inverse_sums + r);
 #endif
 }
 

@@ -600,10 +600,7 @@ class DynamicMatMulKernel final : public OpKernel {
                const auto finish = [&](size_t o, int64_t from, int64_t to) {
                  if (!gelu_) return;
                  const qgemm::DynamicEpilogue& out = outputs[o];
-                 for (int r = 0; r < rows; ++r) {
-                   float* y = out.y + (row0 + r) * out.ldy + (from - starts_[o]);
-                   gelu_erf(y, y, to - from);
-                 }
+                 gelu_erf_rows(out.y + row0 * out.ldy + (from - starts_[o]), rows, to - from, out.ldy);
                };
                const size_t j = output_of_[col0 / kTileN];
 #if defined(EDGEPACK_QGEMM_FUSED_DYNAMIC)

@@ -111,17 +111,19 @@ inline __m512 gelu16(__m512 x, const __m512 (&lo)[7], const __m512 (&hi)[7]) {
 
 }  // namespace
 
-void f32_gelu_erf__avx512(const float* x, float* y, int64_t n) {
-  __m512 lo[7], hi[7];
+void f32_gelu_erf__avx512(const float* x, float* y, int64_t n) { f32_gelu_erf_rows__avx512(x, y, 1, n, 0); }
+
+void f32_gelu_erf_rows__avx512(const float* x, float* y, int64_t rows, int64_t n, int64_t ld) {
+  __m512 lo[7], hi[7];  // the table, loaded once for all the rows (a tile's rows are short)
   for (int d = 0; d < 7; ++d) {
     lo[d] = _mm512_load_ps(kPhi[d]);
     hi[d] = _mm512_load_ps(kPhi[d] + kLanes);
   }
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(y + i, gelu16(_mm512_loadu_ps(x + i), lo, hi));
-  if (i < n) {
-    const __mmask16 tail = first_lanes(n - i);
-    _mm512_mask_storeu_ps(y + i, tail, gelu16(_mm512_maskz_loadu_ps(tail, x + i), lo, hi));
+  const int64_t full = n - n % kLanes;
+  const __mmask16 tail = first_lanes(n - full);
+  for (int64_t r = 0; r < rows; ++r, x += ld, y += ld) {
+    for (int64_t i = 0; i < full; i += kLanes) _mm512_storeu_ps(y + i, gelu16(_mm512_loadu_ps(x + i), lo, hi));
+    if (tail) _mm512_mask_storeu_ps(y + full, tail, gelu16(_mm512_maskz_loadu_ps(tail, x + full), lo, hi));
   }
 }
 
@@ -171,7 +173,8 @@ inline __m512 finish(__m512 v, bool nan_to_zero) {
 // are as accurate as the reference's float64 sum to ~1e-6, far inside the tolerance. b[r] is row r's
 // bias (unused without kBias).
 template <int kRows, bool kBias>
-void softmax_short_rows(const float* x, const float* const* b, float* y, int64_t n, bool log, bool nan_to_zero) {
+void softmax_short_rows(const float* x, const float* const* b, float* y, int64_t n, bool log, bool nan_to_zero,
+                        float* inverse_sums) {
   const int64_t full = n - n % kLanes;
   const __mmask16 tail = first_lanes(n - full);
   const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
@@ -215,6 +218,10 @@ void softmax_short_rows(const float* x, const float* const* b, float* y, int64_t
     return;
   }
   for (int r = 0; r < kRows; ++r) sum[r] = _mm512_div_ps(_mm512_set1_ps(1.0f), all_lanes_sum(sum[r]));
+  if (inverse_sums != nullptr) {  // the caller scales by them: y keeps the exponentials
+    for (int r = 0; r < kRows; ++r) inverse_sums[r] = _mm512_cvtss_f32(sum[r]);
+    return;
+  }
   for (int64_t i = 0; i < full; i += kLanes)
     for (int r = 0; r < kRows; ++r)
       _mm512_storeu_ps(y + r * n + i, finish(_mm512_mul_ps(_mm512_loadu_ps(y + r * n + i), sum[r]), nan_to_zero));
@@ -228,7 +235,8 @@ void softmax_short_rows(const float* x, const float* const* b, float* y, int64_t
 // double across blocks, so that a long row (a vocabulary) sums as accurately as the reference's
 // float64 does.
 template <bool kBias>
-void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool log, bool nan_to_zero) {
+void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool log, bool nan_to_zero,
+                      float* inverse_sum) {
   const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const __m512 zero = _mm512_setzero_ps();
   __m512 m0 = minus_inf, m1 = minus_inf;  // two chains: vmaxps latency, not throughput, bounds one
@@ -260,6 +268,10 @@ void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool 
     sum1 = _mm512_add_pd(sum1, high_to_double(sum));
   }
   const double total = sum_lanes(sum0, sum1);
+  if (inverse_sum != nullptr) {
+    *inverse_sum = static_cast<float>(1.0 / total);
+    return;
+  }
 
   if (log) {
     const __m512 log_sum = _mm512_set1_ps(static_cast<float>(std::log(total)));
@@ -283,23 +295,25 @@ void softmax_long_row(const float* x, const float* b, float* y, int64_t n, bool 
 
 template <bool kBias>
 void softmax_rows(const float* x, const float* bias, const int64_t* bias_offsets, float* y, int64_t rows, int64_t n,
-                  bool log, bool nan_to_zero) {
+                  bool log, bool nan_to_zero, float* inverse_sums) {
   const float* b[kRowGroup] = {};
   const auto row_bias = [&](int64_t r) { return kBias ? bias + bias_offsets[r] : nullptr; };
+  const auto inverse = [&](int64_t r) { return inverse_sums != nullptr ? inverse_sums + r : nullptr; };
   if (n > kShortRow) {
-    for (int64_t r = 0; r < rows; ++r) softmax_long_row<kBias>(x + r * n, row_bias(r), y + r * n, n, log, nan_to_zero);
+    for (int64_t r = 0; r < rows; ++r)
+      softmax_long_row<kBias>(x + r * n, row_bias(r), y + r * n, n, log, nan_to_zero, inverse(r));
     return;
   }
   int64_t r = 0;
   for (; r + kRowGroup <= rows; r += kRowGroup) {
     for (int k = 0; k < kRowGroup; ++k) b[k] = row_bias(r + k);
-    softmax_short_rows<kRowGroup, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero);
+    softmax_short_rows<kRowGroup, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero, inverse(r));
   }
   for (int k = 0; k < rows - r; ++k) b[k] = row_bias(r + k);
   switch (rows - r) {
-    case 3: return softmax_short_rows<3, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero);
-    case 2: return softmax_short_rows<2, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero);
-    case 1: return softmax_short_rows<1, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero);
+    case 3: return softmax_short_rows<3, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero, inverse(r));
+    case 2: return softmax_short_rows<2, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero, inverse(r));
+    case 1: return softmax_short_rows<1, kBias>(x + r * n, b, y + r * n, n, log, nan_to_zero, inverse(r));
     default: return;
   }
 }
@@ -308,8 +322,14 @@ void softmax_rows(const float* x, const float* bias, const int64_t* bias_offsets
 
 void f32_softmax_rows__avx512(const float* x, const float* bias, const int64_t* bias_offsets, float* y,
                               int64_t rows, int64_t n, bool log, bool nan_to_zero) {
-  if (bias) return softmax_rows<true>(x, bias, bias_offsets, y, rows, n, log, nan_to_zero);
-  softmax_rows<false>(x, nullptr, nullptr, y, rows, n, log, nan_to_zero);
+  if (bias) return softmax_rows<true>(x, bias, bias_offsets, y, rows, n, log, nan_to_zero, nullptr);
+  softmax_rows<false>(x, nullptr, nullptr, y, rows, n, log, nan_to_zero, nullptr);
+}
+
+void f32_softmax_exp_rows__avx512(const float* x, const float* bias, const int64_t* bias_offsets, float* y,
+                                  int64_t rows, int64_t n, float* inverse_sums) {
+  if (bias) return softmax_rows<true>(x, bias, bias_offsets, y, rows, n, false, false, inverse_sums);
+  softmax_rows<false>(x, nullptr, nullptr, y, rows, n, false, false, inverse_sums);
 }
 
 // ---- LayerNormalization ---------------------------------------------------------------------------
