@@ -355,6 +355,7 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   if (own_a) pack_operand_a(p, ma, mb);
   const float* pa = p.a.panels();
   const float* pb = p.b.panels();
+  const bool prepacked_a = p.a.packed != nullptr;
   const bool in_place_a = p.a.a_in_place(), gathered_a = p.a.a_gathered_in_place(), in_place_b = p.b.b_in_place();
   const UKernel* ukernels = ukernels_for(gathered_a ? kGatheredA : in_place_a ? kRowsA : kPackedA, in_place_b);
   const Epilogue& e = p.epilogue;
@@ -408,6 +409,14 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
             t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
             const float* ap = gathered_a ? p.a.src : in_place_a ? a_block + row0 * p.a.rs : a_block + ir * kc * kTileM;
             t.a_rows = gathered_a ? p.a.gather_rows + row0 : nullptr;
+            // Packed weights (a Conv's A) come from DRAM on every run: while the first B panel of the
+            // block meets panel ir, the next panel is fetched, so the tile after it does not wait on
+            // memory (ResNet-50 fp32 -2 %, SqueezeNet -2..4 %; later B panels find the block in L2).
+            if (prepacked_a && jr == jc && ir + 1 < ic_end) {
+              const char* next = reinterpret_cast<const char*>(a_block + (ir + 1) * kc * kTileM);
+              for (int64_t line = 0; line < kc * kTileM * static_cast<int64_t>(sizeof(float)) / 64; ++line)
+                __builtin_prefetch(next + line * 64, 0, 3);
+            }
             ukernels[(rows - 1) * kVecs + (vecs - 1)](kc, ap, bp, t);
           }
         }
