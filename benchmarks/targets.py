@@ -86,6 +86,7 @@ def coreml_structure(path: Path, graph, precision: str) -> dict[str, Any]:
     """The package read without Core ML, checked against the graph it was written from."""
     from edgepack.backends.coreml import describe_package
     from edgepack.ir import DType
+    from edgepack.passes import standard_ops
     facts = describe_package(path)
     failures = []
     inputs = {n: tuple(graph.values[n].shape) for n in graph.inputs}
@@ -100,7 +101,8 @@ def coreml_structure(path: Path, graph, precision: str) -> dict[str, Any]:
     convs = sum(n.op == "Conv" for n in graph.nodes)
     if facts.ops.get("conv", 0) != convs:
         failures.append(f"conv ops {facts.ops.get('conv', 0)} != graph {convs}")
-    matmuls = sum(n.op == "MatMul" for n in graph.nodes)
+    # as the emitter writes them: merged MatMuls one per output, a fused Attention two MatMuls
+    matmuls = sum(n.op == "MatMul" for n in standard_ops(graph).nodes)
     if facts.ops.get("linear", 0) + facts.ops.get("matmul", 0) != matmuls:
         failures.append(f"linear + matmul ops != graph MatMuls {matmuls}")
     if facts.metadata.get("precision") != precision:
