@@ -100,8 +100,12 @@ def sample_inputs(session: Session, seed: int = 7) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("bench_models")
-    return {name: edgepack.compile(build(), output=folder / f"{name}.epk").path
-            for name, build in {"conv_net": conv_net, "attention_net": attention_net}.items()}
+    built = {name: edgepack.compile(build(), output=folder / f"{name}.epk").path
+             for name, build in {"conv_net": conv_net, "attention_net": attention_net}.items()}
+    # dynamic int8: Q, K and V merged into one MatMul with a split, beside the fused Attention
+    built["attention_net_int8"] = edgepack.compile(attention_net(), output=folder / "attention_net_int8.epk",
+                                                   precision="int8-dynamic").path
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +276,7 @@ def test_help(host_bench):
 
 
 # ---- aarch64 under qemu-user --------------------------------------------------------------------------------
-@pytest.mark.parametrize("model", ["conv_net", "attention_net"])
+@pytest.mark.parametrize("model", ["conv_net", "attention_net", "attention_net_int8"])
 def test_aarch64_outputs_match_host(host_bench, aarch64_bench, artifacts, tmp_path, model):
     """The cross-built bench (static, armv8.2-a+dotprod) on an emulated CPU computes what the host build
     does, from the same seeded inputs, within fp32 tolerance."""

@@ -26,8 +26,8 @@ RNG = np.random.default_rng(5)
 H, D = 3, 16
 
 
-def attention_model(t: int, extra_output: str | None = None) -> onnx.ModelProto:
-    """q, k, v [1, t, H*D] and an additive mask [1, 1, t, t] -> softmax(q k^T + mask) v, heads merged."""
+def attention_model(t: int, extra_output: str | None = None, scale: float | None = None) -> onnx.ModelProto:
+    """q, k, v [1, t, H*D] and an additive mask [1, 1, t, t] -> softmax(q k^T (x scale) + mask) v, heads merged."""
     inits = [numpy_helper.from_array(np.array([1, t, H, D], np.int64), "heads"),
              numpy_helper.from_array(np.array([1, t, H * D], np.int64), "merged")]
     nodes = []
@@ -35,8 +35,11 @@ def attention_model(t: int, extra_output: str | None = None) -> onnx.ModelProto:
         nodes += [helper.make_node("Reshape", [name, "heads"], [f"{name}4"]),
                   helper.make_node("Transpose", [f"{name}4"], [f"{name}h"],
                                    perm=[0, 2, 3, 1] if name == "k" else [0, 2, 1, 3])]
-    nodes += [helper.make_node("MatMul", ["qh", "kh"], ["scores"]),
-              helper.make_node("Add", ["scores", "mask"], ["masked"]),
+    nodes.append(helper.make_node("MatMul", ["qh", "kh"], ["product" if scale else "scores"]))
+    if scale:
+        inits.append(numpy_helper.from_array(np.array(scale, np.float32), "scale"))
+        nodes.append(helper.make_node("Mul", ["product", "scale"], ["scores"]))
+    nodes += [helper.make_node("Add", ["scores", "mask"], ["masked"]),
               helper.make_node("Softmax", ["masked"], ["p"], axis=-1),
               helper.make_node("MatMul", ["p", "vh"], ["o"]),
               helper.make_node("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]),
@@ -90,6 +93,22 @@ def test_attention_fuses_and_computes_the_same(t, threads):
     separate = fuse_attention.unfuse(graph)
     assert [n.op for n in separate.nodes].count("MatMul") == 2 and "Attention" not in [n.op for n in separate.nodes]
     separate.verify()
+    np.testing.assert_array_equal(run_graph(separate, f)["y"], run_graph(graph, f)["y"])
+
+
+def test_a_scalar_scale_of_the_scores_fuses():
+    model = attention_model(40, scale=0.25)
+    graph = fold(model)
+    f = feeds(40)
+    before = native(graph, f)["y"]
+    assert fuse_attention.run(graph).modified
+    node = next(n for n in graph.nodes if n.op == "Attention")
+    assert node.attrs["scale"] == 0.25 and "Mul" not in [n.op for n in graph.nodes]
+    np.testing.assert_allclose(native(graph, f)["y"], before, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(run_graph(graph, f)["y"], run_ort(model, f)[0], rtol=1e-5, atol=1e-5)
+    separate = fuse_attention.unfuse(graph)
+    separate.verify()
+    assert [n.op for n in separate.nodes].count("Mul") == 1
     np.testing.assert_array_equal(run_graph(separate, f)["y"], run_graph(graph, f)["y"])
 
 

@@ -212,7 +212,7 @@ class MatMulKernel final : public OpKernel {
   gemm::Epilogue epilogue_;
 };
 
-// Attention (passes/fuse_attention.py): Y = softmax(Q K [+ mask]) V, the three ops fused. The work is
+// Attention (passes/fuse_attention.py): Y = softmax(Q K [x scale] [+ mask]) V, the ops fused. The work is
 // cut into blocks of query rows of one batch item (head); a block's scores are computed into a buffer
 // that stays in L1, put through the softmax there, and multiplied by V, so the [.., M, T] scores never
 // go to memory. Q is read in place (its rows broadcast), K ([.., D, T], the scores' right operand) and
@@ -240,6 +240,9 @@ class AttentionKernel final : public OpKernel {
     if (nan_to_zero != 0 && nan_to_zero != 1)
       return bad(op, "nan_to_zero must be 0 or 1, got " + std::to_string(nan_to_zero));
     nan_to_zero_ = nan_to_zero == 1;
+    scale_ = attrs.has("scale") ? attrs.f("scale") : 1.0f;
+    has_scale_ = attrs.has("scale");
+    EP_RETURN_IF_ERROR(attrs.status());
 
     rank_ = q.rank;
     bool fits = k.rank == rank_ && v.rank == rank_ && y.rank == rank_;
@@ -309,6 +312,8 @@ class AttentionKernel final : public OpKernel {
           qk.c = scores;
           qk.ldc = t_;
           gemm::sgemm_serial(qk);
+          if (has_scale_)  // the scores' Mul, in float32 as the separate op
+            for (int64_t i = 0; i < rows * t_; ++i) scores[i] *= scale_;
           // exp(scores - max) only: the division by each row's sum is applied to P V's rows below, Dv
           // values a row instead of T (a pass over the scores less).
           softmax_exp_rows(scores, mask, mask ? mask_rows_.data() + batch * m_ + row0 : nullptr, scores, rows, t_,
@@ -366,7 +371,8 @@ class AttentionKernel final : public OpKernel {
   int64_t batch_dims_[gemm::MatMulShape::kMaxBatchRank] = {};
   int64_t count_ = 0, m_ = 0, d_ = 0, t_ = 0, dv_ = 0;  // batch items; Q [M, D], K [D, T], V [T, Dv]
   Layout q_layout_, k_layout_, v_layout_, y_layout_;
-  bool nan_to_zero_ = false;
+  bool nan_to_zero_ = false, has_scale_ = false;
+  float scale_ = 1.0f;  // attr scale: the scores times it before the softmax
   int64_t block_ = 0, slot_floats_ = 0;
   std::vector<int64_t> k_rows_, v_rows_, mask_rows_;
 };

@@ -280,8 +280,8 @@ void quantize_row_panel(const float* a, int64_t lda, int rows, int64_t k, const 
   static_assert(kTileM == 8 && kGroup == 4 && act_shift(DType::kUInt8) == 0, "the panel layout below");
   // Rows past `rows` repeat the last one: their codes are dropped, and they must not be read past A.
   const float* row[kTileM];
-  __m512 inverse[kTileM];
-  __m512i zero_point[kTileM];
+  __m512 inverse[kTileM] = {};  // initialised: GCC cannot see that rows >= 1 (-Wmaybe-uninitialized)
+  __m512i zero_point[kTileM] = {};
   for (int r = 0; r < kTileM; ++r) {
     row[r] = a + std::min(r, rows - 1) * lda;
     if (r >= rows) {

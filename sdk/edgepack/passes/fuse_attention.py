@@ -11,6 +11,8 @@ activation or input scale; the scores and probabilities must have no other reade
 three ops back for the formats that have no such op (backends/onnx.py, tflite.py, coreml.py)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..ir import DType, Graph, Node
 from .base import PassResult, single_consumer
 
@@ -30,6 +32,19 @@ def _plain_matmul(graph: Graph, node: Node | None, allowed: dict) -> bool:
     return all(not v.is_const and v.dtype is DType.FLOAT32 for v in values)
 
 
+def _scale(graph: Graph, node: Node | None, consumers: dict) -> tuple[Node, float] | None:
+    """(the Mul, its factor) when `node` multiplies a single-reader tensor by a float32 scalar constant
+    (the 1 / sqrt(D) of exports that do not fold it into Q's weights)."""
+    if node is None or node.op != "Mul":
+        return None
+    for i in (0, 1):
+        c, x = graph.values[node.inputs[i]], graph.values[node.inputs[1 - i]]
+        if (c.is_const and c.dtype is DType.FLOAT32 and c.const.size == 1 and not x.is_const
+                and x.shape == graph.values[node.outputs[0]].shape and single_consumer(graph, x.name, consumers)):
+            return node, float(c.const.reshape(()))
+    return None
+
+
 def run(graph: Graph) -> PassResult:
     producers, consumers = graph.producers(), graph.consumers()
     fused = False
@@ -37,6 +52,11 @@ def run(graph: Graph) -> PassResult:
         scores = softmax.inputs[0]
         rank = len(graph.values[scores].shape)
         qk = producers.get(scores)
+        scaled = _scale(graph, qk, consumers)
+        if scaled is not None and single_consumer(graph, scores, consumers):
+            mul = scaled[0]
+            scores = next(n for n in mul.inputs if not graph.values[n].is_const)
+            qk = producers.get(scores)
         readers = consumers.get(softmax.outputs[0], [])
         pv = readers[0] if len(readers) == 1 else None
         if softmax.attrs["axis"] != rank - 1 or not _plain_matmul(graph, qk, _QK) \
@@ -48,6 +68,9 @@ def run(graph: Graph) -> PassResult:
         attrs.update({name: list(pv.attrs[key]) for key, name in _PV.items() if key in pv.attrs})
         if softmax.attrs.get("nan_to_zero", 0):
             attrs["nan_to_zero"] = 1
+        if scaled is not None:
+            attrs["scale"] = scaled[1]
+            graph.nodes.remove(scaled[0])
         mask = softmax.inputs[1:2] if len(softmax.inputs) > 1 and softmax.inputs[1] else []
         node = Node("Attention", pv.name, [qk.inputs[0], qk.inputs[1], pv.inputs[1], *mask], list(pv.outputs), attrs)
         at = graph.nodes.index(pv)
@@ -84,6 +107,12 @@ def unfuse(graph: Graph) -> Graph:
             softmax_attrs["nan_to_zero"] = 1
         mask = node.inputs[3:4] if len(node.inputs) > 3 and node.inputs[3] else []
         separate.nodes.append(Node("MatMul", f"{node.name}/scores", node.inputs[:2], [scores], qk_attrs))
+        if "scale" in node.attrs:
+            product = scores
+            scores = separate.unique_name(f"{node.name}/scaled")
+            separate.add_value(scores, q.dtype, shape)
+            factor = separate.add_const(np.array(node.attrs["scale"], np.float32), f"{node.name}/scale")
+            separate.nodes.append(Node("Mul", f"{node.name}/scale", [product, factor], [scores]))
         separate.nodes.append(Node("Softmax", f"{node.name}/softmax", [scores, *mask], [probs], softmax_attrs))
         separate.nodes.append(Node("MatMul", node.name, [probs, node.inputs[2]], list(node.outputs), pv_attrs))
     return separate

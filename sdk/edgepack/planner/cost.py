@@ -240,7 +240,8 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
         v = values[node.inputs[2]].shape
         keys = v[attrs["v_perm"][-2]] if "v_perm" in attrs else v[-2]
         scores = _numel(q[:-1]) * keys
-        softmax = scores * (TRANSCENDENTAL_OPS + 4 + int(len(node.inputs) > 3) + attrs.get("nan_to_zero", 0))
+        softmax = scores * (TRANSCENDENTAL_OPS + 4 + int(len(node.inputs) > 3) + attrs.get("nan_to_zero", 0)
+                            + int("scale" in attrs))
         return scores * (q[-1] + out.shape[-1]), softmax
     if op in _OPS_PER_ELEMENT:
         return 0, out_numel * _OPS_PER_ELEMENT[op]

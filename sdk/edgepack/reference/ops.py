@@ -113,6 +113,8 @@ def attention(attrs: Attrs, q, k, v, mask=None):
     """The fused form is the three ops in order (passes/fuse_attention.py)."""
     perms = lambda **keys: {op_key: attrs[key] for op_key, key in keys.items() if key in attrs}
     (scores,) = matmul(perms(a_perm="q_perm", b_perm="k_perm"), q, k)
+    if "scale" in attrs:   # the Mul's float32 product
+        scores = (scores * np.float32(attrs["scale"])).astype(scores.dtype)
     (p,) = softmax({"axis": scores.ndim - 1, "nan_to_zero": attrs.get("nan_to_zero", 0)}, scores, mask)
     return matmul(perms(b_perm="v_perm", y_perm="y_perm"), p, v)
 
