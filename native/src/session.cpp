@@ -107,6 +107,7 @@ Status Session::run(const void* const* inputs, void* const* outputs, RunStats* s
   }
   using clock = std::chrono::steady_clock;
   const auto run_start = clock::now();
+  pool_->wake();  // workers asleep since the last run start spinning while the inputs are copied
   for (size_t i = 0; i < input_ids_.size(); ++i) {
     const Tensor& t = arena->tensors[input_ids_[i]];
     std::memcpy(t.data, inputs[i], t.nbytes);

@@ -104,8 +104,17 @@ void ThreadPool::parallel_for(int64_t n, RangeFn fn, int64_t grain) {
   job_ = nullptr;
 }
 
+void ThreadPool::wake() {
+  if (workers_.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wakes_.fetch_add(1, std::memory_order_relaxed);
+  }
+  wake_.notify_all();  // a plain load when no worker sleeps
+}
+
 void ThreadPool::worker_loop() {
-  uint64_t seen = 0;
+  uint64_t seen = 0, wakes = 0;
   for (;;) {
     const RangeFn* job;
     int64_t n;
@@ -113,7 +122,13 @@ void ThreadPool::worker_loop() {
     const auto woken = [&] {
       return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
     };
-    spin_until(woken);
+    if (!spin_until(woken)) {
+      // asleep until a job or a wake(); after a wake() the loop spins again
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return woken() || wakes_.load(std::memory_order_relaxed) != wakes; });
+      wakes = wakes_.load(std::memory_order_relaxed);
+      if (!woken()) continue;
+    }
     {
       // read the job under the lock, where it is consistent with the generation
       std::unique_lock<std::mutex> lock(mutex_);

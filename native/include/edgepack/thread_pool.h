@@ -37,6 +37,9 @@ class ThreadPool {
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
   // Calls fn(begin, end) over a static partition of [0, n); `grain` is the smallest chunk worth a thread.
   void parallel_for(int64_t n, RangeFn fn, int64_t grain = 1);
+  // Gets sleeping workers spinning again, ahead of the parallel_for calls of a run: a worker idle for
+  // longer than its spin sleeps, and a run's first parallel op would otherwise wait for its wake-up.
+  void wake();
 
  private:
   void worker_loop();
@@ -57,6 +60,7 @@ class ThreadPool {
   std::atomic<uint64_t> claim_{0};
   std::atomic<int> pending_{0};   // chunks of the current job not finished yet
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> wakes_{0};  // bumped by wake(): a sleeping worker's cue to spin again
 };
 
 }  // namespace edgepack
