@@ -1,9 +1,10 @@
-"""Attention's three ops become one: MatMul(Q, K) -> Softmax(+ mask) -> MatMul(P, V) is an `Attention`
-node. Unfused, the scores of every head go out to memory three times (the product, the softmax, the
-second product reads them), e.g. 12 x 128 x 128 floats per all-MiniLM-L6-v2 layer, each op a pass
-over them with its own thread split. The native kernel takes a block of query rows of one head at a
-time and keeps its scores in L1 from the first product to the second. The fused node computes the same
-floats as the three ops (the reference runs them in order).
+"""Attention's ops become one: MatMul(Q, K) -> [Mul by a scalar] -> Softmax(+ mask) -> MatMul(P, V) is an
+`Attention` node (the scalar, e.g. an export's 1 / sqrt(D), its `scale`). Unfused, the scores of every
+head go out to memory three times (the product, the softmax, the second product reads them), e.g.
+12 x 128 x 128 floats per all-MiniLM-L6-v2 layer, each op a pass over them with its own thread split.
+The native kernel takes a block of query rows of one head at a time and keeps its scores in L1 from the
+first product to the second. The reference runs the ops in order; the native kernel matches them to a
+few ulp (it divides P V's rows by the softmax sums instead of P's).
 
 This runs on the final graph after fold_transposes (the MatMuls carry their perms by then) and before
 nothing that looks for the MatMuls. Both MatMuls must be float, of run-time operands, with no bias,
