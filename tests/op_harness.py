@@ -70,6 +70,12 @@ def write_graph(graph: Graph, path: Path) -> Path:
     return path
 
 
+def run_graph_native(graph: Graph, feeds: Mapping[str, np.ndarray], num_threads: int = 2) -> dict[str, np.ndarray]:
+    """`graph` written as an artifact and run by the native runtime on `feeds`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return edgepack.load(write_graph(graph, Path(tmp) / "graph.epk"), num_threads=num_threads).run(feeds)
+
+
 def run_op(op: str, attrs: dict[str, Any], inputs: Sequence[np.ndarray | None], consts: set[int] = frozenset(),
            out_shapes: list[tuple[int, ...]] | None = None, num_threads: int = 2,
            quant: Mapping[int | str, QuantParams] | None = None, dtypes: Mapping[int | str, DType] | None = None

@@ -17,7 +17,7 @@ from edgepack.frontends import import_onnx
 from edgepack.passes import PIPELINE, fold_transposes, run_passes
 from edgepack.reference import run_graph
 from models_util import run_ort
-from op_harness import write_graph
+from op_harness import run_graph_native, write_graph
 
 RNG = np.random.default_rng(3)
 T, H, D = 24, 3, 16
@@ -50,9 +50,7 @@ def feeds() -> dict[str, np.ndarray]:
     return {n: RNG.standard_normal((1, T, H * D)).astype(np.float32) for n in "qkv"}
 
 
-def native(graph, f):
-    with tempfile.TemporaryDirectory() as tmp:
-        return edgepack.load(write_graph(graph, Path(tmp) / "m.epk"), num_threads=2).run(f)
+native = run_graph_native
 
 
 def test_head_split_and_merge_fold_into_the_matmuls():

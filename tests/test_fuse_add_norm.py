@@ -16,7 +16,7 @@ from edgepack.frontends import import_onnx
 from edgepack.passes import PIPELINE, fuse_add_norm, run_passes
 from edgepack.reference import run_graph
 from models_util import run_ort
-from op_harness import write_graph
+from op_harness import run_graph_native, write_graph
 
 RNG = np.random.default_rng(9)
 SHAPE = (1, 13, 40)   # 40: two vectors and a tail; 13 rows: groups of four and a remainder
@@ -42,8 +42,7 @@ def feeds(r_shape=SHAPE) -> dict[str, np.ndarray]:
 
 
 def native(graph, f, threads=2):
-    with tempfile.TemporaryDirectory() as tmp:
-        return edgepack.load(write_graph(graph, Path(tmp) / "m.epk"), num_threads=threads).run(f)["y"]
+    return run_graph_native(graph, f, threads)["y"]
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -20,7 +20,7 @@ from edgepack.frontends import import_onnx
 from edgepack.passes import PIPELINE, fold_transposes, fuse_attention, run_passes
 from edgepack.reference import run_graph
 from models_util import run_ort
-from op_harness import write_graph
+from op_harness import run_graph_native, write_graph
 
 RNG = np.random.default_rng(5)
 H, D = 3, 16
@@ -61,9 +61,7 @@ def feeds(t: int) -> dict[str, np.ndarray]:
     return f
 
 
-def native(graph, f, threads=2):
-    with tempfile.TemporaryDirectory() as tmp:
-        return edgepack.load(write_graph(graph, Path(tmp) / "m.epk"), num_threads=threads).run(f)
+native = run_graph_native
 
 
 def fold(model):

@@ -16,7 +16,7 @@ from edgepack.api import to_graph
 from edgepack.passes import PIPELINE, fuse_gelu, run_passes
 from edgepack.quant.quantize import quantize_graph
 from edgepack.reference import run_graph
-from op_harness import write_graph
+from op_harness import run_graph_native, write_graph
 
 
 class FeedForward(torch.nn.Module):
@@ -41,9 +41,7 @@ def graph_of(approximate="none", precision="int8-dynamic"):
     return quantize_graph(graph, {n.name: precision for n in graph.nodes if n.op == "MatMul"}).graph
 
 
-def native(graph, f, threads=2):
-    with tempfile.TemporaryDirectory() as tmp:
-        return edgepack.load(write_graph(graph, Path(tmp) / "m.epk"), num_threads=threads).run(f)
+native = run_graph_native
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -16,7 +16,7 @@ from edgepack.api import to_graph
 from edgepack.passes import PIPELINE, merge_matmuls, run_passes
 from edgepack.quant.quantize import quantize_graph
 from edgepack.reference import run_graph
-from op_harness import write_graph
+from op_harness import run_graph_native, write_graph
 
 WIDTHS = (64, 64, 96, 40)   # the last is not a whole number of 32-column panels: it stays separate
 
@@ -42,9 +42,7 @@ def quantized_graph():
     return quantize_graph(graph, {n.name: "int8-dynamic" for n in graph.nodes if n.op == "MatMul"}).graph
 
 
-def native(graph, f, threads=2):
-    with tempfile.TemporaryDirectory() as tmp:
-        return edgepack.load(write_graph(graph, Path(tmp) / "m.epk"), num_threads=threads).run(f)
+native = run_graph_native
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -122,17 +122,15 @@ void ThreadPool::worker_loop() {
     const auto woken = [&] {
       return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
     };
-    if (!spin_until(woken)) {
-      // asleep until a job or a wake(); after a wake() the loop spins again
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return woken() || wakes_.load(std::memory_order_relaxed) != wakes; });
-      wakes = wakes_.load(std::memory_order_relaxed);
-      if (!woken()) continue;
-    }
+    const bool spun = spin_until(woken);
     {
       // read the job under the lock, where it is consistent with the generation
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, woken);
+      if (!spun) {  // asleep until a job or a wake(); after a wake() without a job the loop spins again
+        wake_.wait(lock, [&] { return woken() || wakes_.load(std::memory_order_relaxed) != wakes; });
+        wakes = wakes_.load(std::memory_order_relaxed);
+        if (!woken()) continue;
+      }
       if (stop_) return;
       seen = generation_.load(std::memory_order_relaxed);
       job = job_;

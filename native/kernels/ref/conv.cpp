@@ -243,20 +243,29 @@ class ConvKernel final : public OpKernel {
     for (int64_t n = 0; n < g_.n; ++n) {
       const float* xn = x + n * g_.c * g_.h * g_.w;
       if (padded_floats_ > 0) fill_phases(xn, padded, pool);
-      gemm::Problem p;
-      p.m = pixels_;
-      p.n = g_.m;
-      p.k = k_;
-      p.a = gemm::Operand::gathered(padded_floats_ > 0 ? padded : xn, pixel_offsets_.data(), offsets_.data(), packed_a);
-      p.b = gemm::Operand::prepacked(packed_.data());
-      p.c = y + n * g_.m * pixels_;
-      p.ldc = pixels_;
-      p.transpose_c = true;
-      p.partial = partial;
-      p.epilogue = epilogue_;
-      p.epilogue.bias = bias;
-      gemm::sgemm(p, pool);
+      multiply_pixel_rows(gemm::Operand::gathered(padded_floats_ > 0 ? padded : xn, pixel_offsets_.data(),
+                                                  offsets_.data(), packed_a),
+                          bias, y + n * g_.m * pixels_, partial, pool);
     }
+  }
+
+  // The GEMM of the pixel-rows and channels-last paths: the output pixels as rows of A (gathered from
+  // the input), the packed weights as B, C stored transposed into the image's NCHW output `yn`.
+  void multiply_pixel_rows(const gemm::Operand& a, const float* bias, float* yn, float* partial,
+                           ThreadPool* pool) const {
+    gemm::Problem p;
+    p.m = pixels_;
+    p.n = g_.m;
+    p.k = k_;
+    p.a = a;
+    p.b = gemm::Operand::prepacked(packed_.data());
+    p.c = yn;
+    p.ldc = pixels_;
+    p.transpose_c = true;
+    p.partial = partial;
+    p.epilogue = epilogue_;
+    p.epilogue.bias = bias;
+    gemm::sgemm(p, pool);
   }
 
   // The stride-split phase planes (PHs x PWs each) and the phases some tap reads, in order (phases_);
@@ -419,19 +428,8 @@ class ConvKernel final : public OpKernel {
     float* partial = padded + padded_floats_;
     for (int64_t n = 0; n < g_.n; ++n) {
       fill_channels_last(x + n * g_.c * g_.h * g_.w, padded, pool);
-      gemm::Problem p;
-      p.m = pixels_;
-      p.n = g_.m;
-      p.k = k_;
-      p.a = gemm::Operand::gathered(padded, pixel_offsets_.data(), offsets_.data(), nullptr);
-      p.b = gemm::Operand::prepacked(packed_.data());
-      p.c = y + n * g_.m * pixels_;
-      p.ldc = pixels_;
-      p.transpose_c = true;
-      p.partial = partial;
-      p.epilogue = epilogue_;
-      p.epilogue.bias = bias;
-      gemm::sgemm(p, pool);
+      multiply_pixel_rows(gemm::Operand::gathered(padded, pixel_offsets_.data(), offsets_.data(), nullptr), bias,
+                          y + n * g_.m * pixels_, partial, pool);
     }
   }
 

@@ -37,6 +37,40 @@ inline int64_t product(const Tensor& t, int begin, int end) {
   return p;
 }
 
+// Softmax's and Attention's nan_to_zero attribute (absent: 0), which must be 0 or 1.
+inline Status read_nan_to_zero(const OpInfo& op, bool* nan_to_zero) {
+  AttrReader attrs(op);
+  const int64_t value = attrs.has("nan_to_zero") ? attrs.i("nan_to_zero") : 0;
+  EP_RETURN_IF_ERROR(attrs.status());
+  if (value != 0 && value != 1) return bad(op, "nan_to_zero must be 0 or 1, got " + std::to_string(value));
+  *nan_to_zero = value == 1;
+  return Status::Ok();
+}
+
+// A float32 bias added along the last axis of `x` (Softmax's input, Attention's scores: an attention
+// mask), broadcast to it by numpy's rules: checks that it does and lists, per row of x, where the row's
+// bias starts (a mask [1, 1, 128, 128] over scores [1, 12, 128, 128] repeats every 128 rows). `what`
+// names the bias and x in the error.
+inline Status plan_row_bias(const OpInfo& op, const Tensor& x, const Tensor& bias, const std::string& what,
+                            std::vector<int64_t>* offsets) {
+  EP_RETURN_IF_ERROR(expect_dtype(op, bias, DType::kFloat32, what.c_str()));
+  const int skip = x.rank - bias.rank;
+  bool broadcasts = x.rank >= 1 && bias.rank >= 1 && skip >= 0 && bias.dims[bias.rank - 1] == x.dims[x.rank - 1];
+  for (int d = 0; broadcasts && d < bias.rank; ++d) broadcasts = bias.dims[d] == 1 || bias.dims[d] == x.dims[skip + d];
+  if (!broadcasts)
+    return bad(op, what + " '" + bias.name + "' " + bias.shape_str() + " does not broadcast along the last axis of " +
+                   x.shape_str());
+  std::vector<int64_t> strides(x.rank, 0);  // bias elements per step of each of x's dims
+  for (int64_t d = bias.rank - 1, s = 1; d >= 0; s *= bias.dims[d], --d) strides[skip + d] = bias.dims[d] == 1 ? 0 : s;
+  // No rows when any dim is 0 (the others can be huge: looping over them would be a hang).
+  const bool empty = std::any_of(x.dims, x.dims + x.rank, [](int64_t d) { return d == 0; });
+  const int64_t rows = empty ? 0 : product(x, 0, x.rank - 1);
+  offsets->assign(rows, 0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t d = x.rank - 2, rest = r; d >= 0; rest /= x.dims[d], --d) (*offsets)[r] += rest % x.dims[d] * strides[d];
+  return Status::Ok();
+}
+
 // float -> integer truncating toward zero, saturating at the type's range, NaN -> 0.
 template <class I> I trunc_saturate(double x) {
   if (!(x == x)) return 0;

@@ -234,14 +234,9 @@ class AttentionKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(read_layout(op, "k_perm", false, &k, &k_layout_));
     EP_RETURN_IF_ERROR(read_layout(op, "v_perm", false, &v, &v_layout_));
     EP_RETURN_IF_ERROR(read_layout(op, "y_perm", true, &y, &y_layout_));
+    EP_RETURN_IF_ERROR(read_nan_to_zero(op, &nan_to_zero_));
     AttrReader attrs(op);
-    const int64_t nan_to_zero = attrs.has("nan_to_zero") ? attrs.i("nan_to_zero") : 0;
-    EP_RETURN_IF_ERROR(attrs.status());
-    if (nan_to_zero != 0 && nan_to_zero != 1)
-      return bad(op, "nan_to_zero must be 0 or 1, got " + std::to_string(nan_to_zero));
-    nan_to_zero_ = nan_to_zero == 1;
     scale_ = attrs.has("scale") ? attrs.f("scale") : 1.0f;
-    has_scale_ = attrs.has("scale");
     EP_RETURN_IF_ERROR(attrs.status());
 
     rank_ = q.rank;
@@ -260,7 +255,11 @@ class AttentionKernel final : public OpKernel {
       batch_dims_[d] = q.dims[d];
       count_ *= q.dims[d];
     }
-    if (ins.size() > 3 && ins[3] != nullptr) EP_RETURN_IF_ERROR(plan_mask(op, *ins[3], q));
+    if (ins.size() > 3 && ins[3] != nullptr) {  // the mask, per row of the scores [.., M, T]
+      Tensor scores = q;
+      scores.dims[rank_ - 1] = t_;
+      EP_RETURN_IF_ERROR(plan_row_bias(op, scores, *ins[3], "mask", &mask_rows_));
+    }
 
     k_rows_.resize(d_);
     for (int64_t i = 0; i < d_; ++i) k_rows_[i] = i * k_layout_.row;
@@ -312,7 +311,7 @@ class AttentionKernel final : public OpKernel {
           qk.c = scores;
           qk.ldc = t_;
           gemm::sgemm_serial(qk);
-          if (has_scale_)  // the scores' Mul, in float32 as the separate op
+          if (scale_ != 1.0f)  // the scores' Mul, in float32 as the separate op (x 1 changes nothing)
             for (int64_t i = 0; i < rows * t_; ++i) scores[i] *= scale_;
           // exp(scores - max) only: the division by each row's sum is applied to P V's rows below, Dv
           // values a row instead of T (a pass over the scores less).
@@ -348,30 +347,11 @@ class AttentionKernel final : public OpKernel {
   static constexpr int64_t kBlockBytes = 16 << 10;  // a block's scores, with Q, K and V rows beside them in L1
   static constexpr int64_t kSlots = 8;               // score buffers: at most this many threads share the op
 
-  // Checks that the mask broadcasts to the scores [.., M, T] along the last axis (as Softmax's bias) and
-  // lists, per row of the scores, where its mask row starts.
-  Status plan_mask(const OpInfo& op, const Tensor& mask, const Tensor& q) {
-    EP_RETURN_IF_ERROR(expect_dtype(op, mask, DType::kFloat32, "mask"));
-    std::vector<int64_t> scores(q.dims, q.dims + rank_);
-    scores[rank_ - 1] = t_;
-    const int skip = rank_ - mask.rank;
-    bool broadcasts = mask.rank >= 1 && skip >= 0 && mask.dims[mask.rank - 1] == t_;
-    for (int d = 0; broadcasts && d < mask.rank; ++d) broadcasts = mask.dims[d] == 1 || mask.dims[d] == scores[skip + d];
-    if (!broadcasts)
-      return bad(op, "mask '" + mask.name + "' " + mask.shape_str() + " does not broadcast along the last axis of the scores");
-    std::vector<int64_t> strides(rank_, 0);  // mask elements per step of each of the scores' dims
-    for (int64_t d = mask.rank - 1, s = 1; d >= 0; s *= mask.dims[d], --d) strides[skip + d] = mask.dims[d] == 1 ? 0 : s;
-    mask_rows_.assign(count_ * m_, 0);
-    for (int64_t r = 0; r < count_ * m_; ++r)
-      for (int64_t d = rank_ - 2, rest = r; d >= 0; rest /= scores[d], --d) mask_rows_[r] += rest % scores[d] * strides[d];
-    return Status::Ok();
-  }
-
   int rank_ = 0;
   int64_t batch_dims_[gemm::MatMulShape::kMaxBatchRank] = {};
   int64_t count_ = 0, m_ = 0, d_ = 0, t_ = 0, dv_ = 0;  // batch items; Q [M, D], K [D, T], V [T, Dv]
   Layout q_layout_, k_layout_, v_layout_, y_layout_;
-  bool nan_to_zero_ = false, has_scale_ = false;
+  bool nan_to_zero_ = false;
   float scale_ = 1.0f;  // attr scale: the scores times it before the softmax
   int64_t block_ = 0, slot_floats_ = 0;
   std::vector<int64_t> k_rows_, v_rows_, mask_rows_;

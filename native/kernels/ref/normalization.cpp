@@ -159,18 +159,16 @@ class SoftmaxKernel final : public OpKernel {
     const Tensor& x = *ins[0];
     int64_t axis = 0;
     EP_RETURN_IF_ERROR(read_axis(op, x, &axis));
-    AttrReader attrs(op);
-    const int64_t nan_to_zero = attrs.has("nan_to_zero") ? attrs.i("nan_to_zero") : 0;
-    EP_RETURN_IF_ERROR(attrs.status());
-    if (nan_to_zero != 0 && nan_to_zero != 1)
-      return bad(op, "nan_to_zero must be 0 or 1, got " + std::to_string(nan_to_zero));
-    nan_to_zero_ = nan_to_zero == 1;
+    EP_RETURN_IF_ERROR(read_nan_to_zero(op, &nan_to_zero_));
     // An empty tensor's other dims can be huge: looping over them would be a hang, not a no-op.
     outer_ = x.numel == 0 ? 0 : product(x, 0, static_cast<int>(axis));
     length_ = x.dims[axis];
     inner_ = product(x, static_cast<int>(axis) + 1, x.rank);
     has_bias_ = ins.size() == 2 && ins[1];
-    if (has_bias_) EP_RETURN_IF_ERROR(plan_bias(op, x, *ins[1], axis));
+    if (has_bias_) {  // the kernel adds it along the (contiguous) last axis only
+      if (axis != x.rank - 1) return bad(op, "a bias needs the softmax along the last axis, got axis " + std::to_string(axis));
+      EP_RETURN_IF_ERROR(plan_row_bias(op, x, *ins[1], "bias", &bias_offsets_));
+    }
     return Status::Ok();
   }
 
@@ -197,27 +195,6 @@ class SoftmaxKernel final : public OpKernel {
   }
 
  private:
-  // Checks that the bias broadcasts to x along the last axis and lists, per row of x, where its bias
-  // row starts (a mask [1, 1, 128, 128] over scores [1, 12, 128, 128] repeats every 128 rows).
-  Status plan_bias(const OpInfo& op, const Tensor& x, const Tensor& bias, int64_t axis) {
-    EP_RETURN_IF_ERROR(expect_dtype(op, bias, DType::kFloat32, "bias"));
-    const int skip = x.rank - bias.rank;
-    bool broadcasts = axis == x.rank - 1 && bias.rank >= 1 && skip >= 0 && bias.dims[bias.rank - 1] == length_;
-    for (int d = 0; broadcasts && d < bias.rank; ++d)
-      broadcasts = bias.dims[d] == 1 || bias.dims[d] == x.dims[skip + d];
-    if (!broadcasts)
-      return bad(op, "bias '" + bias.name + "' " + bias.shape_str() + " does not broadcast along the last axis of " +
-                     x.shape_str() + " (axis " + std::to_string(axis) + ")");
-    std::vector<int64_t> strides(x.rank, 0);  // bias elements per step of each of x's dims
-    for (int64_t d = bias.rank - 1, s = 1; d >= 0; s *= bias.dims[d], --d)
-      strides[skip + d] = bias.dims[d] == 1 ? 0 : s;
-    bias_offsets_.assign(outer_, 0);
-    for (int64_t r = 0; r < outer_; ++r)
-      for (int64_t d = x.rank - 2, rest = r; d >= 0; rest /= x.dims[d], --d)
-        bias_offsets_[r] += rest % x.dims[d] * strides[d];
-    return Status::Ok();
-  }
-
   bool log_ = false, nan_to_zero_ = false, has_bias_ = false;
   int64_t outer_ = 0, length_ = 0, inner_ = 0;  // the input as [outer, length (the axis), inner]
   std::vector<int64_t> bias_offsets_;            // per row of x: the offset of its bias row
