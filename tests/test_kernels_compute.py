@@ -286,6 +286,34 @@ def test_conv_channels_last(kernel, strides, pads, dilations, num_threads):
     conv_case(1, 3 * c, 6, 17, 33, *kernel, num_threads=num_threads, strides=strides, pads=pads, dilations=dilations)
 
 
+# 3x3 stride-1 convs with at least 32 2x2 output tiles take Winograd F(2x2, 3x3) (winograd.h): the
+# weights transformed per run, the input transformed per 2x2 tile over channels-last rows, 16 GEMMs,
+# the output transformed with the bias and clamp. Cases: odd output sizes (tiles past the edge),
+# asymmetric and zero pads, pads of 2 (a larger output), channel counts off the vector width (C = 24,
+# K = 40: a partial GEMM panel), K over several panels (split between threads), no bias, batch 2,
+# 1-3 threads, and planes whose tile rows span several items.
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+@pytest.mark.parametrize("n,c,hw,m,pads,act,bias", [
+    (1, 64, (56, 56), 64, (1, 1, 1, 1), "relu", True),
+    (1, 128, (28, 28), 128, (1, 1, 1, 1), "relu", True),
+    (1, 96, (14, 14), 160, (1, 1, 1, 1), "none", True),
+    (2, 24, (15, 17), 40, (1, 1, 1, 1), "clip", True),
+    (1, 32, (16, 13), 48, (0, 0, 0, 0), "relu", False),
+    (1, 16, (12, 19), 32, (0, 2, 1, 0), "none", True),
+    (1, 16, (11, 11), 24, (2, 2, 2, 2), "relu", True),
+], ids=str)
+def test_conv_winograd(n, c, hw, m, pads, act, bias, num_threads):
+    conv_case(n, c, *hw, m, 3, 3, bias=bias, num_threads=num_threads, pads=pads, act=act)
+
+
+def test_conv_winograd_large_values():
+    # Inputs of 1e3 and weights of 1e-3: the transforms' sums and differences of large values stay
+    # within the relative tolerance of the direct GEMM.
+    x = randn(1, 32, 16, 16, scale=1e3)
+    w = weights(64, 32, 3, 3, fan_in=288) * np.float32(1e-3)
+    check("Conv", conv_attrs(pads=(1, 1, 1, 1)), [x, w, randn(64)], consts={1, 2})
+
+
 @pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
 def test_conv_wide_grid_rows(strides):
     # Grid rows wider than a tile: tiles inside a row are stored plainly, those across the dropped

@@ -1,6 +1,6 @@
 // Conv and ConvTranspose (float32, NCHW, constant weights).
 //
-// Conv picks one of five paths at prepare():
+// Conv picks one of six paths at prepare():
 //   depthwise  (C/group == 1 and M/group == 1): a direct kernel on padded, stride-split planes
 //              (depthwise.h);
 //   pointwise  (1x1, stride 1, no padding): per group, Y_g[Mg, HW] = W_g[Mg, Cg] · X_g[Cg, HW] is a
@@ -30,6 +30,9 @@
 //              No grid columns are computed to be dropped, and the channels fill the vectors; taken
 //              ahead of the shifted and pixel-rows paths (ResNet-50's 3x3 convs 1.08-1.18 -> 0.96-1.0
 //              x ORT on two threads, the strided ones 1.07-1.15 -> 0.95-1.09).
+//   Winograd   (3x3, stride 1, one group, at least 32 2x2 output tiles, when its work is under 3/4 of
+//              the direct GEMM's): F(2x2, 3x3) as 16 GEMMs (winograd.h); taken first. ResNet-50's 3x3
+//              stride-1 convs at 56x56, 28x28 and 14x14: 500, 500, 530 -> 300, 330, 440 us on two threads.
 // Weights are packed once at prepare(); bias and the fused activation run in the GEMM epilogue.
 //
 // ConvTranspose is a GEMM then col2im: per group, col[Mg*kh*kw, H*W] = W_g^T · X_g, and every
@@ -44,6 +47,7 @@
 #include "kernels/ref/gemm.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/ref/transpose.h"
+#include "kernels/ref/winograd.h"
 
 namespace edgepack {
 namespace {
@@ -109,6 +113,14 @@ class ConvKernel final : public OpKernel {
     const bool unpadded_1x1 = g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
     const bool pointwise = unpadded_1x1 && g_.sh == 1 && g_.sw == 1;
     int64_t scratch = 0;
+    if (WinogradPlan::applies(g_) && winograd_.prepare(g_, direct_work(pointwise))) {
+      path_ = Path::kWinograd;
+      if (!packed_.resize(winograd_.packed_floats()))
+        return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+      winograd_.pack_weights(w.as<const float>(), packed_.data());
+      scratch_bytes = static_cast<size_t>(winograd_.scratch_floats()) * sizeof(float);
+      return Status::Ok();
+    }
     if (g_.group == 1 && g_.kh * g_.kw > 1 && k_ >= kChannelsLastMinK) {
       path_ = Path::kChannelsLast;
       EP_RETURN_IF_ERROR(prepare_channels_last(op, w, &scratch));
@@ -172,6 +184,12 @@ class ConvKernel final : public OpKernel {
       run_channels_last(x, bias, y, scratch, ctx.pool);
       return Status::Ok();
     }
+    if (path_ == Path::kWinograd) {
+      for (int64_t n = 0; n < g_.n; ++n)
+        winograd_.run(x + n * g_.c * g_.h * g_.w, packed_.data(), bias, epilogue_.lo, epilogue_.hi,
+                      y + n * g_.m * pixels_, scratch, ctx.pool);
+      return Status::Ok();
+    }
     const int64_t in_group = g_.cg * g_.h * g_.w, out_group = g_.mg * pixels_;
     for (int64_t n = 0; n < g_.n; ++n) {
       const float* xn = x + n * g_.c * g_.h * g_.w;
@@ -196,7 +214,15 @@ class ConvKernel final : public OpKernel {
   }
 
  private:
-  enum class Path { kDepthwise, kPointwise, kShifted, kPixelRows, kChannelsLast };
+  enum class Path { kDepthwise, kPointwise, kShifted, kPixelRows, kChannelsLast, kWinograd };
+
+  // The micro-kernel work (gemm::ukernel_work times K) of the GEMM the conv runs without Winograd: the
+  // pixel rows' (channels-last or gathered) or the pointwise / shifted one's, whichever is less.
+  int64_t direct_work(bool pointwise) const {
+    const int64_t phase_w = (g_.w + g_.pl + g_.pr + g_.sw - 1) / g_.sw;
+    const int64_t grid = pointwise ? pixels_ : g_.oh * phase_w;
+    return k_ * std::min(gemm::ukernel_work(pixels_, g_.m), gemm::ukernel_work(g_.mg, grid));
+  }
 
   // Whether the pixel-rows GEMM does at least 10% less micro-kernel work than the pointwise or shifted
   // one (whose N is the pixels, or the OH x PWs grid of the shifted path).
@@ -468,6 +494,7 @@ class ConvKernel final : public OpKernel {
   bool has_bias_ = false;
   int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
   DepthwisePlan depthwise_;
+  WinogradPlan winograd_;
   // B by rows: row k of the group's B starts at offsets_[k] (in the input for the pointwise path,
   // in the padded phase planes for the shifted one); empty when the pointwise path packs B. The
   // pixel-rows path: the im2col column k of its A starts at offsets_[k], and pixel p is pixel_offsets_[p]
