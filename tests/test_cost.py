@@ -405,9 +405,13 @@ def test_op_kinds():
     depthwise = graph_of("Conv", [(1, 8, 10, 10), f32(8, 1, 3, 3)], (1, 8, 8, 8), conv_attrs(group=8))
     pointwise = graph_of("Conv", [(1, 8, 4, 4), f32(16, 8, 1, 1)], (1, 16, 4, 4), conv_attrs())
     grouped = graph_of("Conv", [(1, 4, 6, 6), f32(6, 2, 3, 3)], (1, 6, 4, 4), conv_attrs(group=2))
-    kinds = [op_kind(g, g.nodes[0]) for g in (depthwise, pointwise, grouped, dense())]
-    assert kinds == ["Conv depthwise", "Conv 1x1", "Conv", "MatMul"]
+    winograd = graph_of("Conv", [(1, 16, 16, 16), f32(8, 16, 3, 3)], (1, 8, 16, 16), conv_attrs(pads=1))
+    few_tiles = graph_of("Conv", [(1, 16, 7, 7), f32(8, 16, 3, 3)], (1, 8, 7, 7), conv_attrs(pads=1))
+    kinds = [op_kind(g, g.nodes[0]) for g in (depthwise, pointwise, grouped, winograd, few_tiles, dense())]
+    assert kinds == ["Conv depthwise", "Conv 1x1", "Conv", "Conv winograd", "Conv", "MatMul"]
     assert kernel_efficiency("Conv 1x1", "int8") == KERNEL_EFFICIENCY[("dense", "int8")]
+    assert kernel_efficiency("Conv winograd", "fp32") > 1 and kernel_efficiency("Conv winograd", "int8") == \
+        KERNEL_EFFICIENCY[("dense", "int8")]
     assert kernel_efficiency("Relu", "fp32") == 1.0                      # no family: the profile's rate
 
 

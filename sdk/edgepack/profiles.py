@@ -48,6 +48,7 @@ ISA_FEATURES = {
     "avx512f": "AVX-512 foundation",
     "avx512bw": "AVX-512 byte/word",
     "avx512-vnni": "AVX-512 VNNI int8 dot products",
+    "avx512-bf16": "AVX-512 BF16 bfloat16 dot products",
     "avx-vnni": "AVX-VNNI (256-bit) int8 dot products",
     "neon": "Arm Advanced SIMD (AArch64 baseline)",
     "fp16": "Armv8.2 half-precision arithmetic (FEAT_FP16)",
@@ -643,7 +644,8 @@ class HostFacts:
 
 _CPUINFO_FEATURES = {  # /proc/cpuinfo flag -> ISA_FEATURES name
     "sse2": "sse2", "sse4_2": "sse4.2", "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c",
-    "avx512f": "avx512f", "avx512bw": "avx512bw", "avx512_vnni": "avx512-vnni", "avx_vnni": "avx-vnni",
+    "avx512f": "avx512f", "avx512bw": "avx512bw", "avx512_vnni": "avx512-vnni", "avx512_bf16": "avx512-bf16",
+    "avx_vnni": "avx-vnni",
     "asimd": "neon", "asimdhp": "fp16", "asimddp": "dotprod", "i8mm": "i8mm", "bf16": "bf16",
     "sve": "sve", "sve2": "sve2",
 }

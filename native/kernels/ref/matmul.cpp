@@ -18,6 +18,7 @@
 
 #include "edgepack/kernel.h"
 #include "kernels/ref/float_rows.h"
+#include "kernels/ref/bf16.h"
 #include "kernels/ref/gemm.h"
 #include "kernels/ref/kernel_util.h"
 #include "kernels/ref/kernels.h"
@@ -237,7 +238,10 @@ class AttentionKernel final : public OpKernel {
     EP_RETURN_IF_ERROR(read_nan_to_zero(op, &nan_to_zero_));
     AttrReader attrs(op);
     scale_ = attrs.has("scale") ? attrs.f("scale") : 1.0f;
+    const int64_t bf16 = attrs.has("bf16") ? attrs.i("bf16") : 0;
     EP_RETURN_IF_ERROR(attrs.status());
+    if (bf16 != 0 && bf16 != 1) return bad(op, "bf16 must be 0 or 1, got " + std::to_string(bf16));
+    bf16_ = bf16 == 1;
 
     rank_ = q.rank;
     bool fits = k.rank == rank_ && v.rank == rank_ && y.rank == rank_;
@@ -274,6 +278,24 @@ class AttentionKernel final : public OpKernel {
         !gemm::checked_mul(gemm::whole_lines(floats) + gemm::whole_lines(block_), kSlots, &floats))
       return bad(op, "scores are too large");
     slot_floats_ = gemm::whole_lines(block_ * t_) + gemm::whole_lines(block_);  // the scores, 1 / each row's sum
+    if (bf16_) {
+      // Per slot, after the scores: the bfloat16 operands of one head (K, V) and of one block (Q, P).
+      // (Each is at most a few times the scores, whose size was checked above.)
+#if defined(EDGEPACK_BF16_AVX512)
+      k_elements_ = bf16::packed_b_elements(d_, t_);
+      v_elements_ = bf16::packed_b_elements(t_, dv_);
+      const int64_t q_elements = block_ * 2 * bf16::pairs(d_), p_elements = block_ * 2 * bf16::pairs(t_);
+      slot_floats_ += gemm::whole_lines((k_elements_ + v_elements_ + q_elements + p_elements + 1) / 2);
+#else
+      // K, V and a block of Q as float copies rounded to bfloat16 values; P is rounded in place.
+      slot_floats_ += gemm::whole_lines(d_ * t_) + gemm::whole_lines(t_ * dv_) + gemm::whole_lines(block_ * d_);
+      k_rounded_rows_.resize(d_);
+      for (int64_t i = 0; i < d_; ++i) k_rounded_rows_[i] = i * t_;
+      v_rounded_rows_.resize(t_);
+      for (int64_t i = 0; i < t_; ++i) v_rounded_rows_[i] = i * dv_;
+#endif
+      if (!gemm::checked_mul(slot_floats_, kSlots, &floats)) return bad(op, "scores are too large");
+    }
     scratch_bytes = static_cast<size_t>(floats) * sizeof(float);
     return Status::Ok();
   }
@@ -291,6 +313,8 @@ class AttentionKernel final : public OpKernel {
       for (int64_t slot = first_slot; slot < end_slot; ++slot) {
         float* scores = reinterpret_cast<float*>(ctx.scratch) + slot * slot_floats_;
         float* inverse_sums = scores + gemm::whole_lines(block_ * t_);
+        float* operands = inverse_sums + gemm::whole_lines(block_);  // bf16: this slot's rounded operands
+        int64_t packed_batch = -1;                                  // the head whose K and V they hold
         // The slot's items, in order: the row blocks of a head one after another, so K and V stay in cache.
         for (int64_t item = slot * items / slots; item < (slot + 1) * items / slots; ++item) {
           const int64_t batch = item / blocks, row0 = item % blocks * block_, rows = std::min(block_, m_ - row0);
@@ -302,30 +326,42 @@ class AttentionKernel final : public OpKernel {
             v_at += i * v_layout_.batch[d];
             y_at += i * y_layout_.batch[d];
           }
-          gemm::Problem qk;
-          qk.m = rows;
-          qk.n = t_;
-          qk.k = d_;
-          qk.a = gemm::Operand::strided(q + q_at, q_layout_.row, 1, nullptr);
-          qk.b = gemm::Operand::in_place(k + k_at, k_rows_.data());
-          qk.c = scores;
-          qk.ldc = t_;
-          gemm::sgemm_serial(qk);
+          if (bf16_) {
+            if (batch != packed_batch) {
+              pack_head_bf16(k + k_at, v + v_at, operands);
+              packed_batch = batch;
+            }
+            scores_bf16(q + q_at, rows, operands, scores);
+          } else {
+            gemm::Problem qk;
+            qk.m = rows;
+            qk.n = t_;
+            qk.k = d_;
+            qk.a = gemm::Operand::strided(q + q_at, q_layout_.row, 1, nullptr);
+            qk.b = gemm::Operand::in_place(k + k_at, k_rows_.data());
+            qk.c = scores;
+            qk.ldc = t_;
+            gemm::sgemm_serial(qk);
+          }
           if (scale_ != 1.0f)  // the scores' Mul, in float32 as the separate op (x 1 changes nothing)
             for (int64_t i = 0; i < rows * t_; ++i) scores[i] *= scale_;
           // exp(scores - max) only: the division by each row's sum is applied to P V's rows below, Dv
           // values a row instead of T (a pass over the scores less).
           softmax_exp_rows(scores, mask, mask ? mask_rows_.data() + batch * m_ + row0 : nullptr, scores, rows, t_,
                            inverse_sums);
-          gemm::Problem pv;
-          pv.m = rows;
-          pv.n = dv_;
-          pv.k = t_;
-          pv.a = gemm::Operand::strided(scores, t_, 1, nullptr);
-          pv.b = gemm::Operand::in_place(v + v_at, v_rows_.data());
-          pv.c = y + y_at;
-          pv.ldc = y_layout_.row;
-          gemm::sgemm_serial(pv);
+          if (bf16_) {
+            products_bf16(scores, rows, operands, y + y_at);
+          } else {
+            gemm::Problem pv;
+            pv.m = rows;
+            pv.n = dv_;
+            pv.k = t_;
+            pv.a = gemm::Operand::strided(scores, t_, 1, nullptr);
+            pv.b = gemm::Operand::in_place(v + v_at, v_rows_.data());
+            pv.c = y + y_at;
+            pv.ldc = y_layout_.row;
+            gemm::sgemm_serial(pv);
+          }
           for (int64_t r = 0; r < rows; ++r) {
             float* out = y + y_at + r * y_layout_.row;
             const float scale = inverse_sums[r];
@@ -344,6 +380,70 @@ class AttentionKernel final : public OpKernel {
   }
 
  private:
+  // The bfloat16 forms of one head's K and V into `operands`: packed GEMM B operands with AVX-512 BF16,
+  // else float copies rounded to bfloat16 values.
+  void pack_head_bf16(const float* k, const float* v, float* operands) const {
+#if defined(EDGEPACK_BF16_AVX512)
+    auto* words = reinterpret_cast<uint16_t*>(operands);
+    bf16::pack_b(k, k_layout_.row, d_, t_, words);
+    bf16::pack_b(v, v_layout_.row, t_, dv_, words + k_elements_);
+#else
+    float* kr = operands;
+    float* vr = kr + gemm::whole_lines(d_ * t_);
+    for (int64_t i = 0; i < d_; ++i)
+      for (int64_t j = 0; j < t_; ++j) kr[i * t_ + j] = round_bf16(k[i * k_layout_.row + j]);
+    for (int64_t i = 0; i < t_; ++i)
+      for (int64_t j = 0; j < dv_; ++j) vr[i * dv_ + j] = round_bf16(v[i * v_layout_.row + j]);
+#endif
+  }
+
+  // scores = bfloat16(Q rows) K for a block of `rows` query rows at q.
+  void scores_bf16(const float* q, int64_t rows, float* operands, float* scores) const {
+#if defined(EDGEPACK_BF16_AVX512)
+    auto* words = reinterpret_cast<uint16_t*>(operands);
+    uint16_t* qa = words + k_elements_ + v_elements_;
+    const int64_t lda = 2 * bf16::pairs(d_);
+    for (int64_t r = 0; r < rows; ++r) bf16::pack_row(q + r * q_layout_.row, d_, qa + r * lda);
+    bf16::gemm(rows, t_, d_, qa, lda, words, scores, t_);
+#else
+    float* kr = operands;
+    float* qr = kr + gemm::whole_lines(d_ * t_) + gemm::whole_lines(t_ * dv_);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < d_; ++c) qr[r * d_ + c] = round_bf16(q[r * q_layout_.row + c]);
+    gemm::Problem qk;
+    qk.m = rows;
+    qk.n = t_;
+    qk.k = d_;
+    qk.a = gemm::Operand::strided(qr, d_, 1, nullptr);
+    qk.b = gemm::Operand::in_place(kr, k_rounded_rows_.data());
+    qk.c = scores;
+    qk.ldc = t_;
+    gemm::sgemm_serial(qk);
+#endif
+  }
+
+  // y rows = bfloat16(E rows) V, E the block's exp(scores - max) (rounded in place without AVX-512 BF16).
+  void products_bf16(float* e, int64_t rows, float* operands, float* y) const {
+#if defined(EDGEPACK_BF16_AVX512)
+    auto* words = reinterpret_cast<uint16_t*>(operands);
+    uint16_t* pa = words + k_elements_ + v_elements_ + block_ * 2 * bf16::pairs(d_);
+    const int64_t lda = 2 * bf16::pairs(t_);
+    for (int64_t r = 0; r < rows; ++r) bf16::pack_row(e + r * t_, t_, pa + r * lda);
+    bf16::gemm(rows, dv_, t_, pa, lda, words + k_elements_, y, y_layout_.row);
+#else
+    for (int64_t i = 0; i < rows * t_; ++i) e[i] = round_bf16(e[i]);
+    gemm::Problem pv;
+    pv.m = rows;
+    pv.n = dv_;
+    pv.k = t_;
+    pv.a = gemm::Operand::strided(e, t_, 1, nullptr);
+    pv.b = gemm::Operand::in_place(operands + gemm::whole_lines(d_ * t_), v_rounded_rows_.data());
+    pv.c = y;
+    pv.ldc = y_layout_.row;
+    gemm::sgemm_serial(pv);
+#endif
+  }
+
   static constexpr int64_t kBlockBytes = 16 << 10;  // a block's scores, with Q, K and V rows beside them in L1
   static constexpr int64_t kSlots = 8;               // score buffers: at most this many threads share the op
 
@@ -353,6 +453,9 @@ class AttentionKernel final : public OpKernel {
   Layout q_layout_, k_layout_, v_layout_, y_layout_;
   bool nan_to_zero_ = false;
   float scale_ = 1.0f;  // attr scale: the scores times it before the softmax
+  bool bf16_ = false;   // attr bf16: both products on bfloat16 operands (bf16.h)
+  int64_t k_elements_ = 0, v_elements_ = 0;  // AVX-512 BF16: uint16 of the packed K and V
+  std::vector<int64_t> k_rounded_rows_, v_rounded_rows_;  // other builds: rows of the rounded K and V
   int64_t block_ = 0, slot_floats_ = 0;
   std::vector<int64_t> k_rows_, v_rows_, mask_rows_;
 };

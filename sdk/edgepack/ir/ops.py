@@ -62,11 +62,13 @@ _op("MatMul", 3, (2, 4), outputs=8, attrs={**_FUSED_ACT, "a_perm": "ints", "b_pe
         "(passes/fold_transposes.py). Optional split (dynamic int8 only): one output per entry, each that "
         "many of the product's last-axis columns in order: MatMuls of one input merged (passes/merge_matmuls.py)")
 _op("Attention", 4, (3, 4), attrs={"q_perm": "ints", "k_perm": "ints", "v_perm": "ints", "y_perm": "ints",
-                                   "nan_to_zero": "int", "scale": "float"},
+                                   "nan_to_zero": "int", "scale": "float", "bf16": "int"},
     doc="softmax(Q K [x scale] [+ mask]) V over the last axis: MatMul(Q, K; a_perm q_perm, b_perm k_perm) -> "
         "[Mul(scale), float32] -> Softmax(axis -1, bias mask, nan_to_zero) -> MatMul(P, V; b_perm v_perm, y_perm), each as that op "
         "defines it (perms optional, keeping the last axis). K is the right operand of the scores (already "
-        "transposed, [..., D, T]); mask is input 3. Native only: the runtime keeps a block of score rows in "
+        "transposed, [..., D, T]); mask is input 3. Optional bf16 = 1: both products take bfloat16 operands "
+        "(Q, K, V and exp(scores - max) rounded to nearest even) with float sums, P V divided by the rows' sums "
+        "after (passes/attention_bf16.py). Native only: the runtime keeps a block of score rows in "
         "L1 from the first product to the second (passes/fuse_attention.py)")
 
 # --- elementwise unary -------------------------------------------------------------------------

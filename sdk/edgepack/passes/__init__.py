@@ -2,7 +2,7 @@
 before quantization, `FINAL` runs on the quantized graph (what it fuses must stay float), and
 `standard_ops` undoes the fusions only the native runtime has, for the other formats' emitters."""
 from .base import PassResult, run_passes
-from . import (dce, fold_affine, fold_constants, fold_transposes, fuse_activation, fuse_add_norm, fuse_attention, fuse_bias,
+from . import (attention_bf16, dce, fold_affine, fold_constants, fold_transposes, fuse_activation, fuse_add_norm, fuse_attention, fuse_bias,
                fuse_gelu, fuse_softmax, merge_matmuls, merge_transposes)
 from ..ir import Graph
 from ..quant import smooth
@@ -20,4 +20,4 @@ def standard_ops(graph: Graph) -> Graph:
     return fuse_add_norm.unfuse(fold_transposes.unfold(smooth.unfold(merge_matmuls.unmerge(unfused))))
 
 
-__all__ = ["PassResult", "run_passes", "PIPELINE", "FINAL", "standard_ops"]
+__all__ = ["PassResult", "run_passes", "PIPELINE", "FINAL", "attention_bf16", "standard_ops"]

@@ -85,8 +85,9 @@ def run(graph: Graph) -> PassResult:
 
 
 def unfuse(graph: Graph) -> Graph:
-    """`graph` with each Attention written as its MatMul, Softmax and MatMul again; `graph` itself when
-    there is none. The input graph is not changed (the copy shares its values)."""
+    """`graph` with each Attention written as its MatMul, Softmax and MatMul again (float32, also for a
+    bf16 Attention: passes/attention_bf16.py); `graph` itself when there is none. The input graph is not
+    changed (the copy shares its values)."""
     if not any(n.op == "Attention" for n in graph.nodes):
         return graph
     separate = graph.without_nodes()

@@ -68,12 +68,17 @@ _FUSED_ACTIVATION_OPS = {"none": 0, "relu": 1, "clip": 2, "gelu": TRANSCENDENTAL
 # (LayerNormalization is plain arithmetic since its kernel sums in float lanes: it prices as elementwise.)
 _TRANSCENDENTAL = ("Exp", "Log", "Tanh", "Erf", "Pow", "Sigmoid", "Gelu", "Softmax", "LogSoftmax", "LRN")
 _KIND_FAMILY = {"MatMul": "dense", "Attention": "dense", "Conv": "dense", "Conv 1x1": "dense", "ConvTranspose": "dense",
+                "Conv winograd": "winograd",
                 "Conv depthwise": "depthwise", "MaxPool": "window", "AveragePool": "window",
                 **{op: "elementwise" for op in _OPS_PER_ELEMENT if op not in _TRANSCENDENTAL},
                 **{op: "transcendental" for op in _TRANSCENDENTAL}}
 KERNEL_EFFICIENCY: dict[tuple[str, str], float] = {
     ("dense", "fp32"): 1.0,             # the profile's ops_efficiency itself
     ("dense", "int8"): 0.8,             # VNNI / dot-product GEMM, requantizing epilogue
+    ("winograd", "fp32"): 1.6,          # float 3x3 stride-1 convs as Winograd F(2x2, 3x3): 16/36 of the
+                                        # products at about 3/4 of the GEMM's rate (ResNet-50's 3x3 convs
+                                        # 500 -> 300 us at 56x56 and 28x28, 530 -> 440 us at 14x14)
+    ("winograd", "int8"): 0.8,          # int8 convs run the direct GEMM
     ("depthwise", "fp32"): 0.08,        # direct kernel: phase planes, or channels-last on small planes
     ("depthwise", "int8"): 0.008,       # the same on codes, int32 taps, requantization in the store
     ("window", "fp32"): 0.05,           # MaxPool / AveragePool: a short strided reduction per output
@@ -242,7 +247,9 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
         scores = _numel(q[:-1]) * keys
         softmax = scores * (TRANSCENDENTAL_OPS + 4 + int(len(node.inputs) > 3) + attrs.get("nan_to_zero", 0)
                             + int("scale" in attrs))
-        return scores * (q[-1] + out.shape[-1]), softmax
+        products = scores * (q[-1] + out.shape[-1])
+        # bf16 (passes/attention_bf16.py): vdpbf16ps does two products in a float FMA's time
+        return (products // 2 if attrs.get("bf16", 0) else products), softmax
     if op in _OPS_PER_ELEMENT:
         return 0, out_numel * _OPS_PER_ELEMENT[op]
     if op in ("Softmax", "LogSoftmax"):           # max, subtract, exp, sum, divide (or log-subtract)
@@ -267,13 +274,20 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
 
 
 def op_kind(graph: Graph, node: Node) -> str:
-    """The kind of kernel a node runs: its op, with Conv split into depthwise, pointwise (1x1) and the rest."""
+    """The kind of kernel a node runs: its op, with Conv split into depthwise, pointwise (1x1), Winograd
+    (3x3 stride 1, one group, at least 16 input channels and 32 2x2 output tiles) and the rest."""
     if node.op == "Conv":
         w = graph.values[node.inputs[1]].shape          # [M, C/group, kh, kw]
         if node.attrs.get("group", 1) > 1 and w[1] == 1:
             return "Conv depthwise"
         if _numel(tuple(w[2:])) == 1:
             return "Conv 1x1"
+        out = graph.values[node.outputs[0]].shape
+        tiles = -(-out[-2] // 2) * -(-out[-1] // 2)
+        if (node.attrs.get("group", 1) == 1 and tuple(w[2:]) == (3, 3) and w[1] >= 16 and tiles >= 32
+                and all(s == 1 for s in node.attrs.get("strides", (1, 1)))
+                and all(d == 1 for d in node.attrs.get("dilations", (1, 1)))):
+            return "Conv winograd"   # what the native float kernel runs as F(2x2, 3x3) (winograd.h)
         return "Conv"
     return node.op
 
@@ -489,9 +503,9 @@ def threads_used(graph: Graph, node: Node, kind: str, arithmetic: str, macs: int
                  cores: int) -> int:
     """How many of the profile's cores the native runtime gives this node: one per grain of work."""
     family = _KIND_FAMILY.get(kind, "other")
-    if family == "dense" and arithmetic != "int8":
+    if family in ("dense", "winograd") and arithmetic != "int8":
         return cores
-    if family == "dense":
+    if family in ("dense", "winograd"):
         work, grain = macs, THREAD_GRAIN["int8 dense"]
     elif family in ("depthwise", "window"):
         work, grain = macs or other_ops, THREAD_GRAIN["default"]

@@ -108,10 +108,35 @@ def matmul(attrs: Attrs, a, b, bias=None, input_scale=None):
     return [np.ascontiguousarray(np.transpose(y, attrs["y_perm"])) if "y_perm" in attrs else y]
 
 
+def bfloat16(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), kept as float32; NaN stays NaN."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    u = x.view(np.uint32)
+    rounded = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)).view(np.float32)
+    return np.where(np.isnan(x), x, rounded)
+
+
 @ref("Attention")
 def attention(attrs: Attrs, q, k, v, mask=None):
-    """The fused form is the three ops in order (passes/fuse_attention.py)."""
+    """The fused form is the three ops in order (passes/fuse_attention.py). With bf16 (passes/attention_bf16.py)
+    both products take bfloat16 operands: Q, K and V rounded to bfloat16, the scores scaled and masked in
+    float32, E = exp(scores - row max), and Y = (bfloat16(E) V) / (the row's sum of E), all sums in float."""
     perms = lambda **keys: {op_key: attrs[key] for op_key, key in keys.items() if key in attrs}
+    if attrs.get("bf16", 0):
+        q, k, v = bfloat16(q), bfloat16(k), bfloat16(v)
+        (scores,) = matmul(perms(a_perm="q_perm", b_perm="k_perm"), q, k)
+        if "scale" in attrs:
+            scores = (scores * np.float32(attrs["scale"])).astype(scores.dtype)
+        if mask is not None:
+            scores = (scores + mask).astype(scores.dtype)
+        s64 = scores.astype(np.float64)
+        with np.errstate(invalid="ignore"):    # a fully masked row is NaN, as unfused
+            e = np.exp(s64 - s64.max(axis=-1, keepdims=True)).astype(np.float32)
+            (y,) = matmul(perms(b_perm="v_perm"), bfloat16(e), v)
+            y = (y / e.astype(np.float64).sum(axis=-1, keepdims=True)).astype(np.float32)
+        if attrs.get("nan_to_zero", 0):
+            y = np.where(np.isnan(y), np.zeros((), y.dtype), y)
+        return [np.ascontiguousarray(np.transpose(y, attrs["y_perm"])) if "y_perm" in attrs else y]
     (scores,) = matmul(perms(a_perm="q_perm", b_perm="k_perm"), q, k)
     if "scale" in attrs:   # the Mul's float32 product
         scores = (scores * np.float32(attrs["scale"])).astype(scores.dtype)

@@ -1,0 +1,108 @@
+// The bfloat16 GEMM of bf16.h for AVX-512 BF16: an 8 x 32 tile of float sums in 16 registers; per pair
+// of k, two column loads, 8 broadcasts of a row's pair and 16 vdpbf16ps.
+#include "kernels/ref/bf16.h"
+
+#if defined(EDGEPACK_BF16_AVX512)
+
+#include <array>
+#include <utility>
+
+#include "kernels/x86/avx512.h"
+
+namespace edgepack {
+namespace bf16 {
+namespace {
+
+using avx512::first_lanes;
+
+inline __mmask32 first_words(int64_t n) {
+  return n >= 32 ? __mmask32(0xFFFFFFFFu) : n <= 0 ? __mmask32(0) : static_cast<__mmask32>((1u << n) - 1u);
+}
+
+// 16 + 16 floats -> 32 bfloat16 in order (vcvtne2ps2bf16 rounds to nearest even).
+inline __m512i convert(__m512 lo, __m512 hi) { return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)); }
+
+// acc + the pairwise products of x and y. Inline asm, as for vpdpbusd in qgemm_avx512vnni.cpp: the
+// accumulator stays in its register across the loop.
+inline __m512 dpbf16(__m512 acc, __m512i x, __m512i y) {
+  asm("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(x), "v"(y));
+  return acc;
+}
+
+template <int kRows>
+void tile(int64_t k_pairs, const uint16_t* a, int64_t lda, const uint16_t* b, float* c, int64_t ldc, int cols) {
+  __m512 sum[kRows][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < kRows; ++r) sum[r][0] = sum[r][1] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < k_pairs; ++q) {
+    const __m512i b0 = _mm512_loadu_si512(b + q * 2 * kTileN), b1 = _mm512_loadu_si512(b + q * 2 * kTileN + 32);
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * lda + 2 * q, sizeof(pair));
+      const __m512i x = _mm512_set1_epi32(pair);
+      sum[r][0] = dpbf16(sum[r][0], x, b0);
+      sum[r][1] = dpbf16(sum[r][1], x, b1);
+    }
+  }
+  const __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
+#pragma GCC unroll 8
+  for (int r = 0; r < kRows; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, sum[r][0]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, sum[r][1]);
+  }
+}
+
+using TileFn = void (*)(int64_t, const uint16_t*, int64_t, const uint16_t*, float*, int64_t, int);
+template <size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> make_tiles(std::index_sequence<I...>) {
+  return {{&tile<static_cast<int>(I) + 1>...}};
+}
+constexpr auto kTiles = make_tiles(std::make_index_sequence<kTileM>{});  // [rows - 1]
+
+}  // namespace
+
+void pack_row(const float* src, int64_t n, uint16_t* dst) {
+  const int64_t padded = 2 * pairs(n);
+  for (int64_t i = 0; i < padded; i += 32) {
+    const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(n - i), src + i);
+    const __m512 hi = _mm512_maskz_loadu_ps(first_lanes(n - i - 16), src + i + 16);
+    _mm512_mask_storeu_epi16(dst + i, first_words(padded - i), convert(lo, hi));
+  }
+}
+
+void pack_b(const float* src, int64_t rs, int64_t k, int64_t n, uint16_t* dst) {
+  // word 2i of the result is bfloat16 i of the first row, word 2i + 1 that of the second
+  alignas(64) static constexpr uint16_t kInterleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                           8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_load_si512(kInterleave);
+  const int64_t k_pairs = pairs(k);
+  for (int64_t col0 = 0; col0 < n; col0 += kTileN) {
+    for (int64_t q = 0; q < k_pairs; ++q, dst += 2 * kTileN) {
+      const float* first = src + 2 * q * rs + col0;
+      const float* second = 2 * q + 1 < k ? first + rs : nullptr;
+      for (int h = 0; h < 2; ++h) {  // columns col0 + 16h .. + 15
+        const __mmask16 m = first_lanes(n - col0 - 16 * h);
+        const __m512 x = _mm512_maskz_loadu_ps(m, first + 16 * h);
+        const __m512 y = second != nullptr ? _mm512_maskz_loadu_ps(m, second + 16 * h) : _mm512_setzero_ps();
+        _mm512_storeu_si512(dst + 32 * h, _mm512_permutexvar_epi16(interleave, convert(x, y)));
+      }
+    }
+  }
+}
+
+void gemm(int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t lda, const uint16_t* b, float* c, int64_t ldc) {
+  const int64_t k_pairs = pairs(k);
+  for (int64_t col0 = 0; col0 < n; col0 += kTileN, b += k_pairs * 2 * kTileN) {
+    const int cols = static_cast<int>(n - col0 < kTileN ? n - col0 : kTileN);
+    for (int64_t row0 = 0; row0 < m; row0 += kTileM) {
+      const int rows = static_cast<int>(m - row0 < kTileM ? m - row0 : kTileM);
+      kTiles[rows - 1](k_pairs, a + row0 * lda, lda, b, c + row0 * ldc + col0, ldc, cols);
+    }
+  }
+}
+
+}  // namespace bf16
+}  // namespace edgepack
+
+#endif
