@@ -45,7 +45,7 @@ class WinogradPlan {
  public:
   static constexpr int64_t kSlots = 8;             // scratch slots: at most this many threads share the op
   static constexpr int64_t kSlotFloats = 1 << 19;  // the largest slot (2 MB)
-  static constexpr int64_t kL2Floats = 1 << 18;    // past this (1 MB, one core's L2 here) a slot spills to L3
+  static constexpr int64_t kL2Floats = 1 << 18;    // a slot past this (1 MB, one core's L2 here) spills to L3
   // Fewer tiles reuse each U value too little to pay for making it (ResNet's 7x7 stage, 16 tiles:
   // 1.05 x the direct GEMM's time).
   static constexpr int64_t kMinTiles = 32;
@@ -135,31 +135,29 @@ class WinogradPlan {
            16 * gemm::whole_lines(tiles * k) + gemm::whole_lines(2 * rows * 2 * tw_ * k);
   }
 
-  // The items for `threads` threads: fewest estimated cycles on the busiest thread, among the splits
-  // whose slot fits (more tile rows per item re-read U less often; more channel ranges give the
-  // threads work when there are few tile rows).
+  // The items for `threads` threads. Output channels are split between the threads only when U
+  // outgrows L2, so that each thread reads its share of U once; otherwise every item takes all of them
+  // (a split repeats the input transform per range, and measured 10-25 % slower on ResNet-50's 56x56 and
+  // 28x28 convs, U of 0.25 and 1 MB; at 14x14, U of 4 MB, all 7 tile rows with the channels halved was
+  // the fastest plan). The tile rows per item: fewest estimated cycles on the busiest thread, among
+  // the slots that fit.
   Split plan(int64_t threads) const {
-    Split best;
+    const int64_t parts = 16 * g_.c * g_.m > kL2Floats ? std::min<int64_t>(threads, k_panels_) : 1;
+    const int64_t panels = (k_panels_ + parts - 1) / parts;
+    const int64_t k = std::min(g_.m, panels * gemm::kTileN);
+    Split best{1, parts, panels};
     int64_t best_cost = -1;
-    for (int64_t parts = 1; parts <= k_panels_; ++parts) {
-      const int64_t panels = (k_panels_ + parts - 1) / parts;
-      if ((parts - 1) * panels >= k_panels_) continue;  // the same split as fewer parts
-      const int64_t k = std::min(g_.m, panels * gemm::kTileN);
-      for (int64_t rows = 1; rows <= th_; ++rows) {
-        if (slot_floats(rows, k) > kSlotFloats) break;
-        const int64_t blocks = (th_ + rows - 1) / rows, items = blocks * parts;
-        const int64_t tiles = rows * tw_;
-        // Per item: its GEMMs, its transforms, and reading its range of U from L3 (8 floats an FMA's time).
-        const int64_t item = 16 * g_.c * gemm::ukernel_work(tiles, k) + transform_work(tiles, k) +
-                             16 * g_.c * k / 8;
-        const int64_t slot = slot_floats(rows, k);
-        // Past what one core's L2 holds, the item's transformed input and sums go through L3.
-        const int64_t spill = slot > kL2Floats ? 16 * tiles * (g_.c + k) : 0;
-        const int64_t cost = (items + threads - 1) / threads * (item + spill);
-        if (best_cost < 0 || cost < best_cost) {
-          best_cost = cost;
-          best = {rows, parts, panels};
-        }
+    for (int64_t rows = 1; rows <= th_ && slot_floats(rows, k) <= kSlotFloats; ++rows) {
+      const int64_t items = (th_ + rows - 1) / rows * parts, tiles = rows * tw_;
+      // Per item: its GEMMs, its transforms, reading its range of U from L3 (4 floats an FMA's time),
+      // and, when its slot outgrows L2, writing and reading the transformed input and sums through L3.
+      const int64_t spill = slot_floats(rows, k) > kL2Floats ? 8 * tiles * (g_.c + k) : 0;
+      const int64_t item =
+          16 * g_.c * gemm::ukernel_work(tiles, k) + transform_work(tiles, k) + 16 * g_.c * k / 4 + spill;
+      const int64_t cost = (items + threads - 1) / threads * item;
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        best.rows = rows;
       }
     }
     return best;
