@@ -306,6 +306,12 @@ def test_conv_winograd(n, c, hw, m, pads, act, bias, num_threads):
     conv_case(n, c, *hw, m, 3, 3, bias=bias, num_threads=num_threads, pads=pads, act=act)
 
 
+def test_conv_winograd_more_threads_than_slots():
+    # 9 threads: the plan is made for the 8 scratch slots the op sized (winograd.h kSlots).
+    conv_case(1, 256, 14, 14, 256, 3, 3, num_threads=9, pads=(1, 1, 1, 1), act="relu")
+    conv_case(1, 64, 30, 30, 64, 3, 3, num_threads=9, pads=(1, 1, 1, 1))
+
+
 def test_conv_winograd_large_values():
     # Inputs of 1e3 and weights of 1e-3: the transforms' sums and differences of large values stay
     # within the relative tolerance of the direct GEMM.

@@ -100,7 +100,7 @@ class WinogradPlan {
     pool->parallel_for(k_panels_ * g_.c, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) transform_weights(packed + row * 9 * gemm::kTileN, row, u);
     }, 64);
-    const Split split = plan(pool->num_threads());
+    const Split split = plan(std::min<int64_t>(pool->num_threads(), kSlots));  // a plan slot_ was sized for
     const int64_t blocks = (th_ + split.rows - 1) / split.rows, items = blocks * split.parts;
     const int64_t slots = std::min<int64_t>({kSlots, pool->num_threads(), items});
     pool->parallel_for(slots, [&](int64_t first_slot, int64_t end_slot) {
