@@ -16,7 +16,7 @@ import pytest
 import edgepack
 from edgepack.passes import attention_bf16, fuse_attention
 from edgepack.reference.ops import bfloat16
-from op_harness import run_graph_native, run_op, write_graph
+from op_harness import op_graph, run_graph_native, run_op, write_graph
 from test_bench import attention_net
 from test_fuse_attention import D, H, attention_model, feeds, fold
 
@@ -58,6 +58,37 @@ def test_native_bf16_attention_matches_the_reference(shape, threads):
     assert np.abs(float_attention - want).mean() > 1e-4   # the definition is not float attention's
 
 
+# K given in other layouts through k_perm (bf16 only): [B, H, T, D] read as K^T (D contiguous per key: the
+# transposed pack, D of 40 = two chunks of 16 pairs, 45 keys = a partial panel), and [B, D, T, H] where
+# neither axis is contiguous (element by element).
+@pytest.mark.parametrize("layout", ["keys_by_rows", "strided"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bf16_reads_k_in_any_layout(layout, threads):
+    b, h, m, t, d, dv = 1, 3, 37, 45, 40, 24
+    q = RNG.standard_normal((b, h, m, d)).astype(np.float32)
+    v = RNG.standard_normal((b, h, t, dv)).astype(np.float32)
+    if layout == "keys_by_rows":
+        k, perm = RNG.standard_normal((b, h, t, d)).astype(np.float32), [0, 1, 3, 2]
+    else:
+        k, perm = RNG.standard_normal((b, d, t, h)).astype(np.float32), [0, 3, 1, 2]
+    attrs = {"bf16": 1, "k_perm": perm}
+    (got,), (want,) = run_op("Attention", attrs, [q, k, v], num_threads=threads)
+    assert_bf16_close(got, want)
+    (same,), _ = run_op("Attention", {"bf16": 1}, [q, np.ascontiguousarray(np.transpose(k, perm)), v],
+                        num_threads=threads)
+    np.testing.assert_array_equal(got, same)   # the same packed operand, whatever the layout
+
+
+def test_float_attention_rejects_a_k_perm_that_moves_the_last_axis():
+    q, k, v = (RNG.standard_normal(shape).astype(np.float32) for shape in ((1, 2, 5, 8), (1, 2, 7, 8), (1, 2, 7, 8)))
+    graph, _ = op_graph("Attention", {"k_perm": [0, 1, 3, 2]}, [q, k, v])
+    node = graph.nodes[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        with pytest.raises(edgepack.ArtifactError, match="must keep the last axis") as err:
+            edgepack.load(write_graph(graph, Path(tmp) / "bad.epk"))
+    assert node.name in str(err.value)
+
+
 @pytest.mark.parametrize("nan_to_zero", [0, 1])
 def test_bf16_with_a_mask_and_fully_masked_rows(nan_to_zero):
     graph = fold(attention_model(40))
@@ -82,6 +113,9 @@ def test_the_pass_marks_attention_behind_dynamic_int8_matmuls_only():
     host = edgepack.profiles.load_profile("host")
     marked = [n.attrs.get("bf16", 0) for n in int8.graph.nodes if n.op == "Attention"]
     assert marked == [1 if attention_bf16.FEATURE in host.isa else 0]
+    if marked == [1]:   # K's head-split Transpose folded into k_perm: no Transpose left
+        assert "Transpose" not in [n.op for n in int8.graph.nodes]
+        assert "k_perm" in next(n for n in int8.graph.nodes if n.op == "Attention").attrs
     assert [n.attrs.get("bf16", 0) for n in fp32.graph.nodes if n.op == "Attention"] == [0]
     # without the ISA feature nothing changes; with it, the float graph still stays float
     graph = int8.graph

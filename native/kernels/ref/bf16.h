@@ -36,6 +36,10 @@ void pack_row(const float* src, int64_t n, uint16_t* dst);
 // The k x n matrix whose row i is the n floats at src + i * rs, as a GEMM B: each panel of kTileN
 // columns holds, per pair of rows (2q, 2q + 1), the columns' two values side by side; zero past k and n.
 void pack_b(const float* src, int64_t rs, int64_t k, int64_t n, uint16_t* dst);
+// pack_b for a B whose element (i, j) is src[i * row_stride + j * col_stride]: with row_stride 1 (K
+// given as [T, D], each column's k values adjacent) a column's values are converted together and the
+// pairs transposed into place; any other strides element by element.
+void pack_b_transposed(const float* src, int64_t col_stride, int64_t row_stride, int64_t k, int64_t n, uint16_t* dst);
 // C[m, n] = A[m, k] B[k, n] in float (C overwritten; row stride ldc): A's rows of 2 * pairs(k) values
 // lda apart (pack_row), B from pack_b.
 void gemm(int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t lda, const uint16_t* b, float* c, int64_t ldc);

@@ -29,14 +29,16 @@ namespace {
 // Where an operand's (or the product's) rows and batch matrices lie, in floats.
 struct Layout {
   int64_t row = 0;
+  int64_t col = 1;  // 1 unless the perm moves the last axis (read_layout's `any_last`)
   int64_t batch[gemm::MatMulShape::kMaxBatchRank] = {};
 };
 
 // Reads the perm attribute `key` of a MatMul-family op (absent: identity) and turns *x into the view
 // the GEMM sees: an input's operand axis d is the tensor's axis perm[d]; an output's tensor axis d is
-// the product's axis perm[d]. The perm must keep the last axis (rows stay contiguous); `layout` gets
-// the view's row and batch strides within the tensor.
-Status read_layout(const OpInfo& op, const char* key, bool output, Tensor* x, Layout* layout) {
+// the product's axis perm[d]. The perm must keep the last axis (rows stay contiguous), unless
+// `any_last` (a reader that gathers its rows: bf16 Attention's K); `layout` gets the view's row,
+// column and batch strides within the tensor.
+Status read_layout(const OpInfo& op, const char* key, bool output, Tensor* x, Layout* layout, bool any_last = false) {
   AttrReader attrs(op);
   std::vector<int64_t> perm(x->rank);
   for (int d = 0; d < x->rank; ++d) perm[d] = d;
@@ -47,7 +49,7 @@ Status read_layout(const OpInfo& op, const char* key, bool output, Tensor* x, La
     if (p < 0 || p >= x->rank || seen[p]) return bad(op, std::string(key) + " is not a permutation of its axes");
     seen[p] = true;
   }
-  if (x->rank < 2 || perm[x->rank - 1] != x->rank - 1)
+  if (x->rank < 2 || (perm[x->rank - 1] != x->rank - 1 && !any_last))
     return bad(op, std::string(key) + " must keep the last axis (rows are read and written contiguous)");
   if (x->rank - 2 > gemm::MatMulShape::kMaxBatchRank) return bad(op, "rank is too large");
   std::vector<int64_t> stride(x->rank, 1);  // the tensor's own, contiguous
@@ -60,6 +62,7 @@ Status read_layout(const OpInfo& op, const char* key, bool output, Tensor* x, La
     view_stride[to] = stride[from];
   }
   layout->row = view_stride[x->rank - 2];
+  layout->col = view_stride[x->rank - 1];
   for (int d = 0; d < x->rank - 2; ++d) layout->batch[d] = view_stride[d];
   *x = view;
   return Status::Ok();
@@ -231,17 +234,18 @@ class AttentionKernel final : public OpKernel {
     for (int i = 0; i < 3; ++i) EP_RETURN_IF_ERROR(expect_dtype(op, *ins[i], DType::kFloat32, names[i]));
     EP_RETURN_IF_ERROR(expect_dtype(op, *outs[0], DType::kFloat32, "output"));
     Tensor q = *ins[0], k = *ins[1], v = *ins[2], y = *outs[0];
-    EP_RETURN_IF_ERROR(read_layout(op, "q_perm", false, &q, &q_layout_));
-    EP_RETURN_IF_ERROR(read_layout(op, "k_perm", false, &k, &k_layout_));
-    EP_RETURN_IF_ERROR(read_layout(op, "v_perm", false, &v, &v_layout_));
-    EP_RETURN_IF_ERROR(read_layout(op, "y_perm", true, &y, &y_layout_));
-    EP_RETURN_IF_ERROR(read_nan_to_zero(op, &nan_to_zero_));
     AttrReader attrs(op);
     scale_ = attrs.has("scale") ? attrs.f("scale") : 1.0f;
     const int64_t bf16 = attrs.has("bf16") ? attrs.i("bf16") : 0;
     EP_RETURN_IF_ERROR(attrs.status());
     if (bf16 != 0 && bf16 != 1) return bad(op, "bf16 must be 0 or 1, got " + std::to_string(bf16));
     bf16_ = bf16 == 1;
+    EP_RETURN_IF_ERROR(read_layout(op, "q_perm", false, &q, &q_layout_));
+    // bf16 packs K whatever its layout: k_perm may move the last axis (K given as [.., T, D]).
+    EP_RETURN_IF_ERROR(read_layout(op, "k_perm", false, &k, &k_layout_, bf16_));
+    EP_RETURN_IF_ERROR(read_layout(op, "v_perm", false, &v, &v_layout_));
+    EP_RETURN_IF_ERROR(read_layout(op, "y_perm", true, &y, &y_layout_));
+    EP_RETURN_IF_ERROR(read_nan_to_zero(op, &nan_to_zero_));
 
     rank_ = q.rank;
     bool fits = k.rank == rank_ && v.rank == rank_ && y.rank == rank_;
@@ -385,13 +389,17 @@ class AttentionKernel final : public OpKernel {
   void pack_head_bf16(const float* k, const float* v, float* operands) const {
 #if defined(EDGEPACK_BF16_AVX512)
     auto* words = reinterpret_cast<uint16_t*>(operands);
-    bf16::pack_b(k, k_layout_.row, d_, t_, words);
+    if (k_layout_.col == 1) {
+      bf16::pack_b(k, k_layout_.row, d_, t_, words);
+    } else {  // K given as [T, D]: key t's D values are k_layout_.col apart from the next key's
+      bf16::pack_b_transposed(k, k_layout_.col, k_layout_.row, d_, t_, words);
+    }
     bf16::pack_b(v, v_layout_.row, t_, dv_, words + k_elements_);
 #else
     float* kr = operands;
     float* vr = kr + gemm::whole_lines(d_ * t_);
     for (int64_t i = 0; i < d_; ++i)
-      for (int64_t j = 0; j < t_; ++j) kr[i * t_ + j] = round_bf16(k[i * k_layout_.row + j]);
+      for (int64_t j = 0; j < t_; ++j) kr[i * t_ + j] = round_bf16(k[i * k_layout_.row + j * k_layout_.col]);
     for (int64_t i = 0; i < t_; ++i)
       for (int64_t j = 0; j < dv_; ++j) vr[i * dv_ + j] = round_bf16(v[i * v_layout_.row + j]);
 #endif

@@ -4,9 +4,12 @@
 
 #if defined(EDGEPACK_BF16_AVX512)
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <utility>
 
+#include "kernels/ref/transpose.h"
 #include "kernels/x86/avx512.h"
 
 namespace edgepack {
@@ -87,6 +90,41 @@ void pack_b(const float* src, int64_t rs, int64_t k, int64_t n, uint16_t* dst) {
         const __m512 y = second != nullptr ? _mm512_maskz_loadu_ps(m, second + 16 * h) : _mm512_setzero_ps();
         _mm512_storeu_si512(dst + 32 * h, _mm512_permutexvar_epi16(interleave, convert(x, y)));
       }
+    }
+  }
+}
+
+void pack_b_transposed(const float* src, int64_t col_stride, int64_t row_stride, int64_t k, int64_t n, uint16_t* dst) {
+  const int64_t k_pairs = pairs(k);
+  if (row_stride != 1) {  // rare layouts: element by element
+    for (int64_t col0 = 0, panel = 0; col0 < n; col0 += kTileN, ++panel)
+      for (int64_t q = 0; q < k_pairs; ++q)
+        for (int64_t c = 0; c < kTileN; ++c)
+          for (int64_t e = 0; e < 2; ++e) {
+            const int64_t i = 2 * q + e, j = col0 + c;
+            const float x = i < k && j < n ? round_bf16(src[i * row_stride + j * col_stride]) : 0.0f;
+            uint32_t bits;
+            std::memcpy(&bits, &x, sizeof(bits));
+            dst[((panel * k_pairs + q) * kTileN + c) * 2 + e] = static_cast<uint16_t>(bits >> 16);
+          }
+    return;
+  }
+  constexpr int64_t kPairs = 16;  // pairs converted per column at a time: one vector
+  auto* out = reinterpret_cast<uint32_t*>(dst);
+  for (int64_t col0 = 0; col0 < n; col0 += kTileN, out += k_pairs * kTileN) {
+    for (int64_t q0 = 0; q0 < k_pairs; q0 += kPairs) {
+      alignas(64) uint32_t columns[kTileN][kPairs];  // column c's pairs q0.. (values 2 q0 ..)
+      for (int64_t c = 0; c < kTileN; ++c) {
+        __m512i pairs16 = _mm512_setzero_si512();
+        if (col0 + c < n) {
+          const float* x = src + (col0 + c) * col_stride + 2 * q0;
+          const int64_t left = k - 2 * q0;
+          pairs16 = convert(_mm512_maskz_loadu_ps(first_lanes(left), x), _mm512_maskz_loadu_ps(first_lanes(left - 16), x + 16));
+        }
+        _mm512_store_si512(columns[c], pairs16);
+      }
+      const int64_t count = std::min<int64_t>(kPairs, k_pairs - q0);
+      x32_transpose__avx512(&columns[0][0], kPairs, out + q0 * kTileN, kTileN, kTileN, count);
     }
   }
 }
