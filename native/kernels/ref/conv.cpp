@@ -219,17 +219,18 @@ class ConvKernel final : public OpKernel {
   // The micro-kernel work (gemm::ukernel_work times K) of the GEMM the conv runs without Winograd: the
   // pixel rows' (channels-last or gathered) or the pointwise / shifted one's, whichever is less.
   int64_t direct_work(bool pointwise) const {
-    const int64_t phase_w = (g_.w + g_.pl + g_.pr + g_.sw - 1) / g_.sw;
-    const int64_t grid = pointwise ? pixels_ : g_.oh * phase_w;
-    return k_ * std::min(gemm::ukernel_work(pixels_, g_.m), gemm::ukernel_work(g_.mg, grid));
+    return k_ * std::min(gemm::ukernel_work(pixels_, g_.m), gemm::ukernel_work(g_.mg, grid_columns(pointwise)));
   }
 
-  // Whether the pixel-rows GEMM does at least 10% less micro-kernel work than the pointwise or shifted
-  // one (whose N is the pixels, or the OH x PWs grid of the shifted path).
+  // Whether the pixel-rows GEMM does at least 10% less micro-kernel work than the pointwise or shifted one.
   bool pixel_rows_pay(bool pointwise) const {
+    return gemm::ukernel_work(pixels_, g_.m) * 10 < gemm::ukernel_work(g_.mg, grid_columns(pointwise)) * 9;
+  }
+
+  // N of the pointwise or shifted GEMM: the pixels, or the OH x PWs grid of the shifted path.
+  int64_t grid_columns(bool pointwise) const {
     const int64_t phase_w = (g_.w + g_.pl + g_.pr + g_.sw - 1) / g_.sw;
-    const int64_t grid = pointwise ? pixels_ : g_.oh * phase_w;
-    return gemm::ukernel_work(pixels_, g_.m) * 10 < gemm::ukernel_work(g_.mg, grid) * 9;
+    return pointwise ? pixels_ : g_.oh * phase_w;
   }
 
   // The pixel-rows path: W^T packed as the GEMM's B; A gathered from the input (an unpadded 1x1 conv)

@@ -120,9 +120,9 @@ class WinogradPlan {
 
   int64_t u_floats() const { return gemm::whole_lines(gemm::packed_b_floats(g_.c, g_.m)); }
 
-  // Vector FMAs' worth of transform work for `tiles` tiles and `k` output channels: the input transform
-  // (16 loads, 32 adds, 16 stores per 16 channels), the output transform (16 loads, 24 adds, 4 stores
-  // per 16 output channels), and the channels-last copy; in FMA units of two per cycle.
+  // Vector FMAs' worth of transform work for `tiles` tiles and `k` output channels, in FMA units of two
+  // per cycle: the input transform (16 loads, 32 adds, 16 stores per 16 channels) and the output
+  // transform (16 loads, 24 adds, 4 stores per 16 output channels).
   int64_t transform_work(int64_t tiles, int64_t k) const {
     const int64_t c_vectors = (g_.c + 15) / 16, k_vectors = (k + 15) / 16;
     return tiles * (32 * c_vectors + 24 * k_vectors);

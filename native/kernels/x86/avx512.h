@@ -23,5 +23,10 @@ inline __mmask16 first_lanes(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1u);
 }
 
+// Words [0, n) of a vector of 32 16-bit words, for any n.
+inline __mmask32 first_words(int64_t n) {
+  return n >= 32 ? __mmask32(0xFFFFFFFFu) : n <= 0 ? __mmask32(0) : static_cast<__mmask32>((1u << n) - 1u);
+}
+
 }  // namespace avx512
 }  // namespace edgepack

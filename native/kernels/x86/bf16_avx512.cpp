@@ -17,10 +17,7 @@ namespace bf16 {
 namespace {
 
 using avx512::first_lanes;
-
-inline __mmask32 first_words(int64_t n) {
-  return n >= 32 ? __mmask32(0xFFFFFFFFu) : n <= 0 ? __mmask32(0) : static_cast<__mmask32>((1u << n) - 1u);
-}
+using avx512::first_words;
 
 // 16 + 16 floats -> 32 bfloat16 in order (vcvtne2ps2bf16 rounds to nearest even).
 inline __m512i convert(__m512 lo, __m512 hi) { return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)); }
