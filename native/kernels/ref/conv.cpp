@@ -64,7 +64,7 @@ using Geometry = ConvGeometry;
 // Checks what Conv and ConvTranspose share: input count, float dtypes, the bias dtype, and the window
 // (conv_geometry.h). Fills the input, kernel and attribute fields of `g`.
 Status read_common(const OpInfo& op, const std::vector<const Tensor*>& ins, const std::vector<const Tensor*>& outs,
-                   AttrReader& attrs, Geometry* g) {
+                   AttrReader& attrs, Geometry* g, bool channels_last = false) {
   EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
   if (outs.size() != 1) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected 1");
   const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
@@ -72,7 +72,7 @@ Status read_common(const OpInfo& op, const std::vector<const Tensor*>& ins, cons
   EP_RETURN_IF_ERROR(expect_dtype(op, w, DType::kFloat32, "weight"));
   EP_RETURN_IF_ERROR(expect_dtype(op, y, DType::kFloat32, "output"));
   if (ins.size() > 2 && ins[2] != nullptr) EP_RETURN_IF_ERROR(expect_dtype(op, *ins[2], DType::kFloat32, "bias"));
-  return read_conv_window(op, attrs, x, w, g);
+  return read_conv_window(op, attrs, x, w, g, channels_last);
 }
 
 // Reads the bias input (null when absent) after the output channel count is known.
@@ -89,7 +89,10 @@ class ConvKernel final : public OpKernel {
   Status prepare(const OpInfo& op, const std::vector<const Tensor*>& ins,
                  const std::vector<const Tensor*>& outs) override {
     AttrReader attrs(op);
-    EP_RETURN_IF_ERROR(read_common(op, ins, outs, attrs, &g_));
+    const int64_t channels_last = attrs.has("channels_last") ? attrs.i("channels_last") : 0;
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (channels_last != 0 && channels_last != 1) return bad(op, "channels_last must be 0 or 1");
+    EP_RETURN_IF_ERROR(read_common(op, ins, outs, attrs, &g_, channels_last == 1));
     EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &epilogue_));
     const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
     EP_RETURN_IF_ERROR(read_conv_output(op, x, w, y, &g_));
@@ -102,6 +105,25 @@ class ConvKernel final : public OpKernel {
     k_ = k;
     pixels_ = pixels;
     offsets_.clear();
+    pixel_offsets_.clear();
+
+    if (g_.channels_last) {
+      if (g_.group != 1)
+        return Unsupported("op '" + op.name + "': channels_last needs one group, got group " + std::to_string(g_.group));
+      if (WinogradPlan::applies(g_) && winograd_.prepare(g_, k_ * gemm::ukernel_work(pixels_, g_.m))) {
+        path_ = Path::kWinograd;
+        if (!packed_.resize(winograd_.packed_floats()))
+          return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+        winograd_.pack_weights(w.as<const float>(), packed_.data());
+        scratch_bytes = static_cast<size_t>(winograd_.scratch_floats()) * sizeof(float);
+        return Status::Ok();
+      }
+      path_ = Path::kNhwc;
+      int64_t scratch = 0;
+      EP_RETURN_IF_ERROR(prepare_nhwc(op, w, &scratch));
+      scratch_bytes = static_cast<size_t>(scratch) * sizeof(float);
+      return Status::Ok();
+    }
 
     if (g_.depthwise()) {
       path_ = Path::kDepthwise;  // reads the weights in place: [C, 1, kh, kw] is already per channel
@@ -184,6 +206,10 @@ class ConvKernel final : public OpKernel {
       run_channels_last(x, bias, y, scratch, ctx.pool);
       return Status::Ok();
     }
+    if (path_ == Path::kNhwc) {
+      run_nhwc(x, bias, y, scratch, ctx.pool);
+      return Status::Ok();
+    }
     if (path_ == Path::kWinograd) {
       for (int64_t n = 0; n < g_.n; ++n)
         winograd_.run(x + n * g_.c * g_.h * g_.w, packed_.data(), bias, epilogue_.lo, epilogue_.hi,
@@ -214,7 +240,7 @@ class ConvKernel final : public OpKernel {
   }
 
  private:
-  enum class Path { kDepthwise, kPointwise, kShifted, kPixelRows, kChannelsLast, kWinograd };
+  enum class Path { kDepthwise, kPointwise, kShifted, kPixelRows, kChannelsLast, kWinograd, kNhwc };
 
   // The micro-kernel work (gemm::ukernel_work times K) of the GEMM the conv runs without Winograd: the
   // pixel rows' (channels-last or gathered) or the pointwise / shifted one's, whichever is less.
@@ -397,6 +423,7 @@ class ConvKernel final : public OpKernel {
       return bad(op, "weight " + w.shape_str() + " is too large");
     phase_floats_ = phase;
     padded_floats_ = gemm::whole_lines(padded);
+    if (g_.channels_last) partial = 0;  // C is the NHWC output itself
     if (!packed_.resize(packed_w))
       return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
     // Weights [M, C, kh, kw] reordered to [M, kh, kw, C]: row-major M x K in (i, j, c) order, which
@@ -457,6 +484,81 @@ class ConvKernel final : public OpKernel {
       fill_channels_last(x + n * g_.c * g_.h * g_.w, padded, pool);
       multiply_pixel_rows(gemm::Operand::gathered(padded, pixel_offsets_.data(), offsets_.data(), nullptr), bias,
                           y + n * g_.m * pixels_, partial, pool);
+    }
+  }
+
+  // The NHWC path (channels_last): the channels-last GEMM with the output as C, Y[OH*OW, M] row-major,
+  // which is the NHWC output itself. A 1x1 stride-1 unpadded conv reads its input in place as A (rows of
+  // C floats); a strided unpadded 1x1 gathers its pixels in place; any other conv copies the input once
+  // into padded channels-last phase planes (row copies, no transpose) as the channels-last path does.
+  Status prepare_nhwc(const OpInfo& op, const Tensor& w, int64_t* scratch_floats) {
+    const bool unpadded_1x1 = g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
+    if (!unpadded_1x1) return prepare_channels_last(op, w, scratch_floats);
+    int64_t packed_w = 0;
+    if (!gemm::checked_mul(gemm::panels_b(g_.m) * gemm::kTileN, k_, &packed_w))
+      return bad(op, "weight " + w.shape_str() + " is too large");
+    if (!packed_.resize(packed_w))
+      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+    gemm::pack_b(w.as<const float>(), 1, k_, k_, g_.m, 0, gemm::panels_b(g_.m), packed_.data());
+    epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerColumn : gemm::BiasKind::kNone;
+    padded_floats_ = 0;
+    if (g_.sh != 1 || g_.sw != 1) {
+      for (int64_t c = 0; c < g_.c; ++c) offsets_.push_back(c);
+      for (int64_t p = 0; p < pixels_; ++p)
+        pixel_offsets_.push_back((p / g_.ow * g_.sh * g_.w + p % g_.ow * g_.sw) * g_.c);
+    }
+    *scratch_floats = 0;
+    return Status::Ok();
+  }
+
+  // Copies NHWC image xn into its channels-last phase planes ([slot][v][u][c]), one phase row per item.
+  void fill_nhwc(const float* xn, float* padded, ThreadPool* pool) const {
+    const int64_t used = static_cast<int64_t>(phases_.size()), row_floats = phase_w_ * g_.c;
+    const int64_t grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, row_floats));
+    pool->parallel_for(used * phase_h_, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t s = item / phase_h_, v = item % phase_h_, a = phases_[s] / g_.sw, b = phases_[s] % g_.sw;
+        float* dst = padded + s * phase_floats_ + v * row_floats;
+        const int64_t iy = v * g_.sh + a - g_.pt;  // phase row v holds padded row v * sh + a
+        if (iy < 0 || iy >= g_.h) {
+          std::fill(dst, dst + row_floats, 0.0f);
+          continue;
+        }
+        // Phase column u holds padded column u * sw + b, input column u * sw + b - pl.
+        const Tap tap = make_tap(b - g_.pl, g_.sw, g_.w, phase_w_);
+        const float* in = xn + (iy * g_.w + tap.offset) * g_.c;  // in[u * sw * C]: phase column u
+        std::fill(dst, dst + tap.lo * g_.c, 0.0f);
+        if (g_.sw == 1) {
+          std::copy(in + tap.lo * g_.c, in + tap.hi * g_.c, dst + tap.lo * g_.c);
+        } else {
+          for (int64_t u = tap.lo; u < tap.hi; ++u) std::copy_n(in + u * g_.sw * g_.c, g_.c, dst + u * g_.c);
+        }
+        std::fill(dst + tap.hi * g_.c, dst + row_floats, 0.0f);
+      }
+    }, grain);
+  }
+
+  void run_nhwc(const float* x, const float* bias, float* y, float* scratch, ThreadPool* pool) const {
+    for (int64_t n = 0; n < g_.n; ++n) {
+      const float* xn = x + n * g_.h * g_.w * g_.c;
+      gemm::Problem p;
+      p.m = pixels_;
+      p.n = g_.m;
+      p.k = k_;
+      if (padded_floats_ > 0) {
+        fill_nhwc(xn, scratch, pool);
+        p.a = gemm::Operand::gathered(scratch, pixel_offsets_.data(), offsets_.data(), nullptr);
+      } else if (!pixel_offsets_.empty()) {
+        p.a = gemm::Operand::gathered(xn, pixel_offsets_.data(), offsets_.data(), nullptr);
+      } else {
+        p.a = gemm::Operand::strided(xn, g_.c, 1, nullptr);
+      }
+      p.b = gemm::Operand::prepacked(packed_.data());
+      p.c = y + n * pixels_ * g_.m;
+      p.ldc = g_.m;
+      p.epilogue = epilogue_;
+      p.epilogue.bias = bias;
+      gemm::sgemm(p, pool);
     }
   }
 

@@ -20,6 +20,7 @@ struct ConvGeometry {
   int64_t sh = 1, sw = 1, dh = 1, dw = 1;
   int64_t pt = 0, pl = 0, pb = 0, pr = 0;
   int64_t group = 1, cg = 0, mg = 0;  // channels per group: input, output
+  bool channels_last = false;          // input and output NHWC (the float Conv's channels_last attr)
   bool depthwise() const { return cg == 1 && mg == 1; }
 };
 
@@ -37,10 +38,12 @@ inline Tap make_tap(int64_t offset, int64_t stride, int64_t extent, int64_t outp
 }
 
 // Ranks, a constant weight, the window attributes and the input and kernel dims; fills every field
-// but the output ones (m, mg, oh, ow), which Conv and ConvTranspose derive differently.
+// but the output ones (m, mg, oh, ow), which Conv and ConvTranspose derive differently. With
+// `channels_last` the input is NHWC.
 inline Status read_conv_window(const OpInfo& op, AttrReader& attrs, const Tensor& x, const Tensor& w,
-                               ConvGeometry* g) {
-  if (x.rank != 4) return bad(op, "input must be NCHW (rank 4), got " + x.shape_str());
+                               ConvGeometry* g, bool channels_last = false) {
+  if (x.rank != 4)
+    return bad(op, std::string("input must be ") + (channels_last ? "NHWC" : "NCHW") + " (rank 4), got " + x.shape_str());
   if (w.rank != 4) return bad(op, "weight must have rank 4, got " + w.shape_str());
   if (w.storage != Storage::kWeight)
     return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): weight '" + w.name +
@@ -59,10 +62,11 @@ inline Status read_conv_window(const OpInfo& op, AttrReader& attrs, const Tensor
     if (x.dims[i] > kMaxConvAttr || w.dims[i] > kMaxConvAttr)
       return Unsupported("op '" + op.name + "': dimensions above 2^30 are not supported (input " + x.shape_str() +
                          ", weight " + w.shape_str() + ")");
+  g->channels_last = channels_last;
   g->n = x.dims[0];
-  g->c = x.dims[1];
-  g->h = x.dims[2];
-  g->w = x.dims[3];
+  g->c = x.dims[channels_last ? 3 : 1];
+  g->h = x.dims[channels_last ? 1 : 2];
+  g->w = x.dims[channels_last ? 2 : 3];
   g->kh = w.dims[2];
   g->kw = w.dims[3];
   if (g->kh < 1 || g->kw < 1) return bad(op, "weight " + w.shape_str() + " has an empty kernel window");
@@ -101,6 +105,7 @@ inline Status read_conv_output(const OpInfo& op, const Tensor& x, const Tensor& 
                        " window (with dilation) does not fit the padded input " + x.shape_str());
   g->oh = span_h / g->sh + 1;
   g->ow = span_w / g->sw + 1;
+  if (g->channels_last) return expect_shape(op, y, {g->n, g->oh, g->ow, g->m}, "output");
   return expect_shape(op, y, {g->n, g->m, g->oh, g->ow}, "output");
 }
 

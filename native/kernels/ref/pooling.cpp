@@ -149,7 +149,12 @@ class PoolKernel final : public OpKernel {
     const auto kernel = attrs.ints("kernel", 2), strides = attrs.ints("strides", 2);
     const auto pads = attrs.ints("pads", 4), dilations = attrs.ints("dilations", 2);
     const int64_t include_pad = average_ ? attrs.i("count_include_pad") : 0;
+    const int64_t channels_last = attrs.has("channels_last") ? attrs.i("channels_last") : 0;
     EP_RETURN_IF_ERROR(attrs.status());
+    if (channels_last != 0 && channels_last != 1) return bad(op, "channels_last must be 0 or 1");
+    channels_last_ = channels_last == 1;
+    if (channels_last_ && (average_ || x.dtype != DType::kFloat32))
+      return Unsupported("op '" + op.name + "': channels_last is for float MaxPool only");
     for (int i = 0; i < 2; ++i) {
       if (kernel[i] < 1 || kernel[i] > kMaxAttr || strides[i] < 1 || strides[i] > kMaxAttr ||
           dilations[i] < 1 || dilations[i] > kMaxAttr)
@@ -171,19 +176,26 @@ class PoolKernel final : public OpKernel {
       return Unsupported("op '" + op.name + "' (AveragePool): windows of " + std::to_string(max_cells) +
                          " cells are too large for the int32 sum of " + dtype_name(x.dtype) + " codes");
 
+    // NCHW, or NHWC with channels_last: (N, C, H, W) here either way
+    const int64_t dims[4] = {x.dims[0], x.dims[channels_last_ ? 3 : 1], x.dims[channels_last_ ? 1 : 2],
+                             x.dims[channels_last_ ? 2 : 3]};
     int64_t out_hw[2];
     for (int i = 0; i < 2; ++i) {
-      const int64_t span = x.dims[2 + i] + pads[i] + pads[i + 2] - dilations[i] * (kernel[i] - 1) - 1;
+      const int64_t span = dims[2 + i] + pads[i] + pads[i + 2] - dilations[i] * (kernel[i] - 1) - 1;
       if (span < 0) return bad(op, "the window does not fit the padded input " + x.shape_str());
       out_hw[i] = span / strides[i] + 1;
     }
-    EP_RETURN_IF_ERROR(expect_shape(op, y, {x.dims[0], x.dims[1], out_hw[0], out_hw[1]}, "output"));
+    if (channels_last_) {
+      EP_RETURN_IF_ERROR(expect_shape(op, y, {dims[0], out_hw[0], out_hw[1], dims[1]}, "output"));
+    } else {
+      EP_RETURN_IF_ERROR(expect_shape(op, y, {dims[0], dims[1], out_hw[0], out_hw[1]}, "output"));
+    }
     // An empty tensor's other dims can be huge (it has no bytes to check them against): no tables.
     if (y.numel == 0) return Status::Ok();
     element_size_ = dtype_size(x.dtype);
-    planes_ = x.dims[0] * x.dims[1];
-    height_ = x.dims[2];
-    width_ = x.dims[3];
+    planes_ = dims[0] * dims[1];
+    height_ = dims[2];
+    width_ = dims[3];
     out_w_ = out_hw[1];
     dilation_h_ = dilations[0];
     stride_w_ = strides[1];
@@ -203,6 +215,15 @@ class PoolKernel final : public OpKernel {
     for (const ColumnTap& t : taps_)
       for (int64_t ow = t.lo; ow < t.hi; ++ow) ++column_counts_[ow];
     count_include_pad_ = include_pad == 1;
+    if (channels_last_) {
+      images_ = dims[0];
+      channels_ = dims[1];
+      stride_w_ = strides[1];
+      dilation_w_ = dilations[1];
+      pad_left_ = pads[1];
+      kernel_w_ = kernel[1];
+      return Status::Ok();
+    }
     // Rows are merged over the input columns of a chunk of output columns: (chunk - 1) * stride plus
     // the window's width must fit the merged row. A window wider than that pools row by row.
     const int64_t window_w = (kernel[1] - 1) * dilations[1] + 1;
@@ -242,6 +263,10 @@ class PoolKernel final : public OpKernel {
     const int64_t out_h = static_cast<int64_t>(rows_.size());
     const int64_t plane_bytes = height_ * width_ * static_cast<int64_t>(element_size_);
     const int64_t row_bytes = out_w_ * static_cast<int64_t>(element_size_);
+    if (channels_last_) {
+      run_channels_last(reinterpret_cast<const float*>(x), reinterpret_cast<float*>(y), out_h, ctx.pool);
+      return Status::Ok();
+    }
 #if defined(__AVX512F__)
     if (avx512_rows_) {
       ctx.pool->parallel_for(planes_ * out_h, [&](int64_t begin, int64_t end) {
@@ -463,6 +488,38 @@ class PoolKernel final : public OpKernel {
   RowFn row_ = nullptr;
   PlaneFn plane_ = nullptr;  // set for narrow outputs: used instead of row_
   bool max_2x2_ = false;     // MaxPool 2x2 / 2 without padding (the plane path's special case)
+  // channels_last: NHWC float MaxPool, the channels of a pixel on the vector axis. Each output row
+  // (image, oh) is one item: per output pixel, the window's input pixels inside the image are folded
+  // into the C outputs, which stay in L1.
+  void run_channels_last(const float* x, float* y, int64_t out_h, ThreadPool* pool) const {
+    const int64_t c = channels_;
+    pool->parallel_for(images_ * out_h, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t n = item / out_h, oh = item % out_h;
+        const Window& rows = rows_[oh];
+        float* out = y + item * out_w_ * c;
+        for (int64_t ow = 0; ow < out_w_; ++ow, out += c) {
+          std::fill(out, out + c, -std::numeric_limits<float>::infinity());
+          for (int64_t i = rows.k0; i < rows.k1; ++i) {
+            const float* in_row = x + ((n * height_ + rows.first + (i - rows.k0) * dilation_h_) * width_) * c;
+            for (const ColumnTap& t : taps_)
+              if (ow >= t.lo && ow < t.hi) max_into(out, in_row + (ow * stride_w_ + t.offset) * c, c);
+          }
+        }
+      }
+    }, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, out_w_ * c)));  // ~16K outputs per thread at least
+  }
+  static void max_into(float* acc, const float* in, int64_t count) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(acc + i, max_nan(_mm512_loadu_ps(acc + i), _mm512_loadu_ps(in + i)));
+#endif
+    for (; i < count; ++i)
+      if (beats_max(in[i], acc[i])) acc[i] = in[i];
+  }
+
+  bool channels_last_ = false;
+  int64_t images_ = 0, channels_ = 0, dilation_w_ = 1;
   bool avx512_rows_ = false;  // float MaxPool through merge_line_avx512 and pool_line_avx512
   bool average_ = false, count_include_pad_ = false, merge_rows_ = false;
   int64_t chunk_ = kColumns;  // output columns per chunk

@@ -18,11 +18,12 @@
 // The work is cut into items of R tile rows (2R output rows) times a range of output channels, each
 // done by one thread from start to end in its own slot of scratch, so that the transformed input
 // (16 x tiles x C), the GEMM sums (16 x tiles x K range) and the output rows stay in L2:
-//   1. the 2R + 2 padded input rows the item reads, copied channels-last (a transpose per row);
+//   1. the 2R + 2 padded input rows the item reads, copied channels-last (a transpose per row; a plain
+//      copy when the conv's input is NHWC already, with channels_last);
 //   2. the input transform (adds and subtracts only, 16 channels per vector);
 //   3. the 16 GEMMs, through the float GEMM's micro-kernel (gemm.h);
 //   4. the output transform with bias and the fused clamp, into channels-last output rows, which are
-//      transposed into the NCHW output.
+//      transposed into the NCHW output (copied into the NHWC one with channels_last).
 // R and the channel split are chosen per run for the pool's thread count (plan()).
 //
 // Error: the input and output transforms only add and subtract, and U's only other operation is
@@ -225,8 +226,15 @@ class WinogradPlan {
       transform_output(m + t * kn, m_stride, bias != nullptr ? bias + k0 : nullptr, lo, hi, kn, o, out_w * kn, kn);
     }
     const int64_t plane = g_.oh * g_.ow;
-    for (int64_t r = 0; r < 2 * rows && 2 * ty0 + r < g_.oh; ++r)
-      transpose_floats(out + r * out_w * kn, kn, y + k0 * plane + (2 * ty0 + r) * g_.ow, plane, g_.ow, kn);
+    for (int64_t r = 0; r < 2 * rows && 2 * ty0 + r < g_.oh; ++r) {
+      const float* row = out + r * out_w * kn;
+      if (g_.channels_last) {  // NHWC: each output pixel's kn channels are adjacent
+        float* dst = y + (2 * ty0 + r) * g_.ow * g_.m + k0;
+        for (int64_t ox = 0; ox < g_.ow; ++ox) std::copy_n(row + ox * kn, kn, dst + ox * g_.m);
+      } else {
+        transpose_floats(row, kn, y + k0 * plane + (2 * ty0 + r) * g_.ow, plane, g_.ow, kn);
+      }
+    }
   }
 
   // Padded input rows [row0, row0 + count) (padded coordinates) into `dst`, channels-last, cp_ columns.
@@ -240,7 +248,11 @@ class WinogradPlan {
         continue;
       }
       std::fill(dst, dst + g_.pl * c_count, 0.0f);
-      transpose_floats(x + iy * g_.w, in_plane, dst + g_.pl * c_count, c_count, c_count, cols);
+      if (g_.channels_last) {
+        std::copy_n(x + iy * g_.w * c_count, cols * c_count, dst + g_.pl * c_count);
+      } else {
+        transpose_floats(x + iy * g_.w, in_plane, dst + g_.pl * c_count, c_count, c_count, cols);
+      }
       std::fill(dst + (g_.pl + cols) * c_count, dst + row_floats, 0.0f);
     }
   }

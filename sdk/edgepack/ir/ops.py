@@ -7,7 +7,9 @@ opcode is what the .epk file stores; it mirrors `enum class OpCode` in native/in
 IR ops are canonical, not ONNX: frontends normalise ONNX into these forms so that the passes, the
 reference and the kernels see one shape per op.
   * every attribute is explicit (no defaults left to the kernel), axes are non-negative;
-  * spatial ops are 2-D NCHW; `pads` is [top, left, bottom, right];
+  * spatial ops are 2-D NCHW; `pads` is [top, left, bottom, right]. A float `Conv` or `MaxPool` may
+    carry `channels_last` = 1: its input and output are NHWC instead (Conv's weights stay
+    [M, C/group, kh, kw]); passes/channels_last.py sets it on the native graph;
   * `Conv` / `MatMul` may carry a fused activation: attrs `activation` in ACTIVATIONS and
     `act_min` / `act_max` for "clip";
   * `Softmax` may carry a fused attention mask: a `bias` input and `nan_to_zero` (see its doc);
@@ -47,8 +49,9 @@ def _op(name: str, code: int, inputs: tuple[int, int], outputs: int = 1,
 
 # --- compute -----------------------------------------------------------------------------------
 _op("Conv", 1, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "ints", "group": "int",
-                              **_FUSED_ACT},
-    doc="X[N,C,H,W], W[M,C/group,kh,kw], optional B[M]")
+                              **_FUSED_ACT, "channels_last": "int"},
+    doc="X[N,C,H,W], W[M,C/group,kh,kw], optional B[M]; channels_last = 1 (float, group 1 only): "
+        "X[N,H,W,C] -> Y[N,OH,OW,M] (passes/channels_last.py)")
 _op("ConvTranspose", 2, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "ints",
                                        "group": "int", "output_padding": "ints"},
     doc="X[N,C,H,W], W[C,M/group,kh,kw], optional B[M]")
@@ -119,7 +122,8 @@ _op("LRN", 62, (1, 1), attrs={"size": "int", "alpha": "float", "beta": "float", 
 _op("LogSoftmax", 63, (1, 1), attrs={"axis": "int"})
 
 # --- pooling and reductions --------------------------------------------------------------------
-_op("MaxPool", 70, (1, 1), attrs=dict(_POOL))
+_op("MaxPool", 70, (1, 1), attrs={**_POOL, "channels_last": "int"},
+    doc="channels_last = 1 (float only): X[N,H,W,C] -> Y[N,OH,OW,C] (passes/channels_last.py)")
 _op("AveragePool", 71, (1, 1), attrs={**_POOL, "count_include_pad": "int"})
 _op("ReduceMean", 72, (1, 1), attrs=dict(_REDUCE))
 _op("ReduceSum", 73, (1, 1), attrs=dict(_REDUCE))

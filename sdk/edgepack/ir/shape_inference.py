@@ -28,7 +28,8 @@ def infer(op: str, attrs: dict[str, Any], in_types: list[tuple[DType, Shape] | N
     Reshape / Expand / Resize, which the frontend computed from constant inputs."""
     dtype, shape = in_types[0]
     if op in ("Conv", "MaxPool", "AveragePool"):
-        n, c, h, w = shape
+        last = attrs.get("channels_last", 0)
+        n, c, h, w = (shape[0], shape[3], shape[1], shape[2]) if last else shape
         if op == "Conv":
             kernel, out_c = in_types[1][1][2:], in_types[1][1][0]
         else:
@@ -38,7 +39,7 @@ def infer(op: str, attrs: dict[str, Any], in_types: list[tuple[DType, Shape] | N
         ow = _pool_out(w, kernel[1], strides[1], pads[1], pads[3], dil[1])
         if oh <= 0 or ow <= 0:
             raise ValueError(f"{op} output would be empty for input {shape}")
-        return [(dtype, (n, out_c, oh, ow))]
+        return [(dtype, (n, oh, ow, out_c) if last else (n, out_c, oh, ow))]
     if op == "ConvTranspose":
         n, c, h, w = shape
         wshape = in_types[1][1]

@@ -283,7 +283,8 @@ def op_kind(graph: Graph, node: Node) -> str:
         if _numel(tuple(w[2:])) == 1:
             return "Conv 1x1"
         out = graph.values[node.outputs[0]].shape
-        tiles = -(-out[-2] // 2) * -(-out[-1] // 2)
+        oh, ow = out[1:3] if node.attrs.get("channels_last", 0) else out[2:4]   # NHWC or NCHW
+        tiles = -(-oh // 2) * -(-ow // 2)
         if (node.attrs.get("group", 1) == 1 and tuple(w[2:]) == (3, 3) and w[1] >= 16 and tiles >= 32
                 and all(s == 1 for s in node.attrs.get("strides", (1, 1)))
                 and all(d == 1 for d in node.attrs.get("dilations", (1, 1)))):

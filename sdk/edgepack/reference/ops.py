@@ -51,8 +51,18 @@ def _windows(x: np.ndarray, kernel, strides, pads, dilations, pad_value: float) 
         xp, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw), writeable=False)
 
 
+def _channels_last(fn):
+    """An NCHW reference also for channels_last = 1 (NHWC in and out): transposed around it."""
+    def wrapped(attrs: Attrs, x, *rest):
+        if not attrs.get("channels_last", 0):
+            return fn(attrs, x, *rest)
+        return [y.transpose(0, 2, 3, 1) for y in fn(attrs, x.transpose(0, 3, 1, 2), *rest)]
+    return wrapped
+
+
 # --- compute ---------------------------------------------------------------------------------------
 @ref("Conv")
+@_channels_last
 def conv(attrs: Attrs, x, w, b=None):
     group = attrs["group"]
     n, c, _, _ = x.shape
@@ -283,6 +293,7 @@ def lrn(attrs: Attrs, x):
 
 # --- pooling and reductions ------------------------------------------------------------------------
 @ref("MaxPool")
+@_channels_last
 def max_pool(attrs: Attrs, x):
     win = _windows(x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"], -np.inf)
     return [win.max(axis=(4, 5)).astype(x.dtype)]

@@ -1,0 +1,253 @@
+"""Channels-last CNNs (passes/channels_last.py): the NHWC Conv and MaxPool kernels against the numpy
+reference, the pass on CNN-shaped graphs (Transposes cancel, results unchanged, depthwise and int8
+graphs left alone), `unfold` for the other formats, and errors on attributes the kernels refuse."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgepack
+from edgepack.ir import DType, Graph, Node
+from edgepack.ir.shape_inference import infer
+from edgepack.passes import channels_last, standard_ops
+from edgepack.reference import run_graph
+from op_harness import op_graph, run_graph_native, run_op, write_graph
+
+RNG = np.random.default_rng(77)
+RTOL, ATOL = 1e-4, 1e-5   # the float kernels' tolerance against the float64 reference
+NO_ACT = {"activation": "none", "act_min": 0.0, "act_max": 0.0}
+ACT = {"none": NO_ACT, "relu": {"activation": "relu", "act_min": 0.0, "act_max": 0.0},
+       "clip": {"activation": "clip", "act_min": -0.5, "act_max": 0.75}}
+POOL = {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 1]}
+
+
+def randn(*shape, scale=1.0):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def nhwc_conv(n, c, h, w, m, k, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), act="none", bias=True,
+              num_threads=2):
+    x = randn(n, h, w, c)
+    wt = randn(m, c, k, k, scale=1.0 / np.sqrt(c * k * k))
+    attrs = {"strides": list(strides), "pads": list(pads), "dilations": list(dilations), "group": 1,
+             **ACT[act], "channels_last": 1}
+    native, reference = run_op("Conv", attrs, [x, wt] + ([randn(m)] if bias else []), consts={1, 2},
+                               num_threads=num_threads)
+    assert native[0].shape == reference[0].shape and native[0].shape[-1] == m
+    np.testing.assert_allclose(native[0], reference[0], rtol=RTOL, atol=ATOL)
+
+
+# ---- the NHWC Conv: its three forms (A in place, A gathered in place, padded planes) and Winograd ---
+@pytest.mark.parametrize("c,m", [(1, 1), (3, 8), (17, 33), (64, 40), (300, 70)])
+@pytest.mark.parametrize("hw", [(1, 1), (5, 7), (7, 7), (14, 14)])
+def test_conv_1x1_in_place(c, m, hw):
+    # stride 1, no padding: the input itself is the GEMM's A (rows of C floats)
+    nhwc_conv(1, c, *hw, m, 1, act="relu")
+
+
+@pytest.mark.parametrize("strides", [(2, 2), (2, 1), (3, 2)])
+def test_conv_1x1_strided_gathers_pixels(strides):
+    nhwc_conv(1, 24, 13, 11, 20, 1, strides=strides)
+    nhwc_conv(2, 64, 14, 14, 72, 1, strides=strides, act="clip")
+
+
+@pytest.mark.parametrize("k,strides,pads,dilations", [
+    (3, (2, 2), (1, 1, 1, 1), (1, 1)),     # ResNet's strided 3x3
+    (3, (1, 1), (0, 2, 1, 0), (1, 1)),     # asymmetric pads
+    (3, (1, 1), (2, 2, 2, 2), (2, 2)),     # dilated
+    (7, (2, 2), (3, 3, 3, 3), (1, 1)),     # the RGB stem
+    (1, (1, 1), (1, 0, 1, 0), (1, 1)),     # a padded 1x1 takes the planes
+    (2, (2, 3), (0, 1, 1, 0), (1, 2)),
+], ids=str)
+@pytest.mark.parametrize("c", [3, 16, 40])
+def test_conv_padded_planes(k, strides, pads, dilations, c):
+    nhwc_conv(1, c, 15, 12, 24, k, strides=strides, pads=pads, dilations=dilations, act="relu")
+
+
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+@pytest.mark.parametrize("c,hw,m", [(16, (12, 12), 32), (24, (11, 17), 40), (64, (14, 14), 64), (32, (9, 9), 160)],
+                         ids=str)
+def test_conv_winograd_nhwc(c, hw, m, num_threads):
+    # 3x3 stride 1 with at least 32 2x2 tiles: Winograd reads the NHWC rows and writes NHWC pixels
+    nhwc_conv(1, c, *hw, m, 3, pads=(1, 1, 1, 1), act="relu", num_threads=num_threads)
+    nhwc_conv(2, c, *hw, m, 3, pads=(0, 1, 2, 1), bias=False, num_threads=num_threads)
+
+
+def test_conv_nhwc_batch_threads_and_no_bias():
+    for num_threads in (1, 3):
+        nhwc_conv(3, 8, 9, 10, 12, 3, strides=(2, 2), pads=(1, 1, 1, 1), bias=False, num_threads=num_threads)
+        nhwc_conv(2, 20, 6, 6, 9, 1, num_threads=num_threads)
+
+
+# ---- the NHWC MaxPool ------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,kernel,strides,pads,dilations", [
+    ((1, 56, 56, 64), [3, 3], [2, 2], [1, 1, 1, 1], [1, 1]),
+    ((2, 9, 11, 3), [3, 2], [1, 2], [0, 1, 1, 0], [1, 1]),
+    ((1, 7, 8, 17), [3, 3], [2, 2], [2, 2, 2, 2], [2, 2]),
+    ((1, 13, 13, 40), [2, 2], [2, 2], [0, 0, 0, 0], [1, 1]),
+    ((1, 5, 5, 1), [5, 5], [1, 1], [0, 0, 0, 0], [1, 1]),
+], ids=str)
+@pytest.mark.parametrize("num_threads", [1, 2, 3])
+def test_max_pool_nhwc(shape, kernel, strides, pads, dilations, num_threads):
+    attrs = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations, "channels_last": 1}
+    native, reference = run_op("MaxPool", attrs, [randn(*shape)], num_threads=num_threads)
+    np.testing.assert_array_equal(native[0], reference[0])
+
+
+def test_max_pool_nhwc_nan_and_infinities():
+    x = randn(1, 7, 9, 21)
+    x[0, 3, 4, 0] = x[0, 0, 0, 20] = x[0, 6, 8, 5] = np.nan
+    x[0, 2, 2, :] = np.inf
+    x[0, 4:6, 4:6, 3] = -np.inf
+    native, reference = run_op("MaxPool", {**POOL, "channels_last": 1}, [x])
+    np.testing.assert_array_equal(native[0], reference[0])   # NaN where the reference has NaN
+    assert np.isnan(native[0]).sum() == np.isnan(reference[0]).sum() > 0
+
+
+# ---- what the kernels refuse -----------------------------------------------------------------------
+def _load_error(graph) -> str:
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        with pytest.raises((edgepack.ArtifactError, edgepack.UnsupportedError)) as err:
+            edgepack.load(write_graph(graph, Path(tmp) / "bad.epk"))
+    return str(err.value)
+
+
+def test_channels_last_errors_name_the_op():
+    conv = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], **NO_ACT}
+    graph, _ = op_graph("Conv", {**conv, "group": 2, "channels_last": 1}, [randn(1, 5, 5, 4), randn(6, 2, 1, 1)],
+                        consts={1})
+    message = _load_error(graph)
+    assert "conv_0" in message and "channels_last needs one group" in message
+    graph, _ = op_graph("Conv", {**conv, "group": 1, "channels_last": 1}, [randn(1, 5, 5, 4), randn(6, 4, 1, 1)],
+                        consts={1})
+    graph.nodes[0].attrs["channels_last"] = 2
+    assert "channels_last must be 0 or 1" in _load_error(graph)
+    graph, _ = op_graph("Conv", {**conv, "group": 1, "channels_last": 1}, [randn(1, 5, 5, 4), randn(6, 4, 1, 1)],
+                        consts={1})
+    graph.values["out0"].shape = (1, 6, 5, 5)   # an NCHW output for an NHWC conv
+    assert "output" in _load_error(graph)
+    graph, _ = op_graph("MaxPool", {**POOL, "channels_last": 1}, [randn(1, 6, 6, 3)])
+    graph.nodes[0].attrs["channels_last"] = 3
+    assert "maxpool_0" in _load_error(graph)
+
+
+# ---- the pass ----------------------------------------------------------------------------------------
+def _add(graph: Graph, op: str, inputs: list[str], attrs: dict | None = None, name: str | None = None) -> str:
+    attrs = dict(attrs or {})
+    types = [(graph.values[n].dtype, graph.values[n].shape) for n in inputs]
+    dtype, shape = infer(op, attrs, types)[0]
+    out = graph.unique_name(name or f"{op.lower()}{len(graph.nodes)}")
+    graph.add_value(out, dtype, shape)
+    graph.nodes.append(Node(op, f"n{len(graph.nodes)}", list(inputs), [out], attrs))
+    return out
+
+
+def _conv(graph: Graph, x: str, m: int, k: int, stride=1, act="relu", group=1) -> str:
+    c = graph.values[x].shape[1]
+    w = graph.add_const(randn(m, c // group, k, k, scale=1.0 / np.sqrt(c * k * k / group)), "w")
+    b = graph.add_const(randn(m), "b")
+    p = k // 2
+    return _add(graph, "Conv", [x, w, b], {"strides": [stride] * 2, "pads": [p] * 4, "dilations": [1, 1],
+                                           "group": group, **ACT[act]})
+
+
+def cnn(depthwise: bool = False) -> Graph:
+    """A stem, a max pool, a residual block with a projection, a fire module (Concat) and a global
+    average pool with a classifier: the op mix of ResNet and SqueezeNet."""
+    g = Graph("cnn")
+    g.add_value("image", DType.FLOAT32, (1, 3, 32, 32))
+    g.inputs = ["image"]
+    x = _conv(g, "image", 16, 7, stride=2)
+    x = _add(g, "MaxPool", [x], POOL)
+    y = _conv(g, x, 16, 1)
+    y = _conv(g, y, 16, 3, group=16 if depthwise else 1)
+    y = _conv(g, y, 32, 1, act="none")
+    shortcut = _conv(g, x, 32, 1, act="none")
+    x = _add(g, "Relu", [_add(g, "Add", [y, shortcut])])
+    squeeze = _conv(g, x, 8, 1)
+    x = _add(g, "Concat", [_conv(g, squeeze, 16, 1), _conv(g, squeeze, 16, 3)], {"axis": 1})
+    x = _add(g, "ReduceMean", [x], {"axes": [2, 3], "keepdims": 1})
+    g.outputs = [x]
+    g.verify()
+    return g
+
+
+def _copy(graph: Graph) -> Graph:
+    copy = graph.without_nodes()
+    copy.nodes = [Node(n.op, n.name, list(n.inputs), list(n.outputs), dict(n.attrs)) for n in graph.nodes]
+    return copy
+
+
+def test_pass_leaves_one_transpose_at_entry_and_exit():
+    graph = cnn()
+    feeds = {"image": randn(1, 3, 32, 32)}
+    want = run_graph(graph, feeds)[graph.outputs[0]]
+    result = channels_last.run(_copy(graph))
+    assert result.modified
+    converted = result.graph
+    converted.verify()
+    transposes = [n for n in converted.nodes if n.op == "Transpose"]
+    assert [t.attrs["perm"] for t in transposes] == [channels_last.TO_LAST, channels_last.TO_FIRST]
+    assert transposes[0].inputs == ["image"] and transposes[1].outputs == graph.outputs
+    assert all(n.attrs.get("channels_last") == 1 for n in converted.nodes if n.op in ("Conv", "MaxPool"))
+    concat = next(n for n in converted.nodes if n.op == "Concat")
+    reduce = next(n for n in converted.nodes if n.op == "ReduceMean")
+    assert concat.attrs["axis"] == 3 and reduce.attrs["axes"] == [1, 2]
+    np.testing.assert_allclose(run_graph(converted, feeds)[graph.outputs[0]], want, rtol=1e-6, atol=1e-7)
+    native = run_graph_native(converted, feeds)[graph.outputs[0]]
+    np.testing.assert_allclose(native, want, rtol=RTOL, atol=ATOL)
+
+
+def test_unfold_restores_nchw_for_other_formats():
+    graph = cnn()
+    converted = channels_last.run(_copy(graph)).graph
+    before = [(n.op, dict(n.attrs)) for n in converted.nodes]
+    unfolded = standard_ops(converted)
+    assert [(n.op, dict(n.attrs)) for n in converted.nodes] == before   # the native graph is unchanged
+    assert "Transpose" not in unfolded.op_counts()
+    assert not any("channels_last" in n.attrs for n in unfolded.nodes)
+    assert unfolded.op_counts() == graph.op_counts()
+    feeds = {"image": randn(1, 3, 32, 32)}
+    np.testing.assert_allclose(run_graph(unfolded, feeds)[graph.outputs[0]],
+                               run_graph(graph, feeds)[graph.outputs[0]], rtol=1e-6, atol=1e-7)
+
+
+def test_pass_skips_graphs_with_depthwise_or_int8_convs():
+    assert not channels_last.run(cnn(depthwise=True)).modified
+    graph = cnn()
+    graph.values[graph.nodes[0].outputs[0]].dtype = DType.INT8   # as quantization would leave a conv
+    assert not channels_last.run(graph).modified
+
+
+def test_pass_keeps_transposes_a_broadcast_needs():
+    # Add of a [1, C, 1, 1] bias-like constant: the layout cannot move past it, so the Transposes stay
+    # around it and the result is still right.
+    g = Graph("bias")
+    g.add_value("x", DType.FLOAT32, (1, 4, 9, 9))
+    g.inputs = ["x"]
+    y = _conv(g, "x", 8, 3)
+    y = _add(g, "Add", [y, g.add_const(randn(1, 8, 1, 1), "shift")])
+    y = _conv(g, y, 8, 3)
+    g.outputs = [y]
+    feeds = {"x": randn(1, 4, 9, 9)}
+    want = run_graph(g, feeds)[y]
+    converted = channels_last.run(_copy(g)).graph
+    assert converted.op_counts()["Transpose"] == 4
+    np.testing.assert_allclose(run_graph_native(converted, feeds)[y], want, rtol=RTOL, atol=ATOL)
+
+
+def test_compile_runs_light_cnn_channels_last(tmp_path):
+    # end to end: edgepack.compile applies the pass; the artifact matches the fp32 reference
+    graph = cnn()
+    from edgepack.backends.onnx import write_onnx
+    onnx_path = tmp_path / "cnn.onnx"
+    write_onnx(graph, onnx_path)
+    compiled = edgepack.compile(onnx_path, output=tmp_path / "cnn.epk", precision="fp32", progress=False)
+    ops = compiled.graph.op_counts()
+    assert ops["Transpose"] == 2 and all(n.attrs.get("channels_last") for n in compiled.graph.nodes if n.op == "Conv")
+    feeds = {compiled.graph.inputs[0]: randn(1, 3, 32, 32)}
+    want = run_graph(graph, {"image": feeds[compiled.graph.inputs[0]]})[graph.outputs[0]]
+    got = edgepack.load(compiled.path).run(feeds)
+    np.testing.assert_allclose(list(got.values())[0], want, rtol=RTOL, atol=ATOL)
