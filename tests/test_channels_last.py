@@ -251,3 +251,73 @@ def test_compile_runs_light_cnn_channels_last(tmp_path):
     want = run_graph(graph, {"image": feeds[compiled.graph.inputs[0]]})[graph.outputs[0]]
     got = edgepack.load(compiled.path).run(feeds)
     np.testing.assert_allclose(list(got.values())[0], want, rtol=RTOL, atol=ATOL)
+
+
+# ---- the fused residual (passes/fuse_residual.py) ------------------------------------------------------
+@pytest.mark.parametrize("act", ["none", "relu", "clip"])
+@pytest.mark.parametrize("strides", [(1, 1), (2, 2)])
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_conv_residual_added_before_the_activation(act, strides, num_threads):
+    x = randn(2, 9, 11, 40)
+    w = randn(70, 40, 1, 1, scale=0.2)
+    oh, ow = (9 - 1) // strides[0] + 1, (11 - 1) // strides[1] + 1
+    residual = randn(2, oh, ow, 70)
+    attrs = {"strides": list(strides), "pads": [0] * 4, "dilations": [1, 1], "group": 1, **ACT[act],
+             "channels_last": 1}
+    native, reference = run_op("Conv", attrs, [x, w, randn(70), residual], consts={1, 2}, num_threads=num_threads)
+    np.testing.assert_allclose(native[0], reference[0], rtol=RTOL, atol=ATOL)
+    # the residual really is added: without it the result differs by about its size
+    plain, _ = run_op("Conv", attrs, [x, w, randn(70)], consts={1, 2})
+    assert np.abs(plain[0] - native[0]).max() > 0.5
+    # no bias: input 2 is empty
+    native, reference = run_op("Conv", attrs, [x, w, None, residual], consts={1})
+    np.testing.assert_allclose(native[0], reference[0], rtol=RTOL, atol=ATOL)
+
+
+def test_conv_residual_errors_name_the_op():
+    conv = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1, **NO_ACT, "channels_last": 1}
+    graph, _ = op_graph("Conv", conv, [randn(1, 5, 5, 4), randn(6, 4, 3, 3), randn(6), randn(1, 5, 5, 6)],
+                        consts={1, 2})
+    message = _load_error(graph)
+    assert "conv_0" in message and "residual input needs a channels_last 1x1 conv" in message
+    conv = {**conv, "pads": [0] * 4}
+    graph, _ = op_graph("Conv", conv, [randn(1, 5, 5, 4), randn(6, 4, 1, 1), randn(6), randn(1, 5, 5, 6)],
+                        consts={1, 2})
+    graph.values["in3"].shape = (1, 5, 6, 5)
+    message = _load_error(graph)
+    assert "conv_0" in message and "residual" in message
+
+
+def test_fuse_residual_takes_the_add_and_relu():
+    from edgepack.passes import fuse_residual
+    graph = cnn()
+    feeds = {"image": randn(1, 3, 32, 32)}
+    want = run_graph(graph, feeds)[graph.outputs[0]]
+    fused = fuse_residual.run(channels_last.run(_copy(graph)).graph)
+    assert fused.modified
+    g = fused.graph
+    g.verify()
+    assert "Add" not in g.op_counts() and "Relu" not in g.op_counts()
+    conv = next(n for n in g.nodes if n.op == "Conv" and len(n.inputs) == 4)
+    assert conv.attrs["activation"] == "relu"
+    # the conv that runs later of the two addends takes the other as its residual
+    order = [n.outputs[0] for n in g.nodes]
+    assert order.index(conv.inputs[3]) < order.index(conv.outputs[0])
+    np.testing.assert_allclose(run_graph(g, feeds)[graph.outputs[0]], want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(run_graph_native(g, feeds)[graph.outputs[0]], want, rtol=RTOL, atol=ATOL)
+    unfolded = standard_ops(g)
+    assert unfolded.op_counts() == graph.op_counts()
+    np.testing.assert_allclose(run_graph(unfolded, feeds)[graph.outputs[0]], want, rtol=1e-6, atol=1e-7)
+
+
+def test_fuse_residual_leaves_nchw_and_3x3_convs():
+    from edgepack.passes import fuse_residual
+    graph = cnn()   # NCHW: nothing to fuse
+    assert not fuse_residual.run(_copy(graph)).modified
+    g = Graph("3x3")
+    g.add_value("x", DType.FLOAT32, (1, 8, 9, 9))
+    g.inputs = ["x"]
+    y = _add(g, "Relu", [_add(g, "Add", [_conv(g, "x", 8, 3, act="none"), "x"])])
+    g.outputs = [y]
+    converted = channels_last.run(_copy(g)).graph
+    assert not fuse_residual.run(converted).modified   # a 3x3 conv may run as Winograd

@@ -14,7 +14,7 @@ from . import __version__
 from .backends.epk import MAGIC, assemble, encode_sections
 from .frontends import import_onnx
 from .ir import Graph
-from .passes import FINAL, PIPELINE, attention_bf16, channels_last, run_passes
+from .passes import FINAL, PIPELINE, attention_bf16, channels_last, fuse_residual, run_passes
 from .planner.memory import MemoryPlan, plan_memory
 from .planner.search import BudgetCheck, BudgetError, Budgets, Plan, assess, plan_precisions
 from .profiles import load_profile
@@ -237,7 +237,7 @@ def compile(model: Any, profile: str = "host", input_shapes: Mapping[str, tuple[
                       allow_over_budget=allow_over_budget)
     graph = plan.graph = run_passes(plan.graph, FINAL)   # on the quantized graph: what they fuse stays float
     graph = plan.graph = attention_bf16.run(graph, device.isa).graph
-    graph = plan.graph = channels_last.run(graph).graph
+    graph = plan.graph = fuse_residual.run(channels_last.run(graph).graph).graph
     memory = plan_memory(graph)
     manifest = {
         "edgepack_version": __version__,

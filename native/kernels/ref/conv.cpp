@@ -65,7 +65,7 @@ using Geometry = ConvGeometry;
 // (conv_geometry.h). Fills the input, kernel and attribute fields of `g`.
 Status read_common(const OpInfo& op, const std::vector<const Tensor*>& ins, const std::vector<const Tensor*>& outs,
                    AttrReader& attrs, Geometry* g, bool channels_last = false) {
-  EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, 3));
+  EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, op.code == OpCode::kConv ? 4 : 3));
   if (outs.size() != 1) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected 1");
   const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
   EP_RETURN_IF_ERROR(expect_dtype(op, x, DType::kFloat32, "input"));
@@ -107,6 +107,9 @@ class ConvKernel final : public OpKernel {
     offsets_.clear();
     pixel_offsets_.clear();
 
+    has_residual_ = ins.size() > 3 && ins[3] != nullptr;
+    if (has_residual_ && !(g_.channels_last && g_.kh == 1 && g_.kw == 1))
+      return Unsupported("op '" + op.name + "': a residual input needs a channels_last 1x1 conv");
     if (g_.channels_last) {
       if (g_.group != 1)
         return Unsupported("op '" + op.name + "': channels_last needs one group, got group " + std::to_string(g_.group));
@@ -121,6 +124,7 @@ class ConvKernel final : public OpKernel {
       path_ = Path::kNhwc;
       int64_t scratch = 0;
       EP_RETURN_IF_ERROR(prepare_nhwc(op, w, &scratch));
+      EP_RETURN_IF_ERROR(read_residual(op, ins, y));
       scratch_bytes = static_cast<size_t>(scratch) * sizeof(float);
       return Status::Ok();
     }
@@ -207,7 +211,7 @@ class ConvKernel final : public OpKernel {
       return Status::Ok();
     }
     if (path_ == Path::kNhwc) {
-      run_nhwc(x, bias, y, scratch, ctx.pool);
+      run_nhwc(x, bias, has_residual_ ? ins[3]->as<const float>() : nullptr, y, scratch, ctx.pool);
       return Status::Ok();
     }
     if (path_ == Path::kWinograd) {
@@ -538,7 +542,8 @@ class ConvKernel final : public OpKernel {
     }, grain);
   }
 
-  void run_nhwc(const float* x, const float* bias, float* y, float* scratch, ThreadPool* pool) const {
+  void run_nhwc(const float* x, const float* bias, const float* residual, float* y, float* scratch,
+                ThreadPool* pool) const {
     for (int64_t n = 0; n < g_.n; ++n) {
       const float* xn = x + n * g_.h * g_.w * g_.c;
       gemm::Problem p;
@@ -558,8 +563,19 @@ class ConvKernel final : public OpKernel {
       p.ldc = g_.m;
       p.epilogue = epilogue_;
       p.epilogue.bias = bias;
+      if (residual != nullptr) {
+        p.epilogue.residual = residual + n * pixels_ * g_.m;
+        p.epilogue.ldr = g_.m;
+      }
       gemm::sgemm(p, pool);
     }
+  }
+
+  // The fused residual (input 3, passes/fuse_residual.py): float, the output's shape.
+  Status read_residual(const OpInfo& op, const std::vector<const Tensor*>& ins, const Tensor& y) const {
+    if (!has_residual_) return Status::Ok();
+    EP_RETURN_IF_ERROR(expect_dtype(op, *ins[3], DType::kFloat32, "residual"));
+    return expect_shape(op, *ins[3], std::vector<int64_t>(y.dims, y.dims + y.rank), "residual");
   }
 
   void run_shifted(const float* x, const float* bias, float* y, float* scratch, ThreadPool* pool) const {
@@ -594,7 +610,7 @@ class ConvKernel final : public OpKernel {
 
   Geometry g_;
   Path path_ = Path::kShifted;
-  bool has_bias_ = false;
+  bool has_bias_ = false, has_residual_ = false;
   int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
   DepthwisePlan depthwise_;
   WinogradPlan winograd_;

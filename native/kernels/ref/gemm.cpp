@@ -173,6 +173,8 @@ struct Tile {
   bool finish;        // last K block: add the bias and clamp
   const float* row_bias;  // this tile's first row, or null
   const float* col_bias;  // this tile's first column, or null
+  const float* residual;  // the tile's first element in Epilogue::residual, or null
+  int64_t ldr;
   float lo, hi;
   const int64_t* b_offsets;  // in-place B: the K block's row offsets
   int64_t lda;               // A read in place by rows: the row stride
@@ -261,6 +263,10 @@ void ukernel(int64_t kc, const float* a, const float* b, const Tile& t) {
           x = Isa::add(x, rb);
           if (t.col_bias != nullptr)
             x = Isa::add(x, full ? Isa::load(t.col_bias + v * W) : Isa::load_n(t.col_bias + v * W, tail));
+          if (t.residual != nullptr) {
+            const float* res = t.residual + r * t.ldr + v * W;
+            x = Isa::add(x, full ? Isa::load(res) : Isa::load_n(res, tail));
+          }
           x = Isa::clamp(x, lo, hi);
         }
         store_c(crow, r, v, full, x);
@@ -362,6 +368,7 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
   const int64_t blocks = k_blocks(p.k), m_pad = panels_a(p.m) * kTileM;
 
   Tile t{};
+  t.ldr = e.ldr;
   t.transposed = p.transpose_c;
   t.ldc = t.transposed ? p.n : p.ldc;  // a transposed C keeps its partial sums row-major
   t.ldt = p.ldc;
@@ -406,6 +413,7 @@ void compute_rect(const Problem& p, int64_t ma, int64_t mb, int64_t na, int64_t 
             } else {
               t.c = p.c + row0 * p.ldc + (t.cropped ? 0 : c_col);
             }
+            t.residual = e.residual != nullptr ? e.residual + row0 * e.ldr + col0 : nullptr;
             t.row_bias = e.bias_kind == BiasKind::kPerRow ? e.bias + row0 : nullptr;
             const float* ap = gathered_a ? p.a.src : in_place_a ? a_block + row0 * p.a.rs : a_block + ir * kc * kTileM;
             t.a_rows = gathered_a ? p.a.gather_rows + row0 : nullptr;

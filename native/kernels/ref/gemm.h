@@ -163,6 +163,10 @@ struct Epilogue {
   const float* bias = nullptr;  // M values (per row) or N values (per column)
   float lo = -std::numeric_limits<float>::infinity();
   float hi = std::numeric_limits<float>::infinity();
+  // Optional: a matrix of C's shape added before the clamp, element (i, j) at residual[i * ldr + j] (a
+  // Conv's fused residual Add). Only for a C stored plainly (no crop, not transposed).
+  const float* residual = nullptr;
+  int64_t ldr = 0;
 };
 
 struct Problem {

@@ -3,7 +3,7 @@ before quantization, `FINAL` runs on the quantized graph (what it fuses must sta
 `standard_ops` undoes the fusions only the native runtime has, for the other formats' emitters."""
 from .base import PassResult, run_passes
 from . import (attention_bf16, channels_last, dce, fold_affine, fold_constants, fold_transposes, fuse_activation, fuse_add_norm, fuse_attention, fuse_bias,
-               fuse_gelu, fuse_softmax, merge_matmuls, merge_transposes)
+               fuse_gelu, fuse_residual, fuse_softmax, merge_matmuls, merge_transposes)
 from ..ir import Graph
 from ..quant import smooth
 
@@ -14,11 +14,12 @@ FINAL = (fold_transposes.run, fuse_attention.run, fuse_add_norm.run, merge_matmu
 
 def standard_ops(graph: Graph) -> Graph:
     """`graph` with attention's three ops, the Softmax's mask and NaN guard, merged MatMuls, a fused Gelu,
-    the dynamic MatMul's input scale (smoothing), the float MatMul's operand layouts, the LayerNorm's residual and the channels-last
-    layout written as standard ops again: ONNX,
+    the dynamic MatMul's input scale (smoothing), the float MatMul's operand layouts, the LayerNorm's and the Conv's residuals and the
+    channels-last layout written as standard ops again: ONNX,
     TFLite and Core ML have none of them. `graph` itself is not changed."""
-    unfused = fuse_gelu.unfuse(fuse_softmax.unfuse(fuse_attention.unfuse(channels_last.unfold(graph))))
+    unfused = fuse_gelu.unfuse(fuse_softmax.unfuse(fuse_attention.unfuse(channels_last.unfold(fuse_residual.unfuse(graph)))))
     return fuse_add_norm.unfuse(fold_transposes.unfold(smooth.unfold(merge_matmuls.unmerge(unfused))))
 
 
-__all__ = ["PassResult", "run_passes", "PIPELINE", "FINAL", "attention_bf16", "channels_last", "standard_ops"]
+__all__ = ["PassResult", "run_passes", "PIPELINE", "FINAL", "attention_bf16", "channels_last", "fuse_residual",
+           "standard_ops"]

@@ -233,7 +233,8 @@ def count_ops(graph: Graph, node: Node) -> tuple[int, int]:
     epilogue = out_numel * (int(has_bias) + _FUSED_ACTIVATION_OPS[attrs.get("activation", "none")])
     if op == "Conv":
         w = values[node.inputs[1]].shape          # [M, C/group, kh, kw]
-        return out_numel * _numel(w[1:]), epilogue
+        has_residual = len(node.inputs) > 3 and bool(node.inputs[3])   # a fused residual Add
+        return out_numel * _numel(w[1:]), epilogue + out_numel * int(has_residual)
     if op == "ConvTranspose":
         w = values[node.inputs[1]].shape          # [C, M/group, kh, kw]: each input pixel meets M/group filters
         return _numel(x.shape) * _numel(w[1:]), epilogue

@@ -56,6 +56,8 @@ def _channels_last(fn):
     def wrapped(attrs: Attrs, x, *rest):
         if not attrs.get("channels_last", 0):
             return fn(attrs, x, *rest)
+        # Conv's residual (rest[2]) has the output's layout
+        rest = [r.transpose(0, 3, 1, 2) if i == 2 and r is not None else r for i, r in enumerate(rest)]
         return [y.transpose(0, 2, 3, 1) for y in fn(attrs, x.transpose(0, 3, 1, 2), *rest)]
     return wrapped
 
@@ -63,7 +65,7 @@ def _channels_last(fn):
 # --- compute ---------------------------------------------------------------------------------------
 @ref("Conv")
 @_channels_last
-def conv(attrs: Attrs, x, w, b=None):
+def conv(attrs: Attrs, x, w, b=None, residual=None):
     group = attrs["group"]
     n, c, _, _ = x.shape
     m, cg, kh, kw = w.shape
@@ -74,6 +76,8 @@ def conv(attrs: Attrs, x, w, b=None):
     y = np.einsum("ngchwij,gmcij->ngmhw", win, wg, optimize=True).reshape(n, m, oh, ow)
     if b is not None:
         y = y + b.reshape(1, m, 1, 1)
+    if residual is not None:   # the fused Add (passes/fuse_residual.py): the float32 sum, then the activation
+        y = (y.astype(x.dtype) + residual).astype(np.float64)
     return [_activation(y, attrs).astype(x.dtype)]
 
 
