@@ -26,11 +26,11 @@ def randn(*shape, scale=1.0):
 
 
 def nhwc_conv(n, c, h, w, m, k, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), act="none", bias=True,
-              num_threads=2):
-    x = randn(n, h, w, c)
+              num_threads=2, nchw_input=False):
+    x = randn(n, c, h, w) if nchw_input else randn(n, h, w, c)
     wt = randn(m, c, k, k, scale=1.0 / np.sqrt(c * k * k))
     attrs = {"strides": list(strides), "pads": list(pads), "dilations": list(dilations), "group": 1,
-             **ACT[act], "channels_last": 1}
+             **ACT[act], "channels_last": 2 if nchw_input else 1}
     native, reference = run_op("Conv", attrs, [x, wt] + ([randn(m)] if bias else []), consts={1, 2},
                                num_threads=num_threads)
     assert native[0].shape == reference[0].shape and native[0].shape[-1] == m
@@ -79,6 +79,20 @@ def test_conv_nhwc_batch_threads_and_no_bias():
         nhwc_conv(2, 20, 6, 6, 9, 1, num_threads=num_threads)
 
 
+@pytest.mark.parametrize("k,strides,pads", [
+    (7, (2, 2), (3, 3, 3, 3)),   # ResNet's stem
+    (3, (2, 2), (0, 0, 0, 0)),   # SqueezeNet's
+    (3, (1, 1), (1, 1, 1, 1)),   # Winograd, transposing its input rows
+    (1, (1, 1), (0, 0, 0, 0)),   # a 1x1 reads NCHW through the planes
+    (1, (2, 2), (0, 0, 0, 0)),
+], ids=str)
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_conv_nchw_input_nhwc_output(k, strides, pads, num_threads):
+    # channels_last 2: the entry Transpose folded into the first conv
+    nhwc_conv(1, 3, 19, 17, 24, k, strides=strides, pads=pads, act="relu", num_threads=num_threads, nchw_input=True)
+    nhwc_conv(2, 16, 12, 12, 40, k, strides=strides, pads=pads, num_threads=num_threads, nchw_input=True)
+
+
 # ---- the NHWC MaxPool ------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape,kernel,strides,pads,dilations", [
     ((1, 56, 56, 64), [3, 3], [2, 2], [1, 1, 1, 1], [1, 1]),
@@ -122,8 +136,8 @@ def test_channels_last_errors_name_the_op():
     assert "conv_0" in message and "channels_last needs one group" in message
     graph, _ = op_graph("Conv", {**conv, "group": 1, "channels_last": 1}, [randn(1, 5, 5, 4), randn(6, 4, 1, 1)],
                         consts={1})
-    graph.nodes[0].attrs["channels_last"] = 2
-    assert "channels_last must be 0 or 1" in _load_error(graph)
+    graph.nodes[0].attrs["channels_last"] = 3
+    assert "channels_last must be 0, 1 or 2" in _load_error(graph)
     graph, _ = op_graph("Conv", {**conv, "group": 1, "channels_last": 1}, [randn(1, 5, 5, 4), randn(6, 4, 1, 1)],
                         consts={1})
     graph.values["out0"].shape = (1, 6, 5, 5)   # an NCHW output for an NHWC conv
@@ -189,9 +203,12 @@ def test_pass_leaves_one_transpose_at_entry_and_exit():
     converted = result.graph
     converted.verify()
     transposes = [n for n in converted.nodes if n.op == "Transpose"]
-    assert [t.attrs["perm"] for t in transposes] == [channels_last.TO_LAST, channels_last.TO_FIRST]
-    assert transposes[0].inputs == ["image"] and transposes[1].outputs == graph.outputs
-    assert all(n.attrs.get("channels_last") == 1 for n in converted.nodes if n.op in ("Conv", "MaxPool"))
+    assert [t.attrs["perm"] for t in transposes] == [channels_last.TO_FIRST]
+    assert transposes[0].outputs == graph.outputs
+    # the entry Transpose went into the stem conv: it reads the NCHW image and writes NHWC
+    stem = converted.nodes[0]
+    assert stem.op == "Conv" and stem.inputs[0] == "image" and stem.attrs["channels_last"] == 2
+    assert all(n.attrs.get("channels_last") == 1 for n in converted.nodes[1:] if n.op in ("Conv", "MaxPool"))
     concat = next(n for n in converted.nodes if n.op == "Concat")
     reduce = next(n for n in converted.nodes if n.op == "ReduceMean")
     assert concat.attrs["axis"] == 3 and reduce.attrs["axes"] == [1, 2]
@@ -234,7 +251,9 @@ def test_pass_keeps_transposes_a_broadcast_needs():
     feeds = {"x": randn(1, 4, 9, 9)}
     want = run_graph(g, feeds)[y]
     converted = channels_last.run(_copy(g)).graph
-    assert converted.op_counts()["Transpose"] == 4
+    # the Transposes to NHWC went into the convs (channels_last 2); those back to NCHW stay
+    assert converted.op_counts()["Transpose"] == 2
+    assert [n.attrs.get("channels_last") for n in converted.nodes if n.op == "Conv"] == [2, 2]
     np.testing.assert_allclose(run_graph_native(converted, feeds)[y], want, rtol=RTOL, atol=ATOL)
 
 
@@ -246,7 +265,7 @@ def test_compile_runs_light_cnn_channels_last(tmp_path):
     write_onnx(graph, onnx_path)
     compiled = edgepack.compile(onnx_path, output=tmp_path / "cnn.epk", precision="fp32", progress=False)
     ops = compiled.graph.op_counts()
-    assert ops["Transpose"] == 2 and all(n.attrs.get("channels_last") for n in compiled.graph.nodes if n.op == "Conv")
+    assert ops["Transpose"] == 1 and all(n.attrs.get("channels_last") for n in compiled.graph.nodes if n.op == "Conv")
     feeds = {compiled.graph.inputs[0]: randn(1, 3, 32, 32)}
     want = run_graph(graph, {"image": feeds[compiled.graph.inputs[0]]})[graph.outputs[0]]
     got = edgepack.load(compiled.path).run(feeds)

@@ -64,7 +64,7 @@ using Geometry = ConvGeometry;
 // Checks what Conv and ConvTranspose share: input count, float dtypes, the bias dtype, and the window
 // (conv_geometry.h). Fills the input, kernel and attribute fields of `g`.
 Status read_common(const OpInfo& op, const std::vector<const Tensor*>& ins, const std::vector<const Tensor*>& outs,
-                   AttrReader& attrs, Geometry* g, bool channels_last = false) {
+                   AttrReader& attrs, Geometry* g, int64_t channels_last = 0) {
   EP_RETURN_IF_ERROR(expect_inputs(op, ins, 2, op.code == OpCode::kConv ? 4 : 3));
   if (outs.size() != 1) return bad(op, "has " + std::to_string(outs.size()) + " outputs, expected 1");
   const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
@@ -91,8 +91,8 @@ class ConvKernel final : public OpKernel {
     AttrReader attrs(op);
     const int64_t channels_last = attrs.has("channels_last") ? attrs.i("channels_last") : 0;
     EP_RETURN_IF_ERROR(attrs.status());
-    if (channels_last != 0 && channels_last != 1) return bad(op, "channels_last must be 0 or 1");
-    EP_RETURN_IF_ERROR(read_common(op, ins, outs, attrs, &g_, channels_last == 1));
+    if (channels_last < 0 || channels_last > 2) return bad(op, "channels_last must be 0, 1 or 2");
+    EP_RETURN_IF_ERROR(read_common(op, ins, outs, attrs, &g_, channels_last));
     EP_RETURN_IF_ERROR(gemm::read_activation(op, attrs, &epilogue_));
     const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
     EP_RETURN_IF_ERROR(read_conv_output(op, x, w, y, &g_));
@@ -492,12 +492,13 @@ class ConvKernel final : public OpKernel {
   }
 
   // The NHWC path (channels_last): the channels-last GEMM with the output as C, Y[OH*OW, M] row-major,
-  // which is the NHWC output itself. A 1x1 stride-1 unpadded conv reads its input in place as A (rows of
+  // which is the NHWC output itself. With channels_last 2 the input is NCHW (the image a CNN starts
+  // from) and always goes through the planes, transposed as the channels-last path does. A 1x1 stride-1 unpadded conv reads its input in place as A (rows of
   // C floats); a strided unpadded 1x1 gathers its pixels in place; any other conv copies the input once
   // into padded channels-last phase planes (row copies, no transpose) as the channels-last path does.
   Status prepare_nhwc(const OpInfo& op, const Tensor& w, int64_t* scratch_floats) {
     const bool unpadded_1x1 = g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
-    if (!unpadded_1x1) return prepare_channels_last(op, w, scratch_floats);
+    if (!unpadded_1x1 || !g_.input_nhwc) return prepare_channels_last(op, w, scratch_floats);
     int64_t packed_w = 0;
     if (!gemm::checked_mul(gemm::panels_b(g_.m) * gemm::kTileN, k_, &packed_w))
       return bad(op, "weight " + w.shape_str() + " is too large");
@@ -551,7 +552,11 @@ class ConvKernel final : public OpKernel {
       p.n = g_.m;
       p.k = k_;
       if (padded_floats_ > 0) {
-        fill_nhwc(xn, scratch, pool);
+        if (g_.input_nhwc) {
+          fill_nhwc(xn, scratch, pool);
+        } else {
+          fill_channels_last(xn, scratch, pool);  // channels_last 2: an NCHW input (a graph's image)
+        }
         p.a = gemm::Operand::gathered(scratch, pixel_offsets_.data(), offsets_.data(), nullptr);
       } else if (!pixel_offsets_.empty()) {
         p.a = gemm::Operand::gathered(xn, pixel_offsets_.data(), offsets_.data(), nullptr);

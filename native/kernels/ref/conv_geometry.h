@@ -20,7 +20,9 @@ struct ConvGeometry {
   int64_t sh = 1, sw = 1, dh = 1, dw = 1;
   int64_t pt = 0, pl = 0, pb = 0, pr = 0;
   int64_t group = 1, cg = 0, mg = 0;  // channels per group: input, output
-  bool channels_last = false;          // input and output NHWC (the float Conv's channels_last attr)
+  // The float Conv's channels_last attr: 1 = input and output NHWC, 2 = input NCHW, output NHWC.
+  bool channels_last = false;          // output NHWC
+  bool input_nhwc = false;
   bool depthwise() const { return cg == 1 && mg == 1; }
 };
 
@@ -39,11 +41,12 @@ inline Tap make_tap(int64_t offset, int64_t stride, int64_t extent, int64_t outp
 
 // Ranks, a constant weight, the window attributes and the input and kernel dims; fills every field
 // but the output ones (m, mg, oh, ow), which Conv and ConvTranspose derive differently. With
-// `channels_last` the input is NHWC.
+// `channels_last` 1 the input is NHWC, with 1 or 2 the output.
 inline Status read_conv_window(const OpInfo& op, AttrReader& attrs, const Tensor& x, const Tensor& w,
-                               ConvGeometry* g, bool channels_last = false) {
+                               ConvGeometry* g, int64_t channels_last = 0) {
+  const bool nhwc = channels_last == 1;
   if (x.rank != 4)
-    return bad(op, std::string("input must be ") + (channels_last ? "NHWC" : "NCHW") + " (rank 4), got " + x.shape_str());
+    return bad(op, std::string("input must be ") + (nhwc ? "NHWC" : "NCHW") + " (rank 4), got " + x.shape_str());
   if (w.rank != 4) return bad(op, "weight must have rank 4, got " + w.shape_str());
   if (w.storage != Storage::kWeight)
     return Unsupported("op '" + op.name + "' (" + op_name(op.code) + "): weight '" + w.name +
@@ -62,11 +65,12 @@ inline Status read_conv_window(const OpInfo& op, AttrReader& attrs, const Tensor
     if (x.dims[i] > kMaxConvAttr || w.dims[i] > kMaxConvAttr)
       return Unsupported("op '" + op.name + "': dimensions above 2^30 are not supported (input " + x.shape_str() +
                          ", weight " + w.shape_str() + ")");
-  g->channels_last = channels_last;
+  g->channels_last = channels_last != 0;
+  g->input_nhwc = nhwc;
   g->n = x.dims[0];
-  g->c = x.dims[channels_last ? 3 : 1];
-  g->h = x.dims[channels_last ? 1 : 2];
-  g->w = x.dims[channels_last ? 2 : 3];
+  g->c = x.dims[nhwc ? 3 : 1];
+  g->h = x.dims[nhwc ? 1 : 2];
+  g->w = x.dims[nhwc ? 2 : 3];
   g->kh = w.dims[2];
   g->kw = w.dims[3];
   if (g->kh < 1 || g->kw < 1) return bad(op, "weight " + w.shape_str() + " has an empty kernel window");

@@ -248,7 +248,7 @@ class WinogradPlan {
         continue;
       }
       std::fill(dst, dst + g_.pl * c_count, 0.0f);
-      if (g_.channels_last) {
+      if (g_.input_nhwc) {
         std::copy_n(x + iy * g_.w * c_count, cols * c_count, dst + g_.pl * c_count);
       } else {
         transpose_floats(x + iy * g_.w, in_plane, dst + g_.pl * c_count, c_count, c_count, cols);

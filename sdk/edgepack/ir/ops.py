@@ -9,7 +9,8 @@ reference and the kernels see one shape per op.
   * every attribute is explicit (no defaults left to the kernel), axes are non-negative;
   * spatial ops are 2-D NCHW; `pads` is [top, left, bottom, right]. A float `Conv` or `MaxPool` may
     carry `channels_last` = 1: its input and output are NHWC instead (Conv's weights stay
-    [M, C/group, kh, kw]); passes/channels_last.py sets it on the native graph;
+    [M, C/group, kh, kw]); a Conv's 2 reads NCHW and writes NHWC; passes/channels_last.py sets them on
+    the native graph;
   * `Conv` / `MatMul` may carry a fused activation: attrs `activation` in ACTIVATIONS and
     `act_min` / `act_max` for "clip";
   * `Softmax` may carry a fused attention mask: a `bias` input and `nan_to_zero` (see its doc);
@@ -51,7 +52,7 @@ def _op(name: str, code: int, inputs: tuple[int, int], outputs: int = 1,
 _op("Conv", 1, (2, 4), attrs={"strides": "ints", "pads": "ints", "dilations": "ints", "group": "int",
                               **_FUSED_ACT, "channels_last": "int"},
     doc="X[N,C,H,W], W[M,C/group,kh,kw], optional B[M]; channels_last = 1 (float, group 1 only): "
-        "X[N,H,W,C] -> Y[N,OH,OW,M] (passes/channels_last.py); optional residual (input 3, Y's shape; "
+        "X[N,H,W,C] -> Y[N,OH,OW,M], 2: X[N,C,H,W] -> Y[N,OH,OW,M] (passes/channels_last.py); optional residual (input 3, Y's shape; "
         "a channels_last 1x1 float conv only) added before the activation: act(conv + B + residual) "
         "(passes/fuse_residual.py)")
 _op("ConvTranspose", 2, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "ints",

@@ -28,8 +28,8 @@ def infer(op: str, attrs: dict[str, Any], in_types: list[tuple[DType, Shape] | N
     Reshape / Expand / Resize, which the frontend computed from constant inputs."""
     dtype, shape = in_types[0]
     if op in ("Conv", "MaxPool", "AveragePool"):
-        last = attrs.get("channels_last", 0)
-        n, c, h, w = (shape[0], shape[3], shape[1], shape[2]) if last else shape
+        last = attrs.get("channels_last", 0)   # 1: NHWC in and out; 2 (Conv): NCHW in, NHWC out
+        n, c, h, w = (shape[0], shape[3], shape[1], shape[2]) if last == 1 else shape
         if op == "Conv":
             kernel, out_c = in_types[1][1][2:], in_types[1][1][0]
         else:

@@ -175,7 +175,24 @@ def run(graph: Graph) -> PassResult:
             nodes.append(node)
     graph.nodes = nodes
     _sink(graph, TO_FIRST)
+    _fold_entry(graph)
     return PassResult(graph, True)
+
+
+def _fold_entry(graph: Graph) -> None:
+    """A Transpose to NHWC read only by a channels-last Conv goes into the Conv (channels_last 2: NCHW
+    in, NHWC out): its kernel copies the input into padded channels-last planes anyway, and transposes
+    on the way (the image at a CNN's entry: 3 x 224 x 224, 30 us on two threads)."""
+    producers, consumers = graph.producers(), graph.consumers()
+    for conv in graph.nodes:
+        t = producers.get(conv.inputs[0]) if conv.op == "Conv" else None
+        if (t is None or not _is_transpose(t, TO_LAST) or conv.attrs.get("channels_last") != 1
+                or len(consumers[t.outputs[0]]) != 1 or t.outputs[0] in graph.outputs):
+            continue
+        conv.inputs[0] = t.inputs[0]
+        conv.attrs["channels_last"] = 2
+        graph.nodes.remove(t)
+    graph.prune_values()
 
 
 def unfold(graph: Graph) -> Graph:
@@ -188,7 +205,11 @@ def unfold(graph: Graph) -> Graph:
         if node.op in LAYOUT_OPS and node.attrs.get("channels_last", 0):
             copy = Node(node.op, node.name, list(node.inputs), list(node.outputs),
                         {k: v for k, v in node.attrs.items() if k != "channels_last"})
-            nchw.nodes.extend(_wrap(nchw, copy, TO_FIRST))
+            wrapped = _wrap(nchw, copy, TO_FIRST)
+            if node.attrs["channels_last"] == 2:   # NCHW in already: only the output is transposed
+                copy.inputs[0] = node.inputs[0]
+                wrapped = wrapped[1:]
+            nchw.nodes.extend(wrapped)
         else:
             nchw.nodes.append(Node(node.op, node.name, list(node.inputs), list(node.outputs), dict(node.attrs)))
     _sink(nchw, TO_LAST)

@@ -52,13 +52,16 @@ def _windows(x: np.ndarray, kernel, strides, pads, dilations, pad_value: float) 
 
 
 def _channels_last(fn):
-    """An NCHW reference also for channels_last = 1 (NHWC in and out): transposed around it."""
+    """An NCHW reference also for channels_last = 1 (NHWC in and out) and 2 (Conv: NCHW in, NHWC out):
+    transposed around it."""
     def wrapped(attrs: Attrs, x, *rest):
-        if not attrs.get("channels_last", 0):
+        last = attrs.get("channels_last", 0)
+        if not last:
             return fn(attrs, x, *rest)
         # Conv's residual (rest[2]) has the output's layout
         rest = [r.transpose(0, 3, 1, 2) if i == 2 and r is not None else r for i, r in enumerate(rest)]
-        return [y.transpose(0, 2, 3, 1) for y in fn(attrs, x.transpose(0, 3, 1, 2), *rest)]
+        x = x.transpose(0, 3, 1, 2) if last == 1 else x
+        return [y.transpose(0, 2, 3, 1) for y in fn(attrs, x, *rest)]
     return wrapped
 
 
