@@ -203,12 +203,10 @@ def test_pass_leaves_one_transpose_at_entry_and_exit():
     converted = result.graph
     converted.verify()
     transposes = [n for n in converted.nodes if n.op == "Transpose"]
-    assert [t.attrs["perm"] for t in transposes] == [channels_last.TO_FIRST]
-    assert transposes[0].outputs == graph.outputs
-    # the entry Transpose went into the stem conv: it reads the NCHW image and writes NHWC
-    stem = converted.nodes[0]
-    assert stem.op == "Conv" and stem.inputs[0] == "image" and stem.attrs["channels_last"] == 2
-    assert all(n.attrs.get("channels_last") == 1 for n in converted.nodes[1:] if n.op in ("Conv", "MaxPool"))
+    assert [t.attrs["perm"] for t in transposes] == [channels_last.TO_LAST, channels_last.TO_FIRST]
+    assert transposes[0].inputs == ["image"] and transposes[1].outputs == graph.outputs
+    # the stride-2 stem keeps its Transpose (channels_last 1)
+    assert all(n.attrs.get("channels_last") == 1 for n in converted.nodes if n.op in ("Conv", "MaxPool"))
     concat = next(n for n in converted.nodes if n.op == "Concat")
     reduce = next(n for n in converted.nodes if n.op == "ReduceMean")
     assert concat.attrs["axis"] == 3 and reduce.attrs["axes"] == [1, 2]
@@ -251,9 +249,12 @@ def test_pass_keeps_transposes_a_broadcast_needs():
     feeds = {"x": randn(1, 4, 9, 9)}
     want = run_graph(g, feeds)[y]
     converted = channels_last.run(_copy(g)).graph
-    # the Transposes to NHWC went into the convs (channels_last 2); those back to NCHW stay
+    # the Transposes to NHWC went into the stride-1 convs (channels_last 2); those back to NCHW stay
     assert converted.op_counts()["Transpose"] == 2
     assert [n.attrs.get("channels_last") for n in converted.nodes if n.op == "Conv"] == [2, 2]
+    unfolded = standard_ops(converted)
+    assert "Transpose" not in unfolded.op_counts()
+    np.testing.assert_allclose(run_graph(unfolded, feeds)[y], want, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(run_graph_native(converted, feeds)[y], want, rtol=RTOL, atol=ATOL)
 
 
@@ -265,7 +266,7 @@ def test_compile_runs_light_cnn_channels_last(tmp_path):
     write_onnx(graph, onnx_path)
     compiled = edgepack.compile(onnx_path, output=tmp_path / "cnn.epk", precision="fp32", progress=False)
     ops = compiled.graph.op_counts()
-    assert ops["Transpose"] == 1 and all(n.attrs.get("channels_last") for n in compiled.graph.nodes if n.op == "Conv")
+    assert ops["Transpose"] == 2 and all(n.attrs.get("channels_last") for n in compiled.graph.nodes if n.op == "Conv")
     feeds = {compiled.graph.inputs[0]: randn(1, 3, 32, 32)}
     want = run_graph(graph, {"image": feeds[compiled.graph.inputs[0]]})[graph.outputs[0]]
     got = edgepack.load(compiled.path).run(feeds)
