@@ -341,3 +341,67 @@ def test_fuse_residual_leaves_nchw_and_3x3_convs():
     g.outputs = [y]
     converted = channels_last.run(_copy(g)).graph
     assert not fuse_residual.run(converted).modified   # a 3x3 conv may run as Winograd
+
+
+# ---- channel Concats written in place (y_stride) -------------------------------------------------------
+def _fire(hw: int, squeeze: int, expand: int) -> Graph:
+    """SqueezeNet's fire module: squeeze 1x1, then expand 1x1 and 3x3 concatenated on the channels."""
+    g = Graph("fire")
+    g.add_value("x", DType.FLOAT32, (1, 24, hw, hw))
+    g.inputs = ["x"]
+    s = _conv(g, "x", squeeze, 1)
+    y = _add(g, "Concat", [_conv(g, s, expand, 1), _conv(g, s, expand, 3)], {"axis": 1})
+    g.outputs = [_conv(g, y, 8, 1)]
+    g.verify()
+    return g
+
+
+@pytest.mark.parametrize("hw,squeeze,expand", [(8, 8, 16), (13, 16, 48), (15, 16, 40)])  # direct; Winograd
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_concat_parts_written_in_place(hw, squeeze, expand, num_threads):
+    from edgepack.planner.memory import plan_memory
+    graph = _fire(hw, squeeze, expand)
+    feeds = {"x": randn(1, 24, hw, hw)}
+    want = run_graph(graph, feeds)[graph.outputs[0]]
+    converted = channels_last.run(_copy(graph)).graph
+    concat = next(n for n in converted.nodes if n.op == "Concat")
+    producers = converted.producers()
+    assert [producers[n].attrs.get("y_stride") for n in concat.inputs] == [2 * expand] * 2
+    plan = plan_memory(converted)
+    base = plan.offsets[concat.outputs[0]]
+    assert [plan.offsets[n] - base for n in concat.inputs] == [0, 4 * expand]
+    got = run_graph_native(converted, feeds, num_threads=num_threads)[graph.outputs[0]]
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    unfolded = standard_ops(converted)
+    assert not any("y_stride" in n.attrs for n in unfolded.nodes)
+
+
+def test_concat_in_place_needs_parts_read_only_by_it():
+    from edgepack.planner.memory import plan_memory
+    graph = _fire(8, 8, 16)
+    converted = channels_last.run(_copy(graph)).graph
+    concat = next(n for n in converted.nodes if n.op == "Concat")
+    part = concat.inputs[0]
+    # a part someone else reads too is not written in place (the pass leaves it; the planner refuses a
+    # graph that claims it anyway)
+    graph2 = _fire(8, 8, 16)
+    extra = _add(graph2, "Relu", [graph2.nodes[1].outputs[0]])
+    graph2.outputs.append(extra)
+    converted2 = channels_last.run(_copy(graph2)).graph
+    assert not any("y_stride" in n.attrs for n in converted2.nodes)
+    bad = _copy(converted)
+    bad.outputs.append(part)   # the part now lives past the Concat
+    with pytest.raises(ValueError, match="cannot be placed there"):
+        plan_memory(bad)
+
+
+def test_y_stride_errors_name_the_op():
+    conv = {"strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1], "group": 1, **NO_ACT, "channels_last": 1}
+    for stride, needle in ((5, "y_stride 5 needs channels_last and at least the 6"), (1 << 20, "runs past the arena")):
+        graph, _ = op_graph("Conv", {**conv, "y_stride": stride}, [randn(1, 5, 5, 4), randn(6, 4, 1, 1)], consts={1})
+        message = _load_error(graph)
+        assert "conv_0" in message and needle in message
+    nchw = {**conv, "y_stride": 12}
+    del nchw["channels_last"]
+    graph, _ = op_graph("Conv", nchw, [randn(1, 4, 5, 5), randn(6, 4, 1, 1)], consts={1})
+    assert "needs channels_last" in _load_error(graph)

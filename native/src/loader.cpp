@@ -236,6 +236,7 @@ Status Session::parse(const std::string& path) {
     ops_.resize(r.status().ok() ? n : 0);
     for (uint32_t i = 0; i < n && r.status().ok(); ++i) {
       OpInfo& op = ops_[i];
+      op.arena_bytes = arena_bytes_;
       uint32_t code = 0, nin = 0, nout = 0, nattrs = 0;
       if (!r.get(&code) || !r.str(&op.name)) break;
       const std::string on = "op " + std::to_string(i) + " '" + op.name + "': ";

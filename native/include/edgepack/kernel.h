@@ -33,6 +33,7 @@ struct OpInfo {
   std::vector<int32_t> inputs;   // tensor indices, -1 for an absent optional input
   std::vector<int32_t> outputs;
   std::map<std::string, AttrValue> attrs;
+  uint64_t arena_bytes = 0;   // the model's planned arena: a kernel writing past a tensor checks against it
 };
 
 // Reads attributes with validation; the first problem is kept and reported by status().

@@ -97,6 +97,7 @@ class ConvKernel final : public OpKernel {
     const Tensor &x = *ins[0], &w = *ins[1], &y = *outs[0];
     EP_RETURN_IF_ERROR(read_conv_output(op, x, w, y, &g_));
     EP_RETURN_IF_ERROR(read_bias(op, ins, g_.m, &has_bias_));
+    EP_RETURN_IF_ERROR(read_y_stride(op, attrs, y));
     epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerRow : gemm::BiasKind::kNone;
 
     int64_t k = 0, pixels = 0;
@@ -217,7 +218,7 @@ class ConvKernel final : public OpKernel {
     if (path_ == Path::kWinograd) {
       for (int64_t n = 0; n < g_.n; ++n)
         winograd_.run(x + n * g_.c * g_.h * g_.w, packed_.data(), bias, epilogue_.lo, epilogue_.hi,
-                      y + n * g_.m * pixels_, scratch, ctx.pool);
+                      y + n * y_stride_ * pixels_, scratch, ctx.pool, y_stride_);
       return Status::Ok();
     }
     const int64_t in_group = g_.cg * g_.h * g_.w, out_group = g_.mg * pixels_;
@@ -564,8 +565,8 @@ class ConvKernel final : public OpKernel {
         p.a = gemm::Operand::strided(xn, g_.c, 1, nullptr);
       }
       p.b = gemm::Operand::prepacked(packed_.data());
-      p.c = y + n * pixels_ * g_.m;
-      p.ldc = g_.m;
+      p.c = y + n * pixels_ * y_stride_;
+      p.ldc = y_stride_;
       p.epilogue = epilogue_;
       p.epilogue.bias = bias;
       if (residual != nullptr) {
@@ -574,6 +575,24 @@ class ConvKernel final : public OpKernel {
       }
       gemm::sgemm(p, pool);
     }
+  }
+
+  // y_stride (channels_last only): the output's pixels lie y_stride floats apart, its M channels a slice
+  // of a wider NHWC tensor (a Concat's output, passes/channels_last.py), which must stay in the arena.
+  Status read_y_stride(const OpInfo& op, AttrReader& attrs, const Tensor& y) {
+    y_stride_ = g_.m;
+    if (!attrs.has("y_stride")) return Status::Ok();
+    const int64_t stride = attrs.i("y_stride");
+    EP_RETURN_IF_ERROR(attrs.status());
+    if (!g_.channels_last || stride < g_.m || stride > kMaxConvAttr)
+      return bad(op, "y_stride " + std::to_string(stride) + " needs channels_last and at least the " +
+                         std::to_string(g_.m) + " output channels");
+    const uint64_t rows = static_cast<uint64_t>(g_.n * g_.oh * g_.ow);
+    const uint64_t span = rows == 0 ? 0 : ((rows - 1) * static_cast<uint64_t>(stride) + g_.m) * sizeof(float);
+    if (y.storage != Storage::kArena || y.offset + span > op.arena_bytes)
+      return bad(op, "output '" + y.name + "' with y_stride " + std::to_string(stride) + " runs past the arena");
+    y_stride_ = stride;
+    return Status::Ok();
   }
 
   // The fused residual (input 3, passes/fuse_residual.py): float, the output's shape.
@@ -616,6 +635,7 @@ class ConvKernel final : public OpKernel {
   Geometry g_;
   Path path_ = Path::kShifted;
   bool has_bias_ = false, has_residual_ = false;
+  int64_t y_stride_ = 0;      // floats between output pixels (channels_last): M, or y_stride
   int64_t k_ = 0, pixels_ = 0;  // GEMM K (Cg * kh * kw) and N (OH * OW)
   DepthwisePlan depthwise_;
   WinogradPlan winograd_;

@@ -349,14 +349,24 @@ class ConcatKernel final : public OpKernel {
 
   Status run(const std::vector<const Tensor*>& ins, const std::vector<Tensor*>& outs, RunContext& ctx) const override {
     uint8_t* out = outs[0]->as<uint8_t>();
+    int64_t at = 0;
+    bool all_in_place = true;
+    for (size_t i = 0; i < ins.size(); ++i) {
+      all_in_place = all_in_place && ins[i]->as<const uint8_t>() == out + at;
+      at += rows_.part_bytes[i];
+    }
+    if (all_in_place) return Status::Ok();
     ctx.pool->parallel_for(rows_.outer, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
-        uint8_t* dst = out + row * rows_.whole_bytes;
+        int64_t at = 0;  // the part's byte offset in a row of the output
         for (size_t i = 0; i < ins.size(); ++i) {
-          const uint8_t* src = ins[i]->as<const uint8_t>() + row * rows_.part_bytes[i];
-          // The memory planner may have placed the part where it belongs in the output already.
-          if (src != dst) std::memcpy(dst, src, rows_.part_bytes[i]);
-          dst += rows_.part_bytes[i];
+          const uint8_t* part = ins[i]->as<const uint8_t>();
+          // The memory planner may have placed the part where it belongs in the output already: as
+          // one block (outer == 1), or written there row by row by its producer (a channels-last Conv
+          // with y_stride). Either way its first row is in place.
+          if (part != out + at)
+            std::memcpy(out + row * rows_.whole_bytes + at, part + row * rows_.part_bytes[i], rows_.part_bytes[i]);
+          at += rows_.part_bytes[i];
         }
       }
     }, grain_rows(rows_.whole_bytes));

@@ -94,8 +94,9 @@ class WinogradPlan {
   int64_t scratch_floats() const { return 16 * u_floats() + kSlots * slot_; }
 
   // One image: x [C, H, W] -> y [K, OH, OW], with `packed` from pack_weights() and scratch_floats() of scratch.
+  // y_stride: floats between NHWC output pixels (channels_last; ignored for NCHW).
   void run(const float* x, const float* packed, const float* bias, float lo, float hi, float* y, float* scratch,
-           ThreadPool* pool) const {
+           ThreadPool* pool, int64_t y_stride = 0) const {
     float* u = scratch;
     scratch += 16 * u_floats();
     pool->parallel_for(k_panels_ * g_.c, [&](int64_t begin, int64_t end) {
@@ -108,7 +109,7 @@ class WinogradPlan {
       for (int64_t slot = first_slot; slot < end_slot; ++slot)
         for (int64_t item = slot * items / slots; item < (slot + 1) * items / slots; ++item)
           run_item(x, u, bias, lo, hi, y, scratch + slot * slot_, split, item / split.parts,
-                   item % split.parts);
+                   item % split.parts, y_stride);
     });
   }
 
@@ -191,7 +192,7 @@ class WinogradPlan {
   }
 
   void run_item(const float* x, const float* u, const float* bias, float lo, float hi, float* y, float* slot,
-                const Split& split, int64_t block, int64_t part) const {
+                const Split& split, int64_t block, int64_t part, int64_t y_stride) const {
     const int64_t ty0 = block * split.rows, rows = std::min(split.rows, th_ - ty0), tiles = rows * tw_;
     const int64_t k0 = part * split.panels * gemm::kTileN;
     const int64_t kn = std::min(g_.m - k0, split.panels * gemm::kTileN);
@@ -229,8 +230,8 @@ class WinogradPlan {
     for (int64_t r = 0; r < 2 * rows && 2 * ty0 + r < g_.oh; ++r) {
       const float* row = out + r * out_w * kn;
       if (g_.channels_last) {  // NHWC: each output pixel's kn channels are adjacent
-        float* dst = y + (2 * ty0 + r) * g_.ow * g_.m + k0;
-        for (int64_t ox = 0; ox < g_.ow; ++ox) std::copy_n(row + ox * kn, kn, dst + ox * g_.m);
+        float* dst = y + (2 * ty0 + r) * g_.ow * y_stride + k0;
+        for (int64_t ox = 0; ox < g_.ow; ++ox) std::copy_n(row + ox * kn, kn, dst + ox * y_stride);
       } else {
         transpose_floats(row, kn, y + k0 * plane + (2 * ty0 + r) * g_.ow, plane, g_.ow, kn);
       }

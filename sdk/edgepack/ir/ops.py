@@ -50,11 +50,13 @@ def _op(name: str, code: int, inputs: tuple[int, int], outputs: int = 1,
 
 # --- compute -----------------------------------------------------------------------------------
 _op("Conv", 1, (2, 4), attrs={"strides": "ints", "pads": "ints", "dilations": "ints", "group": "int",
-                              **_FUSED_ACT, "channels_last": "int"},
+                              **_FUSED_ACT, "channels_last": "int", "y_stride": "int"},
     doc="X[N,C,H,W], W[M,C/group,kh,kw], optional B[M]; channels_last = 1 (float, group 1 only): "
         "X[N,H,W,C] -> Y[N,OH,OW,M], 2: X[N,C,H,W] -> Y[N,OH,OW,M] (passes/channels_last.py); optional residual (input 3, Y's shape; "
         "a channels_last 1x1 float conv only) added before the activation: act(conv + B + residual) "
-        "(passes/fuse_residual.py)")
+        "(passes/fuse_residual.py); optional y_stride (channels_last only; memory layout, not math): "
+        "the output's pixels lie y_stride floats apart, its channels a slice of a Concat's output that "
+        "the memory planner places around it")
 _op("ConvTranspose", 2, (2, 3), attrs={"strides": "ints", "pads": "ints", "dilations": "ints",
                                        "group": "int", "output_padding": "ints"},
     doc="X[N,C,H,W], W[C,M/group,kh,kw], optional B[M]")

@@ -176,7 +176,38 @@ def run(graph: Graph) -> PassResult:
     graph.nodes = nodes
     _sink(graph, TO_FIRST)
     _fold_entry(graph)
+    _concat_in_place(graph)
     return PassResult(graph, True)
+
+
+def strided_parts(graph: Graph, concat: Node, producers) -> bool:
+    """Whether the parts of `concat` are written into its output by their Convs (y_stride): a Concat of
+    channels (the last axis) of channels-last Convs, each read only by it. planner/memory.py places
+    such parts inside the output at their channel offsets."""
+    out = graph.values[concat.outputs[0]]
+    return (concat.op == "Concat" and len(out.shape) == 4 and concat.attrs["axis"] == 3
+            and len(set(concat.inputs)) == len(concat.inputs)
+            and all(producers.get(n) is not None and producers[n].op == "Conv"
+                    and producers[n].attrs.get("y_stride") == out.shape[3] for n in concat.inputs))
+
+
+def _concat_in_place(graph: Graph) -> None:
+    """A Concat of the channels of channels-last Convs copies nothing: each Conv writes its channels
+    straight into the Concat's output rows (y_stride = the output's channels; planner/memory.py puts
+    the parts there). In NHWC a channel Concat interleaves its parts pixel by pixel, which no placement
+    of contiguous parts can give (SqueezeNet's fire modules: 8 Concats, 75 us of 1.9 ms on two threads)."""
+    producers, consumers = graph.producers(), graph.consumers()
+    for concat in [n for n in graph.nodes if n.op == "Concat"]:
+        out = graph.values[concat.outputs[0]]
+        if len(out.shape) != 4 or concat.attrs["axis"] != 3 or len(set(concat.inputs)) != len(concat.inputs):
+            continue
+        convs = [producers.get(n) for n in concat.inputs]
+        if any(c is None or c.op != "Conv" or c.attrs.get("channels_last") not in (1, 2) or "y_stride" in c.attrs
+               or len(consumers.get(n, [])) != 1 or n in graph.outputs or n in graph.inputs
+               for c, n in zip(convs, concat.inputs)):
+            continue
+        for c in convs:
+            c.attrs["y_stride"] = out.shape[3]
 
 
 def _fold_entry(graph: Graph) -> None:
@@ -206,7 +237,7 @@ def unfold(graph: Graph) -> Graph:
     for node in graph.nodes:
         if node.op in LAYOUT_OPS and node.attrs.get("channels_last", 0):
             copy = Node(node.op, node.name, list(node.inputs), list(node.outputs),
-                        {k: v for k, v in node.attrs.items() if k != "channels_last"})
+                        {k: v for k, v in node.attrs.items() if k not in ("channels_last", "y_stride")})
             wrapped = _wrap(nchw, copy, TO_FIRST)
             if node.attrs["channels_last"] == 2:   # NCHW in already: only the output is transposed
                 copy.inputs[0] = node.inputs[0]

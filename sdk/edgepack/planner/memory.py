@@ -4,7 +4,8 @@ Every run-time tensor (graph inputs, intermediates, outputs) gets an offset in o
 may share bytes when their lifetimes do not overlap. Reshape outputs alias their input (same bytes),
 so an alias group is planned as one tensor whose lifetime is the union of its members'.
 
-Concat writes nothing when its parts already lie in its output (see below), and elementwise ops and
+Concat writes nothing when its parts already lie in its output (see below: as blocks, or as channel
+slices that channels-last Convs write row by row), and elementwise ops and
 Softmax run in place: the output takes the bytes of an input of the same shape
 and dtype that no later node reads (each output element is computed from the same index of that
 input, so the kernels may overwrite it; native/kernels/ref/elementwise.cpp, normalization.cpp). On
@@ -105,26 +106,36 @@ def plan_memory(graph: Graph) -> MemoryPlan:
     # output. A part whose bytes die at the Concat is placed at its block inside the output's buffer,
     # and the kernel skips the parts already in place (native/kernels/ref/movement.cpp): the Concat
     # copies nothing (SqueezeNet's fire modules).
+    # Channels-last Convs marked with y_stride (passes/channels_last.py) write their channels straight
+    # into a channel Concat's output rows: their parts lie inside the output at their channel offsets,
+    # and must (the Conv writes there whatever the plan).
+    from ..passes.channels_last import strided_parts
+    producers = graph.producers()
     inside: dict[str, tuple[str, int]] = {}   # group -> (the group it lies in, byte offset there)
     for step, node in enumerate(graph.nodes):
         if node.op != "Concat":
             continue
         out = graph.values[node.outputs[0]]
         axis = node.attrs["axis"]
-        if any(d != 1 for d in out.shape[:axis]):
+        strided = strided_parts(graph, node, producers)
+        if any(d != 1 for d in out.shape[:axis]) and not strided:
             continue
         target = find(out.name)
         parts = [find(name) if name and not graph.values[name].is_const else None for name in node.inputs]
         if (target in inputs or target in inside or None in parts or len(set(parts)) != len(parts)
-                or target in parts):
-            continue
-        if any(g in inputs or g in inside or last[g] != step or group_bytes[g] != graph.values[name].nbytes
-               for g, name in zip(parts, node.inputs)):
+                or target in parts or any(g in inputs or g in inside or last[g] != step
+                                          or group_bytes[g] != graph.values[name].nbytes
+                                          for g, name in zip(parts, node.inputs))):
+            if strided:
+                raise ValueError(f"Concat '{node.name}': its parts' Convs write into its output (y_stride), "
+                                 "but the parts cannot be placed there")
             continue
         offset = 0
         for g, name in zip(parts, node.inputs):
             inside[g] = (target, offset)
-            offset += graph.values[name].nbytes
+            part = graph.values[name]
+            # a strided part starts at its channel offset in the first row; a block at its bytes
+            offset += part.dtype.nbytes(part.shape[-1]) if strided else part.nbytes
             first[target] = min(first[target], first.pop(g))
             last.pop(g)
 
