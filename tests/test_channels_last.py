@@ -405,3 +405,23 @@ def test_y_stride_errors_name_the_op():
     del nchw["channels_last"]
     graph, _ = op_graph("Conv", nchw, [randn(1, 4, 5, 5), randn(6, 4, 1, 1)], consts={1})
     assert "needs channels_last" in _load_error(graph)
+
+
+def test_max_pool_window_limit():
+    # the NHWC pool holds up to 64 window cells: the pass leaves a larger window in NCHW (Transposes
+    # around it), and the kernel refuses one
+    g = Graph("wide")
+    g.add_value("x", DType.FLOAT32, (1, 4, 20, 20))
+    g.inputs = ["x"]
+    y = _add(g, "MaxPool", [_conv(g, "x", 8, 3)], {"kernel": [9, 9], "strides": [1, 1], "pads": [0] * 4,
+                                                    "dilations": [1, 1]})
+    g.outputs = [_conv(g, y, 8, 1)]
+    feeds = {"x": randn(1, 4, 20, 20)}
+    want = run_graph(g, feeds)[g.outputs[0]]
+    converted = channels_last.run(_copy(g)).graph
+    pool = next(n for n in converted.nodes if n.op == "MaxPool")
+    assert "channels_last" not in pool.attrs
+    np.testing.assert_allclose(run_graph_native(converted, feeds)[g.outputs[0]], want, rtol=RTOL, atol=ATOL)
+    graph, _ = op_graph("MaxPool", {"kernel": [9, 8], "strides": [1, 1], "pads": [0] * 4, "dilations": [1, 1],
+                                    "channels_last": 1}, [randn(1, 12, 12, 3)])
+    assert "limited to 64 cells" in _load_error(graph)

@@ -216,6 +216,10 @@ class PoolKernel final : public OpKernel {
       for (int64_t ow = t.lo; ow < t.hi; ++ow) ++column_counts_[ow];
     count_include_pad_ = include_pad == 1;
     if (channels_last_) {
+      if (kernel[0] * kernel[1] > kMaxWindow)
+        return Unsupported("op '" + op.name + "': channels_last MaxPool windows are limited to " +
+                           std::to_string(kMaxWindow) + " cells, got " + std::to_string(kernel[0]) + "x" +
+                           std::to_string(kernel[1]));
       images_ = dims[0];
       channels_ = dims[1];
       stride_w_ = strides[1];
@@ -498,25 +502,39 @@ class PoolKernel final : public OpKernel {
         const int64_t n = item / out_h, oh = item % out_h;
         const Window& rows = rows_[oh];
         float* out = y + item * out_w_ * c;
+        const float* window[kMaxWindow];  // the window's input pixels inside the image
         for (int64_t ow = 0; ow < out_w_; ++ow, out += c) {
-          std::fill(out, out + c, -std::numeric_limits<float>::infinity());
+          int cells = 0;
           for (int64_t i = rows.k0; i < rows.k1; ++i) {
             const float* in_row = x + ((n * height_ + rows.first + (i - rows.k0) * dilation_h_) * width_) * c;
             for (const ColumnTap& t : taps_)
-              if (ow >= t.lo && ow < t.hi) max_into(out, in_row + (ow * stride_w_ + t.offset) * c, c);
+              if (ow >= t.lo && ow < t.hi) window[cells++] = in_row + (ow * stride_w_ + t.offset) * c;
           }
+          max_of(window, cells, c, out);
         }
       }
     }, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, out_w_ * c)));  // ~16K outputs per thread at least
   }
-  static void max_into(float* acc, const float* in, int64_t count) {
-    int64_t i = 0;
+  // out[j] = the max of cells[k][j] over k (-inf with no cell), NaN winning, a vector of channels at a
+  // time held in a register across the window.
+  static void max_of(const float* const* cells, int count, int64_t channels, float* out) {
+    int64_t j = 0;
 #if defined(__AVX512F__)
-    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(acc + i, max_nan(_mm512_loadu_ps(acc + i), _mm512_loadu_ps(in + i)));
+    for (; j < channels; j += 16) {
+      const __mmask16 m = first_lanes(channels - j);
+      __m512 acc = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+      for (int k = 0; k < count; ++k) acc = max_nan(acc, _mm512_maskz_loadu_ps(m, cells[k] + j));
+      _mm512_mask_storeu_ps(out + j, m, acc);
+    }
 #endif
-    for (; i < count; ++i)
-      if (beats_max(in[i], acc[i])) acc[i] = in[i];
+    for (; j < channels; ++j) {
+      float best = -std::numeric_limits<float>::infinity();
+      for (int k = 0; k < count; ++k)
+        if (beats_max(cells[k][j], best)) best = cells[k][j];
+      out[j] = best;
+    }
   }
+  static constexpr int64_t kMaxWindow = 64;  // channels_last windows up to 8x8 (prepare checks)
 
   bool channels_last_ = false;
   int64_t images_ = 0, channels_ = 0, dilation_w_ = 1;

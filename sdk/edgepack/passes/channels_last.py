@@ -24,6 +24,7 @@ from .base import PassResult
 TO_LAST = [0, 2, 3, 1]   # NCHW -> NHWC
 TO_FIRST = [0, 3, 1, 2]  # NHWC -> NCHW
 LAYOUT_OPS = ("Conv", "MaxPool")
+MAX_POOL_WINDOW = 64     # cells of a channels-last MaxPool window (native/kernels/ref/pooling.cpp)
 
 # Elementwise ops whose output element i depends only on input element i: any layout.
 _UNARY = {"Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "HardSigmoid",
@@ -42,7 +43,9 @@ def _convertible(graph: Graph, node: Node) -> bool:
         return False
     if not (_float4(graph, node.inputs[0]) and _float4(graph, node.outputs[0])):
         return False
-    return node.op == "MaxPool" or (node.attrs["group"] == 1 and graph.values[node.inputs[1]].dtype is DType.FLOAT32)
+    if node.op == "MaxPool":   # the native NHWC pool holds a window of up to 64 cells
+        return node.attrs["kernel"][0] * node.attrs["kernel"][1] <= MAX_POOL_WINDOW
+    return node.attrs["group"] == 1 and graph.values[node.inputs[1]].dtype is DType.FLOAT32
 
 
 def _permuted(shape, perm) -> tuple[int, ...]:
