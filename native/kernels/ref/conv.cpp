@@ -114,14 +114,8 @@ class ConvKernel final : public OpKernel {
     if (g_.channels_last) {
       if (g_.group != 1)
         return Unsupported("op '" + op.name + "': channels_last needs one group, got group " + std::to_string(g_.group));
-      if (WinogradPlan::applies(g_) && winograd_.prepare(g_, k_ * gemm::ukernel_work(pixels_, g_.m))) {
-        path_ = Path::kWinograd;
-        if (!packed_.resize(winograd_.packed_floats()))
-          return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
-        winograd_.pack_weights(w.as<const float>(), packed_.data());
-        scratch_bytes = static_cast<size_t>(winograd_.scratch_floats()) * sizeof(float);
-        return Status::Ok();
-      }
+      if (WinogradPlan::applies(g_) && winograd_.prepare(g_, k_ * gemm::ukernel_work(pixels_, g_.m)))
+        return prepare_winograd(op, w);
       path_ = Path::kNhwc;
       int64_t scratch = 0;
       EP_RETURN_IF_ERROR(prepare_nhwc(op, w, &scratch));
@@ -140,14 +134,7 @@ class ConvKernel final : public OpKernel {
     const bool unpadded_1x1 = g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
     const bool pointwise = unpadded_1x1 && g_.sh == 1 && g_.sw == 1;
     int64_t scratch = 0;
-    if (WinogradPlan::applies(g_) && winograd_.prepare(g_, direct_work(pointwise))) {
-      path_ = Path::kWinograd;
-      if (!packed_.resize(winograd_.packed_floats()))
-        return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
-      winograd_.pack_weights(w.as<const float>(), packed_.data());
-      scratch_bytes = static_cast<size_t>(winograd_.scratch_floats()) * sizeof(float);
-      return Status::Ok();
-    }
+    if (WinogradPlan::applies(g_) && winograd_.prepare(g_, direct_work(pointwise))) return prepare_winograd(op, w);
     if (g_.group == 1 && g_.kh * g_.kw > 1 && k_ >= kChannelsLastMinK) {
       path_ = Path::kChannelsLast;
       EP_RETURN_IF_ERROR(prepare_channels_last(op, w, &scratch));
@@ -246,6 +233,16 @@ class ConvKernel final : public OpKernel {
 
  private:
   enum class Path { kDepthwise, kPointwise, kShifted, kPixelRows, kChannelsLast, kWinograd, kNhwc };
+
+  // Winograd planned (winograd_.prepare): its weights kept, reordered, and its scratch.
+  Status prepare_winograd(const OpInfo& op, const Tensor& w) {
+    path_ = Path::kWinograd;
+    if (!packed_.resize(winograd_.packed_floats()))
+      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
+    winograd_.pack_weights(w.as<const float>(), packed_.data());
+    scratch_bytes = static_cast<size_t>(winograd_.scratch_floats()) * sizeof(float);
+    return Status::Ok();
+  }
 
   // The micro-kernel work (gemm::ukernel_work times K) of the GEMM the conv runs without Winograd: the
   // pixel rows' (channels-last or gathered) or the pointwise / shifted one's, whichever is less.
@@ -453,8 +450,9 @@ class ConvKernel final : public OpKernel {
     return Status::Ok();
   }
 
-  // Copies image xn into its channels-last phase planes, one phase row (slot s, row v: PWs x C floats)
-  // per work item; with stride 1 along W a row is a 2-D transpose of the C x W input rows.
+  // Copies image xn into its channels-last phase planes ([slot][v][u][c]), one phase row (slot s, row v:
+  // PWs x C floats) per work item. From NCHW, with stride 1 along W a row is a 2-D transpose of the C x W
+  // input rows; from NHWC (channels_last 1) it is a copy.
   void fill_channels_last(const float* xn, float* padded, ThreadPool* pool) const {
     const int64_t used = static_cast<int64_t>(phases_.size()), in_plane = g_.h * g_.w, row_floats = phase_w_ * g_.c;
     const int64_t grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, row_floats));
@@ -469,8 +467,18 @@ class ConvKernel final : public OpKernel {
         }
         // Phase column u holds padded column u * sw + b, input column u * sw + b - pl.
         const Tap tap = make_tap(b - g_.pl, g_.sw, g_.w, phase_w_);
-        const float* in = xn + iy * g_.w + tap.offset;  // in[c * H*W + u * sw]: channel c at phase column u
         std::fill(dst, dst + tap.lo * g_.c, 0.0f);
+        if (g_.input_nhwc) {
+          const float* in = xn + (iy * g_.w + tap.offset) * g_.c;  // in[u * sw * C]: phase column u
+          for (int64_t u = tap.lo; u < tap.hi;) {  // runs of adjacent columns (all of them at stride 1)
+            const int64_t run = g_.sw == 1 ? tap.hi - tap.lo : 1;
+            std::copy_n(in + u * g_.sw * g_.c, run * g_.c, dst + u * g_.c);
+            u += run;
+          }
+          std::fill(dst + tap.hi * g_.c, dst + row_floats, 0.0f);
+          continue;
+        }
+        const float* in = xn + iy * g_.w + tap.offset;  // in[c * H*W + u * sw]: channel c at phase column u
         if (g_.sw == 1) {
           transpose_floats(in + tap.lo, in_plane, dst + tap.lo * g_.c, g_.c, g_.c, tap.hi - tap.lo);
         } else {
@@ -517,33 +525,6 @@ class ConvKernel final : public OpKernel {
     return Status::Ok();
   }
 
-  // Copies NHWC image xn into its channels-last phase planes ([slot][v][u][c]), one phase row per item.
-  void fill_nhwc(const float* xn, float* padded, ThreadPool* pool) const {
-    const int64_t used = static_cast<int64_t>(phases_.size()), row_floats = phase_w_ * g_.c;
-    const int64_t grain = std::max<int64_t>(1, kPlaneGrain / std::max<int64_t>(1, row_floats));
-    pool->parallel_for(used * phase_h_, [&](int64_t begin, int64_t end) {
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t s = item / phase_h_, v = item % phase_h_, a = phases_[s] / g_.sw, b = phases_[s] % g_.sw;
-        float* dst = padded + s * phase_floats_ + v * row_floats;
-        const int64_t iy = v * g_.sh + a - g_.pt;  // phase row v holds padded row v * sh + a
-        if (iy < 0 || iy >= g_.h) {
-          std::fill(dst, dst + row_floats, 0.0f);
-          continue;
-        }
-        // Phase column u holds padded column u * sw + b, input column u * sw + b - pl.
-        const Tap tap = make_tap(b - g_.pl, g_.sw, g_.w, phase_w_);
-        const float* in = xn + (iy * g_.w + tap.offset) * g_.c;  // in[u * sw * C]: phase column u
-        std::fill(dst, dst + tap.lo * g_.c, 0.0f);
-        if (g_.sw == 1) {
-          std::copy(in + tap.lo * g_.c, in + tap.hi * g_.c, dst + tap.lo * g_.c);
-        } else {
-          for (int64_t u = tap.lo; u < tap.hi; ++u) std::copy_n(in + u * g_.sw * g_.c, g_.c, dst + u * g_.c);
-        }
-        std::fill(dst + tap.hi * g_.c, dst + row_floats, 0.0f);
-      }
-    }, grain);
-  }
-
   void run_nhwc(const float* x, const float* bias, const float* residual, float* y, float* scratch,
                 ThreadPool* pool) const {
     for (int64_t n = 0; n < g_.n; ++n) {
@@ -553,11 +534,7 @@ class ConvKernel final : public OpKernel {
       p.n = g_.m;
       p.k = k_;
       if (padded_floats_ > 0) {
-        if (g_.input_nhwc) {
-          fill_nhwc(xn, scratch, pool);
-        } else {
-          fill_channels_last(xn, scratch, pool);  // channels_last 2: an NCHW input (a graph's image)
-        }
+        fill_channels_last(xn, scratch, pool);
         p.a = gemm::Operand::gathered(scratch, pixel_offsets_.data(), offsets_.data(), nullptr);
       } else if (!pixel_offsets_.empty()) {
         p.a = gemm::Operand::gathered(xn, pixel_offsets_.data(), offsets_.data(), nullptr);
