@@ -100,6 +100,10 @@ def test_conv_nchw_input_nhwc_output(k, strides, pads, num_threads):
     ((1, 7, 8, 17), [3, 3], [2, 2], [2, 2, 2, 2], [2, 2]),
     ((1, 13, 13, 40), [2, 2], [2, 2], [0, 0, 0, 0], [1, 1]),
     ((1, 5, 5, 1), [5, 5], [1, 1], [0, 0, 0, 0], [1, 1]),
+    # inside the image the window is fixed offsets, 64 channels at a time, then the rest
+    ((1, 9, 10, 80), [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
+    ((2, 12, 12, 130), [2, 3], [2, 1], [0, 1, 1, 0], [2, 1]),
+    ((1, 10, 11, 128), [3, 3], [2, 2], [0, 0, 0, 0], [1, 1]),
 ], ids=str)
 @pytest.mark.parametrize("num_threads", [1, 2, 3])
 def test_max_pool_nhwc(shape, kernel, strides, pads, dilations, num_threads):
@@ -108,9 +112,10 @@ def test_max_pool_nhwc(shape, kernel, strides, pads, dilations, num_threads):
     np.testing.assert_array_equal(native[0], reference[0])
 
 
-def test_max_pool_nhwc_nan_and_infinities():
-    x = randn(1, 7, 9, 21)
-    x[0, 3, 4, 0] = x[0, 0, 0, 20] = x[0, 6, 8, 5] = np.nan
+@pytest.mark.parametrize("channels", [21, 64, 70])
+def test_max_pool_nhwc_nan_and_infinities(channels):
+    x = randn(1, 7, 9, channels)
+    x[0, 3, 4, 0] = x[0, 0, 0, 20] = x[0, 6, 8, 5] = x[0, 4, 4, channels - 1] = np.nan
     x[0, 2, 2, :] = np.inf
     x[0, 4:6, 4:6, 3] = -np.inf
     native, reference = run_op("MaxPool", {**POOL, "channels_last": 1}, [x])

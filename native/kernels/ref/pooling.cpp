@@ -226,6 +226,17 @@ class PoolKernel final : public OpKernel {
       dilation_w_ = dilations[1];
       pad_left_ = pads[1];
       kernel_w_ = kernel[1];
+      kernel_h_ = kernel[0];
+      inner_lo_ = 0;
+      inner_hi_ = out_w_;
+      for (const ColumnTap& t : taps_) {
+        inner_lo_ = std::max(inner_lo_, t.lo);
+        inner_hi_ = std::min(inner_hi_, t.hi);
+      }
+      cell_offsets_.clear();
+      for (int64_t i = 0; i < kernel[0]; ++i)
+        for (int64_t j = 0; j < kernel[1]; ++j)
+          cell_offsets_.push_back((i * dilations[0] * width_ + j * dilations[1]) * channels_);
       return Status::Ok();
     }
     // Rows are merged over the input columns of a chunk of output columns: (chunk - 1) * stride plus
@@ -503,7 +514,16 @@ class PoolKernel final : public OpKernel {
         const Window& rows = rows_[oh];
         float* out = y + item * out_w_ * c;
         const float* window[kMaxWindow];  // the window's input pixels inside the image
+        // Inside the image (every kernel row, and columns [inner_lo_, inner_hi_)) the window is the
+        // fixed offsets cell_offsets_ from its first pixel.
+        const bool all_rows = rows.k1 - rows.k0 == kernel_h_;
+        const float* first_row = x + (n * height_ + rows.first) * width_ * c;
         for (int64_t ow = 0; ow < out_w_; ++ow, out += c) {
+          if (all_rows && ow >= inner_lo_ && ow < inner_hi_) {
+            max_at(first_row + (ow * stride_w_ - pad_left_) * c, cell_offsets_.data(),
+                   static_cast<int>(cell_offsets_.size()), c, out);
+            continue;
+          }
           int cells = 0;
           for (int64_t i = rows.k0; i < rows.k1; ++i) {
             const float* in_row = x + ((n * height_ + rows.first + (i - rows.k0) * dilation_h_) * width_) * c;
@@ -534,10 +554,37 @@ class PoolKernel final : public OpKernel {
       out[j] = best;
     }
   }
+  // max_of with the cells at base + offsets[k]: four vectors of channels at a time, each cell's loads
+  // independent of the others' (ResNet's and SqueezeNet's 64 to 256 channels).
+  static void max_at(const float* base, const int64_t* offsets, int count, int64_t channels, float* out) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    const __m512 floor = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (; j + 64 <= channels; j += 64) {
+      __m512 a0 = floor, a1 = floor, a2 = floor, a3 = floor;
+      for (int k = 0; k < count; ++k) {
+        const float* p = base + offsets[k] + j;
+        a0 = max_nan(a0, _mm512_loadu_ps(p));
+        a1 = max_nan(a1, _mm512_loadu_ps(p + 16));
+        a2 = max_nan(a2, _mm512_loadu_ps(p + 32));
+        a3 = max_nan(a3, _mm512_loadu_ps(p + 48));
+      }
+      _mm512_storeu_ps(out + j, a0);
+      _mm512_storeu_ps(out + j + 16, a1);
+      _mm512_storeu_ps(out + j + 32, a2);
+      _mm512_storeu_ps(out + j + 48, a3);
+    }
+#endif
+    if (j == channels) return;
+    const float* cells[kMaxWindow];
+    for (int k = 0; k < count; ++k) cells[k] = base + offsets[k] + j;
+    max_of(cells, count, channels - j, out + j);
+  }
   static constexpr int64_t kMaxWindow = 64;  // channels_last windows up to 8x8 (prepare checks)
 
   bool channels_last_ = false;
-  int64_t images_ = 0, channels_ = 0, dilation_w_ = 1;
+  int64_t images_ = 0, channels_ = 0, dilation_w_ = 1, kernel_h_ = 1, inner_lo_ = 0, inner_hi_ = 0;
+  std::vector<int64_t> cell_offsets_;  // channels_last: the window's cells from its first, in floats
   bool avx512_rows_ = false;  // float MaxPool through merge_line_avx512 and pool_line_avx512
   bool average_ = false, count_include_pad_ = false, merge_rows_ = false;
   int64_t chunk_ = kColumns;  // output columns per chunk
