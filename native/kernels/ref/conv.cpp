@@ -264,16 +264,11 @@ class ConvKernel final : public OpKernel {
   // The pixel-rows path: W^T packed as the GEMM's B; A gathered from the input (an unpadded 1x1 conv)
   // or from the shifted path's phase planes. Scratch: the planes, packed A, and the partial sums.
   Status prepare_pixel_rows(const OpInfo& op, const Tensor& w, bool unpadded_1x1, int64_t* scratch_floats) {
-    int64_t packed_w = 0, packed_a = 0, partial = 0;
-    if (!gemm::checked_mul(gemm::panels_b(g_.m) * gemm::kTileN, k_, &packed_w) ||
-        !gemm::checked_mul(gemm::panels_a(pixels_) * gemm::kTileM, k_, &packed_a) ||
+    int64_t packed_a = 0, partial = 0;
+    if (!gemm::checked_mul(gemm::panels_a(pixels_) * gemm::kTileM, k_, &packed_a) ||
         !gemm::checked_mul(pixels_, g_.m, &partial))
       return bad(op, "weight " + w.shape_str() + " is too large");
-    if (!packed_.resize(packed_w))
-      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
-    // Weights [M, K] row-major are W^T [K, M] with strides (1, K).
-    gemm::pack_b(w.as<const float>(), 1, k_, k_, g_.m, 0, gemm::panels_b(g_.m), packed_.data());
-    epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerColumn : gemm::BiasKind::kNone;
+    EP_RETURN_IF_ERROR(pack_weights_as_b(op, w, w.as<const float>()));
     pixel_offsets_.clear();
     if (unpadded_1x1) {
       // Pixel (y, x) reads input (y*sh, x*sw) of every channel, in place.
@@ -418,26 +413,21 @@ class ConvKernel final : public OpKernel {
   Status prepare_channels_last(const OpInfo& op, const Tensor& w, int64_t* scratch_floats) {
     const std::vector<int64_t> slot = plan_phases();
     const int64_t used = static_cast<int64_t>(phases_.size());
-    int64_t packed_w = 0, phase = 0, padded = 0, partial = 0;
-    if (!gemm::checked_mul(gemm::panels_b(g_.m) * gemm::kTileN, k_, &packed_w) ||
-        !gemm::checked_mul(phase_h_ * phase_w_, g_.c, &phase) || !gemm::checked_mul(phase, used, &padded) ||
+    int64_t phase = 0, padded = 0, partial = 0;
+    if (!gemm::checked_mul(phase_h_ * phase_w_, g_.c, &phase) || !gemm::checked_mul(phase, used, &padded) ||
         !gemm::checked_mul(pixels_, g_.m, &partial))
       return bad(op, "weight " + w.shape_str() + " is too large");
     phase_floats_ = phase;
     padded_floats_ = gemm::whole_lines(padded);
     if (g_.channels_last) partial = 0;  // C is the NHWC output itself
-    if (!packed_.resize(packed_w))
-      return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
-    // Weights [M, C, kh, kw] reordered to [M, kh, kw, C]: row-major M x K in (i, j, c) order, which
-    // is W^T [K, M] with strides (1, K).
+    // Weights [M, C, kh, kw] reordered to [M, kh, kw, C]: K in (i, j, c) order.
     const float* wt = w.as<const float>();
     std::vector<float> reordered(static_cast<size_t>(g_.m * k_));
     const int64_t taps = g_.kh * g_.kw;
     for (int64_t m = 0; m < g_.m; ++m)
       for (int64_t c = 0; c < g_.c; ++c)
         for (int64_t t = 0; t < taps; ++t) reordered[m * k_ + t * g_.c + c] = wt[m * k_ + c * taps + t];
-    gemm::pack_b(reordered.data(), 1, k_, k_, g_.m, 0, gemm::panels_b(g_.m), packed_.data());
-    epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerColumn : gemm::BiasKind::kNone;
+    EP_RETURN_IF_ERROR(pack_weights_as_b(op, w, reordered.data()));
     offsets_.clear();
     pixel_offsets_.clear();
     for (int64_t i = 0; i < g_.kh; ++i)
@@ -500,21 +490,29 @@ class ConvKernel final : public OpKernel {
     }
   }
 
-  // The NHWC path (channels_last): the channels-last GEMM with the output as C, Y[OH*OW, M] row-major,
-  // which is the NHWC output itself. With channels_last 2 the input is NCHW (the image a CNN starts
-  // from) and always goes through the planes, transposed as the channels-last path does. A 1x1 stride-1 unpadded conv reads its input in place as A (rows of
-  // C floats); a strided unpadded 1x1 gathers its pixels in place; any other conv copies the input once
-  // into padded channels-last phase planes (row copies, no transpose) as the channels-last path does.
-  Status prepare_nhwc(const OpInfo& op, const Tensor& w, int64_t* scratch_floats) {
-    const bool unpadded_1x1 = g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
-    if (!unpadded_1x1 || !g_.input_nhwc) return prepare_channels_last(op, w, scratch_floats);
+  // The weights as the GEMM's B: `rows` is row-major M x K (the weights, or reordered), which is
+  // W^T [K, M] with strides (1, K); the bias then runs along C's columns.
+  Status pack_weights_as_b(const OpInfo& op, const Tensor& w, const float* rows) {
     int64_t packed_w = 0;
     if (!gemm::checked_mul(gemm::panels_b(g_.m) * gemm::kTileN, k_, &packed_w))
       return bad(op, "weight " + w.shape_str() + " is too large");
     if (!packed_.resize(packed_w))
       return Status(StatusCode::kRuntimeError, "op '" + op.name + "': out of memory packing the weights");
-    gemm::pack_b(w.as<const float>(), 1, k_, k_, g_.m, 0, gemm::panels_b(g_.m), packed_.data());
+    gemm::pack_b(rows, 1, k_, k_, g_.m, 0, gemm::panels_b(g_.m), packed_.data());
     epilogue_.bias_kind = has_bias_ ? gemm::BiasKind::kPerColumn : gemm::BiasKind::kNone;
+    return Status::Ok();
+  }
+
+  // The NHWC path (channels_last): the channels-last GEMM with the output as C, Y[OH*OW, M] row-major,
+  // which is the NHWC output itself. A 1x1 stride-1 unpadded conv reads its input in place as A (rows
+  // of C floats); a strided unpadded 1x1 gathers its pixels in place; any other conv copies the input
+  // once into padded channels-last phase planes (row copies, no transpose), as the channels-last path
+  // does. With channels_last 2 the input is NCHW (the image a CNN starts from) and always goes through
+  // the planes, transposed on the way.
+  Status prepare_nhwc(const OpInfo& op, const Tensor& w, int64_t* scratch_floats) {
+    const bool unpadded_1x1 = g_.kh == 1 && g_.kw == 1 && g_.pt == 0 && g_.pl == 0 && g_.pb == 0 && g_.pr == 0;
+    if (!unpadded_1x1 || !g_.input_nhwc) return prepare_channels_last(op, w, scratch_floats);
+    EP_RETURN_IF_ERROR(pack_weights_as_b(op, w, w.as<const float>()));
     padded_floats_ = 0;
     if (g_.sh != 1 || g_.sw != 1) {
       for (int64_t c = 0; c < g_.c; ++c) offsets_.push_back(c);

@@ -222,10 +222,7 @@ class PoolKernel final : public OpKernel {
                            std::to_string(kernel[1]));
       images_ = dims[0];
       channels_ = dims[1];
-      stride_w_ = strides[1];
-      dilation_w_ = dilations[1];
       pad_left_ = pads[1];
-      kernel_w_ = kernel[1];
       kernel_h_ = kernel[0];
       inner_lo_ = 0;
       inner_hi_ = out_w_;
@@ -504,8 +501,8 @@ class PoolKernel final : public OpKernel {
   PlaneFn plane_ = nullptr;  // set for narrow outputs: used instead of row_
   bool max_2x2_ = false;     // MaxPool 2x2 / 2 without padding (the plane path's special case)
   // channels_last: NHWC float MaxPool, the channels of a pixel on the vector axis. Each output row
-  // (image, oh) is one item: per output pixel, the window's input pixels inside the image are folded
-  // into the C outputs, which stay in L1.
+  // (image, oh) is one item: per output pixel, the window's input pixels inside the image are maxed a
+  // few vectors of channels at a time, held in registers across the window (max_at, max_of).
   void run_channels_last(const float* x, float* y, int64_t out_h, ThreadPool* pool) const {
     const int64_t c = channels_;
     pool->parallel_for(images_ * out_h, [&](int64_t begin, int64_t end) {
@@ -583,7 +580,7 @@ class PoolKernel final : public OpKernel {
   static constexpr int64_t kMaxWindow = 64;  // channels_last windows up to 8x8 (prepare checks)
 
   bool channels_last_ = false;
-  int64_t images_ = 0, channels_ = 0, dilation_w_ = 1, kernel_h_ = 1, inner_lo_ = 0, inner_hi_ = 0;
+  int64_t images_ = 0, channels_ = 0, kernel_h_ = 1, inner_lo_ = 0, inner_hi_ = 0;
   std::vector<int64_t> cell_offsets_;  // channels_last: the window's cells from its first, in floats
   bool avx512_rows_ = false;  // float MaxPool through merge_line_avx512 and pool_line_avx512
   bool average_ = false, count_include_pad_ = false, merge_rows_ = false;

@@ -19,7 +19,7 @@ This runs on the final native graph; `unfold` turns it back into NCHW ops for th
 from __future__ import annotations
 
 from ..ir import DType, Graph, Node
-from .base import PassResult
+from .base import PassResult, single_consumer
 
 TO_LAST = [0, 2, 3, 1]   # NCHW -> NHWC
 TO_FIRST = [0, 3, 1, 2]  # NHWC -> NCHW
@@ -183,17 +183,6 @@ def run(graph: Graph) -> PassResult:
     return PassResult(graph, True)
 
 
-def strided_parts(graph: Graph, concat: Node, producers) -> bool:
-    """Whether the parts of `concat` are written into its output by their Convs (y_stride): a Concat of
-    channels (the last axis) of channels-last Convs, each read only by it. planner/memory.py places
-    such parts inside the output at their channel offsets."""
-    out = graph.values[concat.outputs[0]]
-    return (concat.op == "Concat" and len(out.shape) == 4 and concat.attrs["axis"] == 3
-            and len(set(concat.inputs)) == len(concat.inputs)
-            and all(producers.get(n) is not None and producers[n].op == "Conv"
-                    and producers[n].attrs.get("y_stride") == out.shape[3] for n in concat.inputs))
-
-
 def _concat_in_place(graph: Graph) -> None:
     """A Concat of the channels of channels-last Convs copies nothing: each Conv writes its channels
     straight into the Concat's output rows (y_stride = the output's channels; planner/memory.py puts
@@ -205,9 +194,8 @@ def _concat_in_place(graph: Graph) -> None:
         if len(out.shape) != 4 or concat.attrs["axis"] != 3 or len(set(concat.inputs)) != len(concat.inputs):
             continue
         convs = [producers.get(n) for n in concat.inputs]
-        if any(c is None or c.op != "Conv" or c.attrs.get("channels_last") not in (1, 2) or "y_stride" in c.attrs
-               or len(consumers.get(n, [])) != 1 or n in graph.outputs or n in graph.inputs
-               for c, n in zip(convs, concat.inputs)):
+        if any(c is None or c.op != "Conv" or not c.attrs.get("channels_last") or "y_stride" in c.attrs
+               or not single_consumer(graph, n, consumers) for c, n in zip(convs, concat.inputs)):
             continue
         for c in convs:
             c.attrs["y_stride"] = out.shape[3]

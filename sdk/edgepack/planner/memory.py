@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import Graph
+from ..ir import Graph, Node
 from ..ir.ops import ALIASING, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
 
 # Ops whose output may overwrite an input (see the module docstring); Cast changes the element size.
@@ -42,6 +42,15 @@ class MemoryPlan:
     @property
     def savings(self) -> float:
         return 1.0 - self.arena_bytes / self.naive_bytes if self.naive_bytes else 0.0
+
+
+def _strided_parts(graph: Graph, concat: Node, producers: dict[str, Node]) -> bool:
+    """Whether every part of a channel Concat (the last axis) is written into its output rows by its
+    Conv: a channels-last Conv with y_stride = the output's channels (passes/channels_last.py)."""
+    out = graph.values[concat.outputs[0]]
+    return (concat.attrs["axis"] == len(out.shape) - 1
+            and all(n in producers and producers[n].op == "Conv"
+                    and producers[n].attrs.get("y_stride") == out.shape[-1] for n in concat.inputs))
 
 
 def plan_memory(graph: Graph) -> MemoryPlan:
@@ -109,7 +118,6 @@ def plan_memory(graph: Graph) -> MemoryPlan:
     # Channels-last Convs marked with y_stride (passes/channels_last.py) write their channels straight
     # into a channel Concat's output rows: their parts lie inside the output at their channel offsets,
     # and must (the Conv writes there whatever the plan).
-    from ..passes.channels_last import strided_parts
     producers = graph.producers()
     inside: dict[str, tuple[str, int]] = {}   # group -> (the group it lies in, byte offset there)
     for step, node in enumerate(graph.nodes):
@@ -117,7 +125,7 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             continue
         out = graph.values[node.outputs[0]]
         axis = node.attrs["axis"]
-        strided = strided_parts(graph, node, producers)
+        strided = _strided_parts(graph, node, producers)
         if any(d != 1 for d in out.shape[:axis]) and not strided:
             continue
         target = find(out.name)
